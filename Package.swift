@@ -1,0 +1,113 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "wechat-relay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "relay", targets: ["relay"]),
+        .library(name: "WeChatCrypto", targets: ["WeChatCrypto"]),
+        .library(name: "WeChatXML", targets: ["WeChatXML"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // Pure WeChat message crypto: no server framework, no XML.
+        .target(
+            name: "WeChatCrypto",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // Pure WeChat XML: bounded parsing, envelopes, lossless JSON, reply XML.
+        .target(name: "WeChatXML", swiftSettings: strict),
+        // The domain: events, types, dedup, configuration model, store protocols.
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "WeChatCrypto", "WeChatXML",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // Store implementations.
+        .target(
+            name: "RelayStore",
+            dependencies: [
+                "RelayCore",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // HTTP, services, configuration loading, the one builder.
+        .target(
+            name: "RelayServer",
+            dependencies: [
+                "RelayCore", "RelayStore", "WeChatCrypto", "WeChatXML",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "relay",
+            dependencies: [
+                "RelayServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        // Helpers shared by the test targets: vectors, fake WeChat, receivers, test clock.
+        .target(
+            name: "RelayTestSupport",
+            dependencies: [
+                "RelayServer", "RelayCore", "WeChatCrypto", "WeChatXML",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Tests/Support",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WeChatCryptoTests",
+            dependencies: ["WeChatCrypto", "RelayTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WeChatXMLTests",
+            dependencies: ["WeChatXML", "RelayTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "RelayServerTests",
+            dependencies: [
+                "RelayServer", "RelayCore", "RelayStore", "WeChatCrypto", "WeChatXML", "RelayTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,73 @@
+import Foundation
+
+/// Which WeChat-facing URL a push arrived on.
+public enum PushEndpoint: String, Sendable {
+    /// The authorization-event URL (`/wechat/component`).
+    case component
+    /// The message-and-event URL (`/wechat/{appid}/callback`).
+    case callback
+}
+
+/// The query parameters WeChat sends with pushes and URL checks. Values are percent-decoded
+/// without turning `+` into a space: `echostr` is base64 and `+` is one of its characters.
+public struct PushQuery: Sendable, Equatable {
+    public var timestamp: String?
+    public var nonce: String?
+    public var signature: String?
+    public var msgSignature: String?
+    public var encryptType: String?
+    public var echostr: String?
+
+    public init(timestamp: String? = nil, nonce: String? = nil, signature: String? = nil,
+                msgSignature: String? = nil, encryptType: String? = nil, echostr: String? = nil) {
+        self.timestamp = timestamp
+        self.nonce = nonce
+        self.signature = signature
+        self.msgSignature = msgSignature
+        self.encryptType = encryptType
+        self.echostr = echostr
+    }
+
+    /// Parses a raw query string (`a=1&b=2`).
+    public init(rawQuery: String?) {
+        self.init()
+        guard let rawQuery else { return }
+        for pair in rawQuery.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            let raw = parts.count > 1 ? String(parts[1]) : ""
+            let value = raw.removingPercentEncoding ?? raw
+            switch name {
+            case "timestamp": timestamp = value
+            case "nonce": nonce = value
+            case "signature": signature = value
+            case "msg_signature": msgSignature = value
+            case "encrypt_type": encryptType = value
+            case "echostr": echostr = value
+            default: continue
+            }
+        }
+    }
+
+    /// The query string form (used when composing pushes).
+    public var rawQuery: String {
+        var parts: [String] = []
+        func add(_ name: String, _ value: String?) {
+            guard let value else { return }
+            let encoded = value.addingPercentEncoding(withAllowedCharacters: .wechatQueryValue) ?? value
+            parts.append("\(name)=\(encoded)")
+        }
+        add("signature", signature)
+        add("timestamp", timestamp)
+        add("nonce", nonce)
+        add("encrypt_type", encryptType)
+        add("msg_signature", msgSignature)
+        add("echostr", echostr)
+        return parts.joined(separator: "&")
+    }
+}
+
+extension CharacterSet {
+    /// Unreserved characters only, so base64's `+`, `/` and `=` are always percent-encoded.
+    static let wechatQueryValue = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+}

@@ -1,0 +1,102 @@
+import Foundation
+import WeChatXML
+
+/// An event as the relay stores and delivers it: the subscriber envelope's fields plus what the
+/// relay needs for dedup and ordering.
+public struct RelayEvent: Sendable, Equatable {
+    public let id: String
+    /// `message.*`, `event.*`, `authorizer.*`, `component.verify_ticket` or `relay.ping`.
+    public let type: String
+    /// The account the event is about.
+    public let appid: String
+    public let componentAppid: String?
+    public let receivedAt: Date
+    /// `data` as compact JSON text (the lossless form of the decrypted XML).
+    public let dataJSON: String
+    /// Unique per AppID: `msg:<MsgId>` or `sha256:<hex of the decrypted XML>`.
+    public let dedupKey: String
+    /// The user (`FromUserName`) for ordered delivery; nil when the push has none.
+    public let fromUser: String?
+
+    public init(id: String, type: String, appid: String, componentAppid: String?, receivedAt: Date,
+                dataJSON: String, dedupKey: String, fromUser: String?) {
+        self.id = id
+        self.type = type
+        self.appid = appid
+        self.componentAppid = componentAppid
+        self.receivedAt = receivedAt
+        self.dataJSON = dataJSON
+        self.dedupKey = dedupKey
+        self.fromUser = fromUser
+    }
+
+    /// The exact JSON body subscribers receive (and that their signature covers).
+    public var envelopeJSON: String {
+        var out = "{\"id\":"
+        JSONValue.writeString(id, to: &out)
+        out += ",\"type\":"
+        JSONValue.writeString(type, to: &out)
+        out += ",\"timestamp\":"
+        JSONValue.writeString(Timestamp.iso8601Millis(receivedAt), to: &out)
+        out += ",\"appid\":"
+        JSONValue.writeString(appid, to: &out)
+        out += ",\"component_appid\":"
+        if let componentAppid { JSONValue.writeString(componentAppid, to: &out) } else { out += "null" }
+        out += ",\"data\":"
+        out += dataJSON
+        out += "}"
+        return out
+    }
+}
+
+/// The newest `component_verify_ticket` of a component.
+public struct ComponentTicket: Sendable, Equatable {
+    public let componentAppid: String
+    public let ticket: String
+    /// WeChat's `CreateTime` of the push that carried it (Unix seconds); orders tickets.
+    public let createTime: Int64
+    public let receivedAt: Date
+
+    public init(componentAppid: String, ticket: String, createTime: Int64, receivedAt: Date) {
+        self.componentAppid = componentAppid
+        self.ticket = ticket
+        self.createTime = createTime
+        self.receivedAt = receivedAt
+    }
+}
+
+/// Everything one push writes, committed atomically before WeChat gets `success`.
+public struct IntakeRecord: Sendable, Equatable {
+    /// The event to store (nil for a ticket nobody subscribes to).
+    public var event: RelayEvent?
+    /// A ticket to keep, if the push carried one (kept only if newer than the stored one).
+    public var ticket: ComponentTicket?
+
+    public init(event: RelayEvent?, ticket: ComponentTicket?) {
+        self.event = event
+        self.ticket = ticket
+    }
+}
+
+/// What committing an `IntakeRecord` did.
+public enum IntakeOutcome: Sendable, Equatable {
+    /// A new event with this id was stored.
+    case stored(eventID: String)
+    /// WeChat sent this push before; the event stored then has this id.
+    case duplicate(eventID: String)
+    /// Only a ticket was written.
+    case ticketOnly
+}
+
+/// Timestamp formatting shared by events and the admin API.
+public enum Timestamp {
+    /// `2026-11-22T08:00:00.123Z`.
+    public static func iso8601Millis(_ date: Date) -> String {
+        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
+    }
+
+    /// `2026-11-22T08:00:00Z`.
+    public static func iso8601(_ date: Date) -> String {
+        Date.ISO8601FormatStyle().format(date)
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import RelayCore
+import WeChatCrypto
+import Yams
+
+extension RelayConfig {
+    /// Reads and validates the file at `path`.
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> RelayConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("", "cannot read \(path): \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, environment: environment)
+    }
+
+    /// Parses and validates YAML text.
+    public static func parse(yaml: String, environment: [String: String]) throws(ConfigError) -> RelayConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError("", "not valid YAML: \(error)")
+        }
+        let root = try ConfigMapping(node, path: "", environment: environment)
+        var config = RelayConfig()
+        config.server = try readServer(root.mapping("server"))
+        config.admin = try readAdmin(root.mapping("admin"))
+        config.storage = try readStorage(root.mapping("storage"))
+        config.wechat = try readWeChat(root.mapping("wechat"))
+        config.delivery = try readDelivery(root.mapping("delivery"))
+        config.reply = try readReply(root.mapping("reply"))
+        config.subscriptions = try root.mappings("subscriptions").map(readSubscription)
+        try root.finish()
+        try validateSubscriptions(config.subscriptions)
+        return config
+    }
+
+    private static func readServer(_ m: ConfigMapping) throws(ConfigError) -> Server {
+        var server = Server()
+        server.host = try m.string("host", default: server.host)
+        server.port = try m.int("port", default: server.port, range: 0...65_535)
+        server.publicURL = try m.string("public_url", default: "http://localhost:\(server.port)")
+        guard let url = URL(string: server.publicURL), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+            throw ConfigError(m.child("public_url"), "expected an http(s) URL such as https://relay.example.com")
+        }
+        server.maxBodyBytes = try m.int("max_body_bytes", default: server.maxBodyBytes, range: 1024...(64 << 20))
+        try m.finish()
+        return server
+    }
+
+    private static func readAdmin(_ m: ConfigMapping) throws(ConfigError) -> Admin {
+        let token = try m.optionalString("token")
+        if let token, !token.isEmpty, token.count < 16 {
+            throw ConfigError(m.child("token"), "must be at least 16 characters (or empty to turn the admin API off)")
+        }
+        try m.finish()
+        return Admin(token: token?.isEmpty == false ? token : nil)
+    }
+
+    private static func readStorage(_ m: ConfigMapping) throws(ConfigError) -> Storage {
+        var storage = Storage()
+        let url = try m.string("url", default: "sqlite:relay.sqlite")
+        if url.hasPrefix("sqlite:") {
+            let path = String(url.dropFirst("sqlite:".count))
+            guard !path.isEmpty else { throw ConfigError(m.child("url"), "sqlite: needs a file path, e.g. sqlite:relay.sqlite") }
+            storage.url = .sqlite(path: path)
+        } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            storage.url = .postgres(url: url)
+        } else {
+            throw ConfigError(m.child("url"), "expected sqlite:PATH or postgres://user:pass@host:port/db")
+        }
+        let key = try m.optionalString("encryption_key")
+        if let key, !key.isEmpty {
+            guard (try? SecretSealer(base64Key: key)) != nil else {
+                throw ConfigError(m.child("encryption_key"), "must be base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)")
+            }
+            storage.encryptionKey = key
+        }
+        storage.retention = try m.duration("retention", default: storage.retention)
+        guard storage.retention >= .seconds(3600) else { throw ConfigError(m.child("retention"), "must be at least 1h") }
+        try m.finish()
+        return storage
+    }
+
+    private static func readWeChat(_ m: ConfigMapping) throws(ConfigError) -> WeChat {
+        var wechat = WeChat()
+        wechat.apiBase = try m.string("api_base", default: wechat.apiBase)
+        guard let url = URL(string: wechat.apiBase), ["http", "https"].contains(url.scheme ?? "") else {
+            throw ConfigError(m.child("api_base"), "expected an http(s) URL")
+        }
+        wechat.maxClockSkew = try m.duration("max_clock_skew", default: wechat.maxClockSkew)
+        for c in try m.mappings("components") {
+            let appid = try appidValue(c, "appid")
+            let token = try tokenValue(c)
+            let key = try aesKey(c, "encoding_aes_key", required: true)!
+            let previous = try aesKey(c, "previous_encoding_aes_key", required: false)
+            let secret = try c.requiredString("appsecret")
+            try c.finish()
+            guard !wechat.components.contains(where: { $0.appid == appid }) else {
+                throw ConfigError(c.child("appid"), "component \(appid) is configured twice")
+            }
+            wechat.components.append(Component(appid: appid, credentials: ComponentCredentials(
+                appid: appid, appsecret: secret, token: token, key: key, previousKey: previous)))
+        }
+        for a in try m.mappings("accounts") {
+            let appid = try appidValue(a, "appid")
+            let token = try tokenValue(a)
+            let key = try aesKey(a, "encoding_aes_key", required: false)
+            let previous = try aesKey(a, "previous_encoding_aes_key", required: false)
+            let secret = try a.optionalString("appsecret")
+            try a.finish()
+            wechat.accounts.append(AccountCredentials(appid: appid, token: token, key: key, previousKey: previous,
+                                                      appsecret: secret?.isEmpty == false ? secret : nil))
+        }
+        try m.finish()
+        return wechat
+    }
+
+    private static func readDelivery(_ m: ConfigMapping) throws(ConfigError) -> Delivery {
+        var delivery = Delivery()
+        delivery.timeout = try m.duration("timeout", default: delivery.timeout)
+        delivery.retrySchedule = try m.durations("retry_schedule", default: delivery.retrySchedule)
+        delivery.maxInFlightPerSubscription = try m.int("max_in_flight_per_subscription", default: delivery.maxInFlightPerSubscription, range: 1...1024)
+        delivery.allowPrivateNetworks = try m.bool("allow_private_networks", default: false)
+        try m.finish()
+        return delivery
+    }
+
+    private static func readReply(_ m: ConfigMapping) throws(ConfigError) -> Reply {
+        var reply = Reply()
+        reply.deadline = try m.duration("deadline", default: reply.deadline)
+        guard reply.deadline <= .milliseconds(4800) else {
+            throw ConfigError(m.child("deadline"), "must leave WeChat's 5 s window room for encryption: at most 4800ms")
+        }
+        try m.finish()
+        return reply
+    }
+
+    private static func readSubscription(_ m: ConfigMapping) throws(ConfigError) -> Subscription {
+        let id = try m.requiredString("id")
+        guard id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), id.count <= 64 else {
+            throw ConfigError(m.child("id"), "use letters, digits, - and _ (at most 64)")
+        }
+        let url = try m.requiredString("url")
+        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            throw ConfigError(m.child("url"), "expected an http(s) URL")
+        }
+        var subscription = Subscription(id: id, url: url)
+        if let secret = try m.optionalString("secret"), !secret.isEmpty {
+            guard secret.hasPrefix("whsec_"), let key = Data(base64Encoded: String(secret.dropFirst(6))), key.count >= 24 else {
+                throw ConfigError(m.child("secret"), "expected whsec_ followed by base64 of at least 24 bytes")
+            }
+            subscription.secret = secret
+        }
+        subscription.appids = try m.strings("appids", default: ["*"])
+        subscription.events = try m.strings("events", default: ["*"])
+        subscription.ordered = try m.bool("ordered", default: false)
+        subscription.reply = try m.bool("reply", default: false)
+        try m.finish()
+        return subscription
+    }
+
+    private static func validateSubscriptions(_ subscriptions: [Subscription]) throws(ConfigError) {
+        var seen: Set<String> = []
+        for (index, subscription) in subscriptions.enumerated() {
+            guard seen.insert(subscription.id).inserted else {
+                throw ConfigError("subscriptions[\(index)].id", "subscription id \(subscription.id) is used twice")
+            }
+        }
+    }
+
+    private static func appidValue(_ m: ConfigMapping, _ key: String) throws(ConfigError) -> String {
+        let appid = try m.requiredString(key)
+        guard appid.count <= 32, appid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            throw ConfigError(m.child(key), "expected an AppID such as wx1234567890abcdef")
+        }
+        return appid
+    }
+
+    private static func tokenValue(_ m: ConfigMapping) throws(ConfigError) -> String {
+        let token = try m.requiredString("token")
+        guard (3...32).contains(token.count), token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            throw ConfigError(m.child("token"), "WeChat message tokens are 3 to 32 letters or digits")
+        }
+        return token
+    }
+
+    private static func aesKey(_ m: ConfigMapping, _ key: String, required: Bool) throws(ConfigError) -> EncodingAESKey? {
+        guard let text = try m.optionalString(key), !text.isEmpty else {
+            if required { throw ConfigError(m.child(key), "is required (the 43-character EncodingAESKey)") }
+            return nil
+        }
+        do {
+            return try EncodingAESKey(text)
+        } catch {
+            throw ConfigError(m.child(key), error.description)
+        }
+    }
+}

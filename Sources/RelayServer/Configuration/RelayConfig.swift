@@ -1,0 +1,82 @@
+import Foundation
+import RelayCore
+import WeChatCrypto
+import Yams
+
+/// `relay.yml`, validated. Every section documents its keys in the README; secrets are marked
+/// and never printed (see `summary`).
+public struct RelayConfig: Sendable {
+    public struct Server: Sendable {
+        public var host = "0.0.0.0"
+        public var port = 8080
+        /// How WeChat and browsers reach this relay (used to build callback URLs).
+        public var publicURL = "http://localhost:8080"
+        public var maxBodyBytes = 1_048_576
+    }
+
+    public struct Admin: Sendable {
+        /// Bearer token for `/v1` (secret); nil means the admin API is off.
+        public var token: String?
+    }
+
+    public enum StorageURL: Sendable, Equatable {
+        case sqlite(path: String)
+        case postgres(url: String)
+    }
+
+    public struct Storage: Sendable {
+        public var url: StorageURL = .sqlite(path: "relay.sqlite")
+        /// Base64 of 32 bytes (secret); seals tickets, tokens and webhook secrets at rest.
+        public var encryptionKey: String?
+        public var retention: Duration = .seconds(30 * 86_400)
+    }
+
+    public struct Component: Sendable {
+        public var appid: String
+        public var credentials: ComponentCredentials
+    }
+
+    public struct WeChat: Sendable {
+        public var apiBase = "https://api.weixin.qq.com"
+        public var maxClockSkew: Duration = .seconds(300)
+        public var components: [Component] = []
+        public var accounts: [AccountCredentials] = []
+    }
+
+    public struct Delivery: Sendable {
+        public var timeout: Duration = .seconds(10)
+        public var retrySchedule: [Duration] = [5, 30, 120, 600, 1800, 3600, 10_800, 21_600, 43_200, 86_400].map { .seconds($0) }
+        public var maxInFlightPerSubscription = 32
+        public var allowPrivateNetworks = false
+    }
+
+    public struct Reply: Sendable {
+        public var deadline: Duration = .seconds(4)
+    }
+
+    public struct Subscription: Sendable {
+        public var id: String
+        public var url: String
+        /// `whsec_…` (secret); generated when omitted.
+        public var secret: String?
+        public var appids: [String] = ["*"]
+        public var events: [String] = ["*"]
+        public var ordered = false
+        public var reply = false
+    }
+
+    public var server = Server()
+    public var admin = Admin()
+    public var storage = Storage()
+    public var wechat = WeChat()
+    public var delivery = Delivery()
+    public var reply = Reply()
+    public var subscriptions: [Subscription] = []
+
+    public init() {}
+
+    /// The credentials every push is verified against.
+    public var credentials: CredentialRegistry {
+        CredentialRegistry(components: wechat.components.map(\.credentials), accounts: wechat.accounts)
+    }
+}
