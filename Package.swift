@@ -6,6 +6,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Tests import HTTP types through Hummingbird's re-exports, so they skip MemberImportVisibility.
+let testSettings: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
 let package = Package(
     name: "wechat-relay",
     platforms: [.macOS(.v15)],
@@ -75,8 +78,11 @@ let package = Package(
         .executableTarget(
             name: "relay",
             dependencies: [
-                "RelayServer",
+                "RelayServer", "RelayCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -88,17 +94,17 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/Support",
-            swiftSettings: strict
+            swiftSettings: testSettings
         ),
         .testTarget(
             name: "WeChatCryptoTests",
             dependencies: ["WeChatCrypto", "RelayTestSupport"],
-            swiftSettings: strict
+            swiftSettings: testSettings
         ),
         .testTarget(
             name: "WeChatXMLTests",
             dependencies: ["WeChatXML", "RelayTestSupport"],
-            swiftSettings: strict
+            swiftSettings: testSettings
         ),
         .testTarget(
             name: "RelayServerTests",
@@ -107,7 +113,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
-            swiftSettings: strict
+            swiftSettings: testSettings
         ),
     ]
 )

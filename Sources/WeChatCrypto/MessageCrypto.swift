@@ -15,6 +15,9 @@ public struct MessageCrypto: Sendable {
         self.previous = previousKey.map { WeChatCipher(key: $0, receiverId: receiverId) }
     }
 
+    /// Whether a previous key is configured as a fallback.
+    public var hasPreviousKey: Bool { previous != nil }
+
     /// Checks the plain `signature` (token, timestamp, nonce) in constant time.
     public func verifySignature(_ signature: String, timestamp: String, nonce: String) -> Bool {
         WeChatSignature.verify(signature, parts: [token, timestamp, nonce])
@@ -47,13 +50,14 @@ public struct MessageCrypto: Sendable {
         }
     }
 
-    /// Encrypts and signs a reply. `timestamp`/`nonce` may echo the request's or be fresh.
-    public func encryptReply(
+    /// Encrypts and signs a message: a passive reply (whose `timestamp`/`nonce` may echo the
+    /// request's or be fresh), or a push composed the way WeChat sends it.
+    public func seal(
         _ message: String, timestamp: String, nonce: String, randomPrefix: [UInt8]? = nil
-    ) -> EncryptedReply {
+    ) -> SealedMessage {
         let encrypted = current.encrypt(message, randomPrefix: randomPrefix)
         let signature = WeChatSignature.compute([token, timestamp, nonce, encrypted])
-        return EncryptedReply(encrypt: encrypted, msgSignature: signature, timestamp: timestamp, nonce: nonce)
+        return SealedMessage(encrypt: encrypted, msgSignature: signature, timestamp: timestamp, nonce: nonce)
     }
 
     private static func isLengthError(_ error: WeChatCryptoError) -> Bool {
@@ -62,8 +66,8 @@ public struct MessageCrypto: Sendable {
     }
 }
 
-/// The four values of an encrypted passive reply envelope.
-public struct EncryptedReply: Sendable, Equatable {
+/// The four values of a sealed message: what a reply envelope and a push query carry.
+public struct SealedMessage: Sendable, Equatable {
     public let encrypt: String
     public let msgSignature: String
     public let timestamp: String

@@ -23,7 +23,7 @@ import WeChatCrypto
     @Test func multiByteUTF8RoundTrips() throws {
         let crypto = MessageCrypto(token: "tok123", key: key, receiverId: "wx3f9a2b7c1d4e5f60")
         for text in ["你好", "😀👍🏽 emoji", "混合 mixed ñ é ü", String(repeating: "中", count: 333), ""] {
-            let reply = crypto.encryptReply(text, timestamp: "1700000000", nonce: "42")
+            let reply = crypto.seal(text, timestamp: "1700000000", nonce: "42")
             let back = try crypto.decrypt(msgSignature: reply.msgSignature, timestamp: "1700000000", nonce: "42", encrypted: reply.encrypt)
             #expect(String(decoding: back, as: UTF8.self) == text)
         }

@@ -19,7 +19,7 @@ import WeChatCrypto
     func encryptWithGivenPrefixMatchesExactly(name: String) throws {
         let v = CryptoVectors.shared.vector(name)
         let crypto = MessageCrypto(token: v.token, key: try EncodingAESKey(v.encoding_aes_key), receiverId: v.appid)
-        let reply = crypto.encryptReply(v.plaintext, timestamp: v.timestamp, nonce: v.nonce,
+        let reply = crypto.seal(v.plaintext, timestamp: v.timestamp, nonce: v.nonce,
                                         randomPrefix: [UInt8](hex: v.random_prefix_hex))
         #expect(reply.encrypt == v.encrypt)
         #expect(reply.msgSignature == v.msg_signature)

@@ -1,0 +1,36 @@
+import RelayCore
+import WeChatCrypto
+
+extension RelayConfig {
+    /// A human summary for `relay check`: what is configured, never a secret's value.
+    public var summary: String {
+        var lines = ["configuration is valid"]
+        lines.append("server: \(server.host):\(server.port), public URL \(server.publicURL), bodies up to \(server.maxBodyBytes) bytes")
+        lines.append("admin API: \(admin.token == nil ? "off (no admin.token)" : "on (token set)")")
+        switch storage.url {
+        case .sqlite(let path): lines.append("storage: SQLite at \(path)")
+        case .postgres: lines.append("storage: PostgreSQL")
+        }
+        lines.append("secrets at rest: \(storage.encryptionKey == nil ? "not sealed (no storage.encryption_key)" : "sealed with AES-GCM")")
+        lines.append("retention: \(storage.retention)")
+        lines.append("WeChat API: \(wechat.apiBase), clock skew allowed: \(wechat.maxClockSkew)")
+        for component in wechat.components {
+            let rotation = component.credentials.crypto.hasPreviousKey ? ", previous AES key set" : ""
+            lines.append("component \(component.appid): token, AES key and secret set\(rotation)")
+        }
+        for account in wechat.accounts {
+            lines.append("account \(account.appid): \(account.crypto == nil ? "plaintext mode" : "encrypted mode")")
+        }
+        lines.append("delivery: timeout \(delivery.timeout), \(delivery.retrySchedule.count) retries, "
+            + "\(delivery.maxInFlightPerSubscription) in flight per subscription, private networks \(delivery.allowPrivateNetworks ? "allowed" : "refused")")
+        lines.append("reply deadline: \(reply.deadline)")
+        for subscription in subscriptions {
+            var flags: [String] = []
+            if subscription.ordered { flags.append("ordered") }
+            if subscription.reply { flags.append("reply endpoint") }
+            lines.append("subscription \(subscription.id): \(subscription.url) appids \(subscription.appids) events \(subscription.events)"
+                + (flags.isEmpty ? "" : " (\(flags.joined(separator: ", ")))"))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import RelayCore
+
+/// The WeChat-facing URLs: the authorization-event URL, the message-and-event URL and the
+/// `echostr` URL checks. Each push is verified, committed, then acknowledged — never the reverse.
+struct IntakeRoutes: Sendable {
+    let verifier: PushVerifier
+    let intake: PushIntake
+    let metrics: RelayMetrics
+    let maxBodyBytes: Int
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/wechat/component") { request, context in
+            await handle(request, context, endpoint: "component") { query, body throws(IntakeRejection) in
+                try verifier.verifyComponentPush(query: query, body: body, componentAppid: nil)
+            }
+        }
+        router.post("/wechat/component/{component_appid}") { request, context in
+            let appid = context.parameters.get("component_appid")
+            return await handle(request, context, endpoint: "component") { query, body throws(IntakeRejection) in
+                try verifier.verifyComponentPush(query: query, body: body, componentAppid: appid)
+            }
+        }
+        router.post("/wechat/{appid}/callback") { request, context in
+            let appid = context.parameters.get("appid") ?? ""
+            return await handle(request, context, endpoint: "callback") { query, body throws(IntakeRejection) in
+                try verifier.verifyCallbackPush(appid: appid, query: query, body: body)
+            }
+        }
+        router.get("/wechat/{appid}/callback") { request, context in
+            echo(request, context, appid: context.parameters.get("appid"))
+        }
+        router.get("/wechat/component") { request, context in
+            echo(request, context, appid: nil)
+        }
+    }
+
+    private func handle(
+        _ request: Request, _ context: BasicRequestContext, endpoint: String,
+        verify: (PushQuery, [UInt8]) throws(IntakeRejection) -> VerifiedPush
+    ) async -> Response {
+        let started = ContinuousClock.now
+        var logger = context.logger
+        logger[metadataKey: "endpoint"] = .string(endpoint)
+        do {
+            let body = try await collectBody(request)
+            let push = try verify(PushQuery(rawQuery: request.uri.query), body)
+            let (outcome, event) = try await intake.accept(push)
+            metrics.push(endpoint: endpoint, outcome: outcome.metricLabel)
+            metrics.pushLatency(endpoint: endpoint, ContinuousClock.now - started)
+            if let event {
+                logger.info("push accepted", metadata: [
+                    "outcome": .string(outcome.metricLabel), "event_id": .string(event.id), "type": .string(event.type),
+                    "appid": .string(event.appid),
+                ])
+            } else {
+                logger.debug("ticket kept", metadata: ["component_appid": .string(push.componentAppid ?? "")])
+            }
+            return PlainText.response(.ok, "success")
+        } catch let rejection as IntakeRejection {
+            metrics.push(endpoint: endpoint, outcome: rejection.metricLabel)
+            logger.notice("push refused", metadata: ["reason": .string(rejection.description)])
+            return PlainText.response(.init(code: rejection.status.rawValue), rejection.description)
+        } catch {
+            // The store failed: nothing was acknowledged, so WeChat's retry will bring it again.
+            metrics.push(endpoint: endpoint, outcome: "store_error")
+            logger.error("push not stored", metadata: ["error": .string("\(error)")])
+            return PlainText.response(.serviceUnavailable, "temporarily unable to store the push; retry")
+        }
+    }
+
+    private func echo(_ request: Request, _ context: BasicRequestContext, appid: String?) -> Response {
+        do {
+            let answer = try verifier.verifyEcho(appid: appid, query: PushQuery(rawQuery: request.uri.query))
+            metrics.push(endpoint: "echo", outcome: "verified")
+            return PlainText.response(.ok, answer)
+        } catch {
+            metrics.push(endpoint: "echo", outcome: error.metricLabel)
+            context.logger.notice("URL check refused", metadata: ["reason": .string(error.description)])
+            return PlainText.response(.init(code: error.status.rawValue), error.description)
+        }
+    }
+
+    private func collectBody(_ request: Request) async throws(IntakeRejection) -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes {
+            throw .tooLarge(limit: maxBodyBytes)
+        }
+        do {
+            let buffer = try await request.body.collect(upTo: maxBodyBytes)
+            return Array(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw .tooLarge(limit: maxBodyBytes)
+        } catch {
+            throw .malformedBody("the body could not be read")
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Hummingbird
+import Logging
+import RelayCore
+
+/// `/healthz` (process up), `/readyz` (store reachable) and `/metrics` (Prometheus text).
+/// None needs a token; production binds them to an internal interface.
+struct OperationsRoutes: Sendable {
+    let store: any RelayStore
+    let metrics: RelayMetrics
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/healthz") { _, _ in PlainText.response(.ok, "ok") }
+        router.get("/readyz") { _, context in
+            do {
+                try await store.ping()
+                return PlainText.response(.ok, "ready")
+            } catch {
+                context.logger.warning("store not reachable", metadata: ["error": "\(error)"])
+                return PlainText.response(.serviceUnavailable, "store not reachable")
+            }
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
+        }
+    }
+}
+
+/// Plain-text answers, as WeChat expects (`success`, echoes, short reasons).
+enum PlainText {
+    static func response(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}

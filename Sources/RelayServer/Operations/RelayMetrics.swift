@@ -1,0 +1,37 @@
+import CoreMetrics
+import Metrics
+import Prometheus
+
+/// The relay's metrics, on a registry of its own (no process-global bootstrap), so each
+/// application — and each test — exposes exactly its own figures on `/metrics`.
+public struct RelayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
+            .seconds(5), .seconds(10), .seconds(30),
+        ]
+        self.factory = factory
+    }
+
+    /// `relay_pushes_total{endpoint,outcome}`: every push and URL check, by how it ended.
+    public func push(endpoint: String, outcome: String) {
+        Counter(label: "relay_pushes_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// `relay_push_seconds{endpoint}`: time from request to acknowledgement.
+    public func pushLatency(endpoint: String, _ duration: Duration) {
+        Timer(label: "relay_push_seconds", dimensions: [("endpoint", endpoint)], factory: factory).recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func exposition() -> String {
+        registry.emitToString()
+    }
+}

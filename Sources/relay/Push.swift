@@ -1,0 +1,113 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RelayCore
+import RelayServer
+
+struct Push: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a correctly encrypted and signed WeChat push to a running relay, using the config's credentials.",
+        subcommands: [Text.self, Event.self, Ticket.self])
+
+    struct Target: ParsableArguments {
+        @OptionGroup var options: ConfigOptions
+
+        @Option(help: "Base URL of the running relay.")
+        var url: String = "http://127.0.0.1:8080"
+
+        @Option(help: "Component AppID whose credentials sign the push (default: the first configured).")
+        var component: String?
+
+        func credentials() throws -> ComponentCredentials {
+            let config: RelayConfig
+            do {
+                config = try RelayConfig.load(path: options.config)
+            } catch {
+                throw ValidationError("\(options.config): \(error)")
+            }
+            let components = config.wechat.components
+            if let component {
+                guard let match = components.first(where: { $0.appid == component }) else {
+                    throw ValidationError("component \(component) is not in \(options.config)")
+                }
+                return match.credentials
+            }
+            guard let first = components.first else { throw ValidationError("\(options.config) configures no component") }
+            return first.credentials
+        }
+
+        /// Sends the push and prints the relay's status and answer; fails unless it is `success`.
+        func send(_ push: ComposedPush) async throws {
+            var request = HTTPClientRequest(url: url.trimmingSuffix("/") + push.uri)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "text/xml")
+            request.body = .bytes(ByteBuffer(string: push.body))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            print("\(response.status.code) \(body)")
+            guard response.status == .ok, body == "success" else { throw ExitCode(1) }
+        }
+    }
+
+    struct Addressing: ParsableArguments {
+        @Option(help: "AppID of the authorized account the push is for.")
+        var appid: String = "wx1111111111111111"
+        @Option(help: "The account's original id (ToUserName).")
+        var toUser: String = "gh_0123456789ab"
+        @Option(help: "The user's openid (FromUserName).")
+        var from: String = "oRelayDemoUser000000000000"
+    }
+
+    struct Text: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A user's text message to an account.")
+        @OptionGroup var target: Target
+        @OptionGroup var addressing: Addressing
+        @Argument(help: "The message text.") var content: String = "hello from relay push"
+
+        func run() async throws {
+            let component = try target.credentials()
+            let now = Int(Date().timeIntervalSince1970)
+            let msgId = String(UInt64.random(in: 1_000_000_000_000_000...9_000_000_000_000_000))
+            let xml = SamplePushes.text(to: addressing.toUser, from: addressing.from, content: content, createTime: now, msgId: msgId)
+            try await target.send(PushComposer.callbackPush(xml: xml, appid: addressing.appid, toUserName: addressing.toUser,
+                                                            crypto: component.crypto, timestamp: now, nonce: PushComposer.nonce()))
+        }
+    }
+
+    struct Event: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "An event (subscribe, CLICK, LOCATION, ...) to an account.")
+        @OptionGroup var target: Target
+        @OptionGroup var addressing: Addressing
+        @Argument(help: "The WeChat Event value.") var event: String = "subscribe"
+        @Option(help: "EventKey, if the event has one.") var eventKey: String?
+
+        func run() async throws {
+            let component = try target.credentials()
+            let now = Int(Date().timeIntervalSince1970)
+            let xml = SamplePushes.event(to: addressing.toUser, from: addressing.from, event: event, eventKey: eventKey, createTime: now)
+            try await target.send(PushComposer.callbackPush(xml: xml, appid: addressing.appid, toUserName: addressing.toUser,
+                                                            crypto: component.crypto, timestamp: now, nonce: PushComposer.nonce()))
+        }
+    }
+
+    struct Ticket: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A component_verify_ticket push to the authorization-event URL.")
+        @OptionGroup var target: Target
+        @Option(help: "The ticket value.") var ticket: String = "ticket@@@relay-push-demo"
+
+        func run() async throws {
+            let component = try target.credentials()
+            let now = Int(Date().timeIntervalSince1970)
+            let xml = SamplePushes.ticket(component: component.appid, ticket: ticket, createTime: now)
+            try await target.send(PushComposer.componentPush(xml: xml, component: component, timestamp: now, nonce: PushComposer.nonce()))
+        }
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// `relay`: argument parsing only; the work lives in RelayServer.
+@main
+struct Relay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "WeChat Relay: receives WeChat's encrypted pushes, stores them durably and re-emits them as signed JSON webhooks.",
+        subcommands: [Serve.self, Check.self, Push.self])
+}
+
+/// Options every subcommand that reads `relay.yml` shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Path of the configuration file.")
+    var config: String = "relay.yml"
+}

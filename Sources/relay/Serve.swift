@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import RelayCore
+import RelayServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the relay until SIGTERM or SIGINT.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "relay")
+        let config: RelayConfig
+        do {
+            config = try RelayConfig.load(path: options.config)
+        } catch {
+            throw ValidationError("\(options.config): \(error)")
+        }
+        let store: any RelayStore
+        do {
+            store = try await StoreFactory.open(config.storage, logger: logger)
+        } catch {
+            throw ValidationError("cannot open the store: \(error)")
+        }
+        let app = RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: logger))
+        do {
+            try await app.runService()
+        } catch {
+            logger.error("relay stopped with an error", metadata: ["error": "\(error)"])
+            try? await store.close()
+            throw error
+        }
+        // Every service has stopped (the server first), so nothing writes any more.
+        try await store.close()
+        logger.info("relay stopped")
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
