@@ -23,7 +23,9 @@ public enum XMLTreeParser {
         parser.shouldProcessNamespaces = false
         let ok = parser.parse()
         if let failure = builder.failure { throw failure }
-        guard ok, let root = builder.root else {
+        // On Linux, parse() can return true after reporting an error (e.g. content after the
+        // root element), so the reported error is what decides.
+        guard ok, parser.parserError == nil, let root = builder.root else {
             let reason = parser.parserError.map { "\(($0 as NSError).code)" } ?? "no root element"
             throw .malformed("parser error \(reason)")
         }

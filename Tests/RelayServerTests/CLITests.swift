@@ -1,0 +1,96 @@
+import Foundation
+import RelayTestSupport
+import Synchronization
+import Testing
+
+/// The `relay` executable itself: `check` on a broken config, and `push` against `serve`.
+@Suite(.serialized) struct CLITests {
+    /// The `relay` binary SwiftPM built beside this test bundle.
+    var relayBinary: String {
+        get throws {
+            let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            let candidates = [directory, directory.deletingLastPathComponent(), directory.deletingLastPathComponent().deletingLastPathComponent()]
+                .map { $0.appendingPathComponent("relay").path }
+            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+                throw CLIError("the relay executable was not built next to the tests (looked in \(candidates)); run `swift build` first")
+            }
+            return found
+        }
+    }
+
+    struct CLIError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    func run(_ arguments: [String], directory: String) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try relayBinary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func checkNamesTheBrokenKey() throws {
+        let directory = makeTemporaryDirectory()
+        let broken = TestCredentials.yaml(storePath: "relay.sqlite").replacingOccurrences(of: "max_clock_skew: 5m", with: "max_clock_skew: five")
+        try broken.write(toFile: directory + "/broken.yml", atomically: true, encoding: .utf8)
+        let result = try run(["check", "--config", "broken.yml"], directory: directory)
+        #expect(result.status != 0)
+        #expect(result.output.contains("wechat.max_clock_skew"), "\(result.output)")
+
+        try TestCredentials.yaml(storePath: "relay.sqlite").write(toFile: directory + "/good.yml", atomically: true, encoding: .utf8)
+        let good = try run(["check", "--config", "good.yml"], directory: directory)
+        #expect(good.status == 0)
+        #expect(good.output.contains("configuration is valid"))
+        #expect(!good.output.contains(TestCredentials.aesKey) && !good.output.contains(TestCredentials.secret))
+    }
+
+    @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storePath: "relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: try relayBinary)
+        serve.arguments = ["serve"]
+        serve.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let log = Pipe()
+        serve.standardError = log
+        serve.standardOutput = log
+        try serve.run()
+        defer { if serve.isRunning { serve.terminate() } }
+
+        // The server logs its bound port (port 0 in the config lets the OS pick a free one).
+        let port = try await Self.waitForPort(log)
+        let push = try run(["push", "text", "hello from the CLI test", "--url", "http://127.0.0.1:\(port)"], directory: directory)
+        #expect(push.status == 0, "\(push.output)")
+        #expect(push.output.contains("200 success"))
+        let ticket = try run(["push", "ticket", "--url", "http://127.0.0.1:\(port)"], directory: directory)
+        #expect(ticket.output.contains("200 success"), "\(ticket.output)")
+
+        serve.terminate()  // SIGTERM
+        serve.waitUntilExit()
+        #expect(serve.terminationReason == .exit)
+        #expect(serve.terminationStatus == 0)
+    }
+
+    static func waitForPort(_ pipe: Pipe) async throws -> Int {
+        let handle = pipe.fileHandleForReading
+        var seen = ""
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let range = seen.range(of: #"port=(\d+)"#, options: .regularExpression) {
+                return Int(seen[range].dropFirst(5))!
+            }
+        }
+        throw CLIError("relay serve did not report its port: \(seen)")
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import RelayServer
+import RelayTestSupport
+import Testing
+
+@Suite struct ConfigTests {
+    let minimal = """
+        wechat:
+          components:
+            - appid: wx0000000000000000
+              appsecret: s
+              token: tok123
+              encoding_aes_key: Kz3vQ8pLm2Nw7Xy4Rt6Ub9Ce1Df5Gh0Jk8Lm3Np7Qr2
+        """
+
+    func error(_ yaml: String, environment: [String: String] = [:]) -> String {
+        do {
+            _ = try RelayConfig.parse(yaml: yaml, environment: environment)
+            return "no error"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func theRepositoryConfigLoadsWithNoEnvironment() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = try RelayConfig.load(path: root.appendingPathComponent("relay.yml").path, environment: [:])
+        #expect(config.wechat.components.count == 1)
+        #expect(config.storage.url == .sqlite(path: "relay.sqlite"))
+        #expect(config.admin.token == nil)
+        #expect(config.delivery.retrySchedule.count == 10)
+    }
+
+    @Test func defaultsAndDurations() throws {
+        let config = try RelayConfig.parse(yaml: minimal + """
+
+            delivery:
+              timeout: 1500ms
+              retry_schedule: [5s, 2m, 1h]
+            storage:
+              retention: 7d
+            """, environment: [:])
+        #expect(config.server.port == 8080)
+        #expect(config.delivery.timeout == .milliseconds(1500))
+        #expect(config.delivery.retrySchedule == [.seconds(5), .seconds(120), .seconds(3600)])
+        #expect(config.storage.retention == .seconds(7 * 86_400))
+        #expect(config.wechat.maxClockSkew == .seconds(300))
+    }
+
+    @Test func environmentInterpolation() throws {
+        let yaml = minimal.replacingOccurrences(of: "token: tok123", with: "token: ${TOKEN}") + """
+
+            storage:
+              url: sqlite:${DATA:-/tmp}/relay.sqlite
+            """
+        let config = try RelayConfig.parse(yaml: yaml, environment: ["TOKEN": "fromEnv1"])
+        #expect(config.wechat.components[0].credentials.crypto.token == "fromEnv1")
+        #expect(config.storage.url == .sqlite(path: "/tmp/relay.sqlite"))
+        #expect(error(yaml) == "wechat.components[0].token: environment variable TOKEN is not set (write ${TOKEN:-default} to give a default)")
+    }
+
+    @Test func unknownKeysAreNamedByPath() {
+        #expect(error(minimal + "\nserver:\n  prot: 8080") == "server.prot: unknown key")
+        #expect(error(minimal.replacingOccurrences(of: "token: tok123", with: "token: tok123\n      tokn: x")) == "wechat.components[0].tokn: unknown key")
+        #expect(error(minimal + "\nextra: 1") == "extra: unknown key")
+    }
+
+    @Test func badValuesNameTheirKey() {
+        #expect(error(minimal.replacingOccurrences(of: "Kz3vQ8pLm2Nw7Xy4Rt6Ub9Ce1Df5Gh0Jk8Lm3Np7Qr2", with: "short"))
+            == "wechat.components[0].encoding_aes_key: illegal EncodingAESKey: expected 43 characters, got 5")
+        #expect(error(minimal + "\ndelivery:\n  timeout: soon").hasPrefix("delivery.timeout: expected a duration"))
+        #expect(error(minimal + "\nserver:\n  port: 99999").hasPrefix("server.port: expected a whole number"))
+        #expect(error(minimal + "\nstorage:\n  url: mysql://x").hasPrefix("storage.url: expected sqlite:PATH"))
+        #expect(error(minimal + "\nstorage:\n  encryption_key: abc").hasPrefix("storage.encryption_key: must be base64"))
+        #expect(error(minimal + "\nadmin:\n  token: short").hasPrefix("admin.token: must be at least 16"))
+        #expect(error(minimal + "\nsubscriptions:\n  - id: a\n    url: ftp://x").hasPrefix("subscriptions[0].url: expected an http(s) URL"))
+        #expect(error(minimal + "\nsubscriptions:\n  - id: a\n    url: https://x\n  - id: a\n    url: https://y")
+            == "subscriptions[1].id: subscription id a is used twice")
+        #expect(error("wechat:\n  components:\n    - appid: wx1\n      token: tok123\n      encoding_aes_key: Kz3vQ8pLm2Nw7Xy4Rt6Ub9Ce1Df5Gh0Jk8Lm3Np7Qr2")
+            == "wechat.components[0].appsecret: is required")
+        #expect(error("- just\n- a list").hasPrefix("expected a mapping"))
+        #expect(error("key: [unclosed").hasPrefix("not valid YAML"))
+    }
+}

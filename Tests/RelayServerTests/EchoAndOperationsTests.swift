@@ -1,0 +1,78 @@
+import Foundation
+import HummingbirdTesting
+import RelayCore
+import RelayServer
+import RelayTestSupport
+import Testing
+import WeChatCrypto
+
+@Suite struct EchoAndOperationsTests {
+    @Test func plainEchostrVariant() async throws {
+        try await TestRelay.with { relay in
+            let ts = String(relay.timestamp)
+            let signature = WeChatSignature.compute([TestCredentials.plainToken, ts, "55"])
+            let query = PushQuery(timestamp: ts, nonce: "55", signature: signature, echostr: "4375120948345356249").rawQuery
+            try await relay.application().test(.router) { client async throws in
+                #expect(try await client.get("/wechat/\(TestCredentials.plainAppid)/callback?\(query)") == (200, "4375120948345356249"))
+                let wrong = PushQuery(timestamp: ts, nonce: "56", signature: signature, echostr: "1").rawQuery
+                #expect(try await client.get("/wechat/\(TestCredentials.plainAppid)/callback?\(wrong)").status == 401)
+            }
+        }
+    }
+
+    @Test func encryptedEchostrVariantKeepsPlusSigns() async throws {
+        try await TestRelay.with { relay in
+            let ts = String(relay.timestamp)
+            // Keep sealing until the base64 contains '+', the character naive query decoding breaks.
+            var sealed = TestCredentials.directCrypto.seal("1616140317555161061", timestamp: ts, nonce: "77")
+            while !sealed.encrypt.contains("+") { sealed = TestCredentials.directCrypto.seal("1616140317555161061", timestamp: ts, nonce: "77") }
+            let query = PushQuery(timestamp: ts, nonce: "77", msgSignature: sealed.msgSignature, echostr: sealed.encrypt).rawQuery
+            let echo = sealed
+            try await relay.application().test(.router) { client async throws in
+                #expect(try await client.get("/wechat/\(TestCredentials.directAppid)/callback?\(query)") == (200, "1616140317555161061"))
+                // WeChat's own form: '+' left raw in the query string.
+                let raw = "timestamp=\(ts)&nonce=77&msg_signature=\(echo.msgSignature)&echostr=\(echo.encrypt.replacingOccurrences(of: "=", with: "%3D"))"
+                #expect(try await client.get("/wechat/\(TestCredentials.directAppid)/callback?\(raw)") == (200, "1616140317555161061"))
+                #expect(try await client.get("/wechat/\(TestCredentials.directAppid)/callback?timestamp=\(ts)&nonce=1").status == 400)
+            }
+        }
+    }
+
+    @Test func healthReadinessAndMetrics() async throws {
+        try await TestRelay.with { relay in
+            try await relay.application().test(.router) { client async throws in
+                #expect(try await client.get("/healthz") == (200, "ok"))
+                #expect(try await client.get("/readyz") == (200, "ready"))
+                _ = try await client.send(relay.textPush())
+                let metrics = try await client.get("/metrics").body
+                #expect(metrics.contains(#"relay_pushes_total{endpoint="callback",outcome="stored"} 1"#))
+                #expect(metrics.contains("relay_push_seconds_bucket"))
+            }
+        }
+    }
+
+    @Test func storeFailureAnswers503AndIsNotReady() async throws {
+        try await TestRelay.with { relay in
+            try await relay.application(store: FailingStore()).test(.router) { client async throws in
+                let answer = try await client.send(relay.textPush())
+                #expect(answer.status == 503)
+                #expect(answer.body != "success")
+                #expect(try await client.get("/readyz").status == 503)
+            }
+            #expect(relay.metrics.exposition().contains(#"outcome="store_error"} 1"#))
+        }
+    }
+}
+
+/// A store whose disk is gone: every call fails.
+struct FailingStore: RelayStore {
+    struct Down: Error {}
+    func migrate() async throws { throw Down() }
+    func ping() async throws { throw Down() }
+    func commit(_ record: IntakeRecord) async throws -> IntakeOutcome { throw StoreError(.unavailable, "disk I/O error") }
+    func event(id: String) async throws -> RelayEvent? { throw Down() }
+    func events(_ query: EventQuery) async throws -> [RelayEvent] { throw Down() }
+    func ticket(componentAppid: String) async throws -> ComponentTicket? { throw Down() }
+    func purgeEvents(before cutoff: Date) async throws -> Int { throw Down() }
+    func close() async throws {}
+}
