@@ -71,10 +71,13 @@ public struct IntakeRecord: Sendable, Equatable {
     public var event: RelayEvent?
     /// A ticket to keep, if the push carried one (kept only if newer than the stored one).
     public var ticket: ComponentTicket?
+    /// The deliveries to create with the event (only if the event is new, not a duplicate).
+    public var deliveries: [PlannedDelivery]
 
-    public init(event: RelayEvent?, ticket: ComponentTicket?) {
+    public init(event: RelayEvent?, ticket: ComponentTicket?, deliveries: [PlannedDelivery] = []) {
         self.event = event
         self.ticket = ticket
+        self.deliveries = deliveries
     }
 }
 

@@ -16,10 +16,48 @@ public protocol RelayStore: Sendable {
     func events(_ query: EventQuery) async throws -> [RelayEvent]
     /// The newest ticket of a component.
     func ticket(componentAppid: String) async throws -> ComponentTicket?
-    /// Deletes events received before `cutoff`; returns how many.
+    /// Deletes events received before `cutoff` (with their deliveries and attempts); returns how many.
     func purgeEvents(before cutoff: Date) async throws -> Int
     /// Releases connections.
     func close() async throws
+
+    // MARK: Subscriptions
+
+    /// Makes the stored config subscriptions match `configured` (secrets generated for those
+    /// without one are kept stable); config subscriptions no longer configured are deleted.
+    /// Returns every subscription afterwards.
+    func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription]
+    func subscriptions() async throws -> [Subscription]
+    func subscription(id: String) async throws -> Subscription?
+    /// Throws `StoreError(.conflict)` when the id is taken.
+    func insertSubscription(_ subscription: Subscription) async throws
+    /// Saves changes; when the subscription is disabled, its unfinished deliveries are cancelled.
+    func updateSubscription(_ subscription: Subscription, now: Date) async throws
+    /// Deletes it and cancels its unfinished deliveries (kept as cancelled). False if unknown.
+    func deleteSubscription(id: String, now: Date) async throws -> Bool
+
+    // MARK: Delivery queue
+
+    /// Claims up to `limit` due deliveries of one subscription under a lease until `leaseUntil`.
+    /// Due means pending or failed with `nextAttemptAt <= now`, or in flight with an expired lease.
+    /// For ordered deliveries, only the oldest unfinished one per order key is ever due.
+    func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery]
+    /// Records an attempt and moves the delivery on, if `owner` still holds its lease.
+    func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws
+    /// Gives claimed deliveries back (graceful shutdown): due again at once, no attempt counted.
+    func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws
+    /// When the subscription's next delivery becomes due (nil when none is waiting).
+    func nextDueTime(subscriptionId: String) async throws -> Date?
+    func delivery(id: String) async throws -> DeliveryRecord?
+    func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord]
+    func deliveries(eventId: String) async throws -> [DeliveryRecord]
+    func attempts(deliveryId: String) async throws -> [DeliveryAttempt]
+    /// Makes a delivery due now (unless it is in flight). Returns it, or nil if unknown.
+    func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord?
+    /// Re-delivers the matching events received in `since..<until` to a subscription: existing
+    /// deliveries (with `status`, if given) become due again, missing ones are created.
+    func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int
+    func queueStats() async throws -> QueueStats
 }
 
 /// A filter over stored events. `before` is a pagination cursor: an event id.
@@ -39,7 +77,7 @@ public struct EventQuery: Sendable, Equatable {
 
 /// A store failure that is not the caller's fault (a 5xx: WeChat should retry).
 public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case unavailable, overloaded, corrupt }
+    public enum Kind: Sendable { case unavailable, overloaded, corrupt, conflict }
     public let kind: Kind
     public let message: String
 

@@ -1,6 +1,7 @@
 import RelayCore
 
 /// Commits concurrent writes in small groups, one transaction (one fsync) per group.
+/// `flush` returns one result per item, so one failing item does not fail its neighbours.
 ///
 /// The first caller becomes the leader and commits its item together with whatever queued up
 /// while the previous group was being written; on finishing it resumes its followers with their
@@ -8,7 +9,7 @@ import RelayCore
 /// queue is bounded (`maxPending`; past it callers get `overloaded` at once), and a caller returns
 /// only after the transaction holding its item has committed.
 actor GroupCommitter<Item: Sendable, Output: Sendable> {
-    typealias Flush = @Sendable ([Item]) async throws -> [Output]
+    typealias Flush = @Sendable ([Item]) async throws -> [Result<Output, any Error>]
 
     private enum Signal {
         case done(Result<Output, any Error>)
@@ -46,7 +47,7 @@ actor GroupCommitter<Item: Sendable, Output: Sendable> {
             leading = true
         }
         let followers = dequeue(upTo: maxBatch - 1)
-        let outcome: Result<[Output], any Error>
+        let outcome: Result<[Result<Output, any Error>], any Error>
         do {
             let outputs = try await flush([item] + followers.map(\.item))
             precondition(outputs.count == followers.count + 1, "flush returns one output per item")
@@ -55,14 +56,14 @@ actor GroupCommitter<Item: Sendable, Output: Sendable> {
             outcome = .failure(error)
         }
         for (index, follower) in followers.enumerated() {
-            follower.continuation.resume(returning: .done(outcome.map { $0[index + 1] }))
+            follower.continuation.resume(returning: .done(outcome.flatMap { $0[index + 1] }))
         }
         if let next = dequeue(upTo: 1).first {
             next.continuation.resume(returning: .lead)
         } else {
             leading = false
         }
-        return try outcome.get()[0]
+        return try outcome.get()[0].get()
     }
 
     private func dequeue(upTo count: Int) -> [Waiter] {

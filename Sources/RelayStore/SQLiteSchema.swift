@@ -28,6 +28,58 @@ enum SQLiteSchema {
                 received_at INTEGER NOT NULL
             )
             """,
-        ]
+        ],
+        // 2: subscriptions and the delivery queue (claims under leases), with every attempt.
+        [
+            """
+            CREATE TABLE subscriptions (
+                id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                appids TEXT NOT NULL,
+                events TEXT NOT NULL,
+                reply INTEGER NOT NULL,
+                ordered INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                source TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                secret TEXT NOT NULL,
+                previous_secret TEXT,
+                previous_secret_expires_at INTEGER
+            )
+            """,
+            """
+            CREATE TABLE deliveries (
+                id TEXT PRIMARY KEY,
+                event_seq INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+                event_id TEXT NOT NULL,
+                subscription_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_attempt_at INTEGER,
+                order_key TEXT,
+                lease_owner TEXT,
+                lease_expires_at INTEGER,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                UNIQUE (event_id, subscription_id)
+            )
+            """,
+            "CREATE INDEX deliveries_due ON deliveries (subscription_id, status, next_attempt_at)",
+            "CREATE INDEX deliveries_order ON deliveries (subscription_id, order_key, event_seq) WHERE order_key IS NOT NULL",
+            "CREATE INDEX deliveries_event_seq ON deliveries (event_seq)",
+            "CREATE INDEX deliveries_status ON deliveries (status, created_at)",
+            """
+            CREATE TABLE attempts (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+                at INTEGER NOT NULL,
+                status_code INTEGER,
+                error TEXT,
+                duration_ms INTEGER NOT NULL,
+                response TEXT
+            )
+            """,
+            "CREATE INDEX attempts_delivery ON attempts (delivery_id, seq)",
+        ],
     ]
 }

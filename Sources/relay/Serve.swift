@@ -33,7 +33,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw ValidationError("cannot open the store: \(error)")
         }
-        let app = RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: logger))
+        let app = try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: logger))
         do {
             try await app.runService()
         } catch {

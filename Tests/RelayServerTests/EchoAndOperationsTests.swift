@@ -75,4 +75,21 @@ struct FailingStore: RelayStore {
     func ticket(componentAppid: String) async throws -> ComponentTicket? { throw Down() }
     func purgeEvents(before cutoff: Date) async throws -> Int { throw Down() }
     func close() async throws {}
+    func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription] { [] }
+    func subscriptions() async throws -> [Subscription] { throw Down() }
+    func subscription(id: String) async throws -> Subscription? { throw Down() }
+    func insertSubscription(_ subscription: Subscription) async throws { throw Down() }
+    func updateSubscription(_ subscription: Subscription, now: Date) async throws { throw Down() }
+    func deleteSubscription(id: String, now: Date) async throws -> Bool { throw Down() }
+    func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] { throw Down() }
+    func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws { throw Down() }
+    func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws { throw Down() }
+    func nextDueTime(subscriptionId: String) async throws -> Date? { throw Down() }
+    func delivery(id: String) async throws -> DeliveryRecord? { throw Down() }
+    func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] { throw Down() }
+    func deliveries(eventId: String) async throws -> [DeliveryRecord] { throw Down() }
+    func attempts(deliveryId: String) async throws -> [DeliveryAttempt] { throw Down() }
+    func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? { throw Down() }
+    func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int { throw Down() }
+    func queueStats() async throws -> QueueStats { throw Down() }
 }

@@ -114,9 +114,11 @@ public struct TestRelay: Sendable {
 
     /// The application, wired exactly as in production but with this relay's clock and store.
     public func application(store override: (any RelayStore)? = nil,
-                            onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        RelayApplication.build(config: config, dependencies: RelayDependencies(
-            store: override ?? store, clock: clock, metrics: metrics, logger: logger, onListening: onListening))
+                            onListening: @escaping @Sendable (Int) async -> Void = { _ in },
+                            onDeliveryAttempt: @escaping @Sendable (DeliveryReport) -> Void = { _ in }) async throws -> some ApplicationProtocol {
+        try await RelayApplication.build(config: config, dependencies: RelayDependencies(
+            store: override ?? store, clock: clock, metrics: metrics, logger: logger, onListening: onListening,
+            onDeliveryAttempt: onDeliveryAttempt))
     }
 
     /// Unix seconds of the test clock, for push timestamps.

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
@@ -15,28 +16,41 @@ public struct RelayDependencies: Sendable {
     public var logger: Logger
     /// Called with the bound port once the server listens (port 0 picks a free one).
     public var onListening: @Sendable (Int) async -> Void
+    /// Called after every delivery attempt (tests wait on it instead of sleeping).
+    public var onDeliveryAttempt: @Sendable (DeliveryReport) -> Void
 
     public init(store: any RelayStore, clock: any RelayClock = SystemClock(), metrics: RelayMetrics = RelayMetrics(),
-                logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) {
+                logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in },
+                onDeliveryAttempt: @escaping @Sendable (DeliveryReport) -> Void = { _ in }) {
         self.store = store
         self.clock = clock
         self.metrics = metrics
         self.logger = logger
         self.onListening = onListening
+        self.onDeliveryAttempt = onDeliveryAttempt
     }
 }
 
 /// The one builder that wires the relay: routes, services and their order. `relay serve` and the
 /// tests both call it.
 public enum RelayApplication {
-    public static func build(config: RelayConfig, dependencies: RelayDependencies) -> some ApplicationProtocol {
+    public static func build(config: RelayConfig, dependencies: RelayDependencies) async throws -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
+        let store = dependencies.store
+        let registry = SubscriptionRegistry(try await store.syncConfigSubscriptions(
+            config.subscriptions.map { $0.subscription(createdAt: dependencies.clock.now()) }, now: dependencies.clock.now()))
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: outboundConfiguration(config.delivery))
+        let dispatcher = Dispatcher(
+            store: store, registry: registry,
+            sender: WebhookSender(client: httpClient, timeout: config.delivery.timeout,
+                                  egress: EgressGuard(allowPrivateNetworks: config.delivery.allowPrivateNetworks)),
+            policy: RetryPolicy(schedule: config.delivery.retrySchedule), clock: dependencies.clock, metrics: dependencies.metrics,
+            logger: dependencies.logger, maxInFlightPerSubscription: config.delivery.maxInFlightPerSubscription,
+            onFinished: dependencies.onDeliveryAttempt)
         let verifier = PushVerifier(
             registry: config.credentials, maxClockSkew: Double(config.wechat.maxClockSkew.components.seconds),
             limits: .init(maxBytes: config.server.maxBodyBytes), clock: dependencies.clock)
-        let intake = PushIntake(
-            store: dependencies.store,
-            storeTicketEvents: config.subscriptions.contains { $0.events.contains(EventType.verifyTicket) })
+        let intake = PushIntake(store: store, registry: registry) { dispatcher.notify(subscriptionIds: $0) }
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes)
             .register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics).register(on: router)
@@ -48,12 +62,32 @@ public enum RelayApplication {
         return Application(
             router: router,
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
-            services: [retention],
+            services: [HTTPClientService(client: httpClient), retention, dispatcher],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("relay listening", metadata: ["host": .string(config.server.host), "port": "\(port)"])
                 await onListening(port)
             },
             logger: dependencies.logger)
+    }
+}
+
+extension RelayApplication {
+    /// The outbound client: no redirects (a subscriber cannot bounce the relay elsewhere), enough
+    /// connections per host for `max_in_flight_per_subscription`.
+    static func outboundConfiguration(_ delivery: RelayConfig.Delivery) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.timeout = .init(connect: .seconds(5))
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, delivery.maxInFlightPerSubscription)
+        return configuration
+    }
+}
+
+extension RelayConfig.Subscription {
+    /// The stored form of a config subscription (an empty secret is generated once by the store).
+    func subscription(createdAt: Date) -> RelayCore.Subscription {
+        RelayCore.Subscription(id: id, url: url, appids: appids, events: events, reply: reply, ordered: ordered,
+                               status: .enabled, source: .config, createdAt: createdAt, secret: secret ?? "")
     }
 }

@@ -6,14 +6,19 @@ import RelayCore
 /// means the event (or ticket) is on disk, so WeChat may be told `success`.
 struct PushIntake: Sendable {
     let store: any RelayStore
-    /// Whether any subscription names `component.verify_ticket` explicitly (only then are ticket
-    /// pushes stored as events; the ticket itself is always kept).
-    let storeTicketEvents: Bool
+    let registry: SubscriptionRegistry
+    /// Called after a commit that created deliveries, with their subscriptions.
+    let deliveriesCreated: @Sendable ([String]) -> Void
 
-    /// Commits the push and returns what happened, with the event as stored (nil for ticket-only).
+    /// Commits the push — event, ticket and the deliveries of every matching subscription, in one
+    /// transaction — and returns what happened, with the event (nil for a ticket-only push).
     func accept(_ push: VerifiedPush) async throws -> (IntakeOutcome, RelayEvent?) {
-        let record = EventBuilder.record(for: push, id: EventID.make(at: push.receivedAt), storeTicketEvent: storeTicketEvents)
+        // Ticket pushes become events only when a subscription names component.verify_ticket.
+        var record = EventBuilder.record(for: push, id: EventID.make(at: push.receivedAt),
+                                         storeTicketEvent: registry.wantsTicketEvents)
+        if let event = record.event { record.deliveries = PlannedDelivery.plan(for: event, subscriptions: registry.all) }
         let outcome = try await store.commit(record)
+        if case .stored = outcome, !record.deliveries.isEmpty { deliveriesCreated(record.deliveries.map(\.subscriptionId)) }
         return (outcome, record.event)
     }
 }

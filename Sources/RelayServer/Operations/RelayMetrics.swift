@@ -30,6 +30,19 @@ public struct RelayMetrics: Sendable {
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
+    /// `relay_deliveries_total{subscription,outcome}` and `relay_delivery_seconds{subscription}`.
+    public func delivery(subscription: String, outcome: String, duration: Duration) {
+        Counter(label: "relay_deliveries_total", dimensions: [("subscription", subscription), ("outcome", outcome)], factory: factory).increment()
+        Timer(label: "relay_delivery_seconds", dimensions: [("subscription", subscription)], factory: factory).recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    /// `relay_delivery_queue_depth` and `relay_delivery_oldest_pending_seconds`.
+    public func queue(depth: Int, oldestPendingAge: Double) {
+        Gauge(label: "relay_delivery_queue_depth", factory: factory).record(depth)
+        Gauge(label: "relay_delivery_oldest_pending_seconds", factory: factory).record(oldestPendingAge)
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> String {
         registry.emitToString()

@@ -1,0 +1,31 @@
+import Crypto
+import Foundation
+
+/// Standard Webhooks signatures: `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")),
+/// where the key is the base64 part of a `whsec_` secret.
+public enum WebhookSigner {
+    /// A new secret: `whsec_` + base64 of 32 random bytes.
+    public static func generateSecret() -> String {
+        "whsec_" + Data(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }).base64EncodedString()
+    }
+
+    /// The key bytes of a `whsec_` secret, or nil when it is not one.
+    public static func key(of secret: String) -> SymmetricKey? {
+        guard secret.hasPrefix("whsec_"), let data = Data(base64Encoded: String(secret.dropFirst(6))), !data.isEmpty else { return nil }
+        return SymmetricKey(data: data)
+    }
+
+    /// One `v1,` signature.
+    public static func signature(secret: String, id: String, timestamp: Int, body: some DataProtocol) -> String {
+        let key = key(of: secret) ?? SymmetricKey(data: Data(secret.utf8))
+        var hmac = HMAC<SHA256>(key: key)
+        hmac.update(data: Data("\(id).\(timestamp).".utf8))
+        hmac.update(data: body)
+        return "v1," + Data(hmac.finalize()).base64EncodedString()
+    }
+
+    /// The `webhook-signature` header value: one signature per secret, space-separated.
+    public static func header(secrets: [String], id: String, timestamp: Int, body: some DataProtocol) -> String {
+        secrets.map { signature(secret: $0, id: id, timestamp: timestamp, body: body) }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import NIOPosix
+import RelayCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps subscriber requests on the public internet: checked when a URL is registered and again
+/// before every attempt, after DNS resolution, so a DNS change cannot point a webhook inside.
+struct EgressGuard: Sendable {
+    let allowPrivateNetworks: Bool
+
+    enum Refusal: Error, CustomStringConvertible {
+        case scheme(String)
+        case noHost
+        case unresolvable(String)
+        case nonPublic(host: String, address: String)
+
+        var description: String {
+            switch self {
+            case .scheme(let scheme): "only http and https URLs are allowed, not \(scheme)"
+            case .noHost: "the URL has no host"
+            case .unresolvable(let host): "\(host) does not resolve"
+            case .nonPublic(let host, let address):
+                "\(host) resolves to \(address), which is not a public address (delivery.allow_private_networks is off)"
+            }
+        }
+    }
+
+    /// Checks a URL's form: http(s) with a host. Literal addresses are classified at once.
+    func checkURL(_ text: String) throws(Refusal) -> (host: String, url: URL) {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased() else { throw .scheme("(none)") }
+        guard scheme == "http" || scheme == "https" else { throw .scheme(scheme) }
+        guard let host = url.host, !host.isEmpty else { throw .noHost }
+        let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        if !allowPrivateNetworks, isLiteralAddress(bare), !AddressClassifier.isPublic(bare) {
+            throw .nonPublic(host: host, address: bare)
+        }
+        return (bare, url)
+    }
+
+    /// Resolves the host and refuses if any address it has is not public.
+    func checkResolved(_ text: String) async throws(Refusal) {
+        let (host, _) = try checkURL(text)
+        guard !allowPrivateNetworks, !isLiteralAddress(host) else { return }
+        let addresses: [String]
+        do {
+            addresses = try await NIOThreadPool.singleton.runIfActive { Self.resolve(host) }
+        } catch {
+            throw .unresolvable(host)
+        }
+        guard !addresses.isEmpty else { throw .unresolvable(host) }
+        if let inside = addresses.first(where: { !AddressClassifier.isPublic($0) }) {
+            throw .nonPublic(host: host, address: inside)
+        }
+    }
+
+    private func isLiteralAddress(_ host: String) -> Bool {
+        AddressClassifier.parseIPv4(host) != nil || AddressClassifier.parseIPv6(host) != nil
+    }
+
+    /// Every address `getaddrinfo` gives for `host`, as text.
+    private static func resolve(_ host: String) -> [String] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return [] }
+        defer { freeaddrinfo(first) }
+        var addresses: [String] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                addresses.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+            cursor = info.pointee.ai_next
+        }
+        return addresses
+    }
+}

@@ -1,0 +1,64 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RelayCore
+
+/// What one HTTP attempt to a subscriber came to.
+struct SendResult: Sendable {
+    var statusCode: Int?
+    var error: String?
+    var duration: Duration
+    var responseExcerpt: String?
+    var retryAfter: String?
+}
+
+/// Posts signed events to subscribers: Standard Webhooks headers, the per-attempt timeout, no
+/// redirects, the egress guard before every request, at most 1 KiB of the answer kept.
+struct WebhookSender: Sendable {
+    let client: HTTPClient
+    let timeout: Duration
+    let egress: EgressGuard
+
+    static let excerptLimit = 1024
+
+    func send(url: String, eventId: String, body: String, secrets: [String], at now: Date) async -> SendResult {
+        let started = ContinuousClock.now
+        do {
+            try await egress.checkResolved(url)
+        } catch {
+            return SendResult(error: "refused: \(error)", duration: ContinuousClock.now - started)
+        }
+        let timestamp = Int(now.timeIntervalSince1970)
+        let bytes = ByteBuffer(string: body)
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "wechat-relay")
+        request.headers.add(name: "webhook-id", value: eventId)
+        request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+        request.headers.add(name: "webhook-signature", value: WebhookSigner.header(
+            secrets: secrets, id: eventId, timestamp: timestamp, body: bytes.readableBytesView))
+        request.body = .bytes(bytes)
+        do {
+            let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
+            var excerpt: [UInt8] = []
+            // Read the whole answer so the connection can be reused, keeping only its start.
+            for try await chunk in response.body where excerpt.count < Self.excerptLimit {
+                excerpt += chunk.readableBytesView.prefix(Self.excerptLimit - excerpt.count)
+            }
+            return SendResult(statusCode: Int(response.status.code), duration: ContinuousClock.now - started,
+                              responseExcerpt: excerpt.isEmpty ? nil : String(decoding: excerpt, as: UTF8.self),
+                              retryAfter: response.headers.first(name: "Retry-After"))
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            return SendResult(error: "timed out after \(timeout)", duration: ContinuousClock.now - started)
+        } catch {
+            return SendResult(error: "\(error)", duration: ContinuousClock.now - started)
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+    var milliseconds: Int { Int(nanoseconds / 1_000_000) }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import RelayCore
+import SQLiteNIO
+
+extension SQLiteRelayStore {
+    public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
+        guard limit > 0 else { return [] }
+        let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false) { db in
+            try await db.query(
+                """
+                UPDATE deliveries SET status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+                WHERE id IN (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.subscription_id = ?4
+                      AND ((d.status IN ('pending', 'failed') AND d.next_attempt_at <= ?3)
+                           OR (d.status = 'in_flight' AND d.lease_expires_at <= ?3))
+                      AND (d.order_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM deliveries e
+                            WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
+                              AND e.event_seq < d.event_seq AND e.status IN ('pending', 'failed', 'in_flight')))
+                    ORDER BY d.next_attempt_at, d.event_seq
+                    LIMIT ?5)
+                RETURNING id, attempts, event_id
+                """,
+                [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId), .integer(limit)]
+            ).map { ($0.column("id")?.string ?? "", $0.column("attempts")?.integer ?? 0, $0.column("event_id")?.string ?? "") }
+        }
+        guard !rows.isEmpty else { return [] }
+        let placeholders = Array(repeating: "?", count: rows.count).joined(separator: ",")
+        let events = try await reader.query("SELECT * FROM events WHERE id IN (\(placeholders)) ORDER BY seq",
+                                            rows.map { .text($0.eventId) }).map(Self.event(from:))
+        return events.compactMap { event in
+            rows.first { $0.eventId == event.id }.map {
+                ClaimedDelivery(id: $0.id, subscriptionId: subscriptionId, attemptsMade: $0.attempts, event: event)
+            }
+        }
+    }
+
+    public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
+        let (status, next): (DeliveryStatus, Date?) =
+            switch verdict {
+            case .succeeded: (.succeeded, nil)
+            case .retry(let at): (.failed, at)
+            case .dead: (.dead, nil)
+            case .cancelled: (.cancelled, nil)
+            }
+        try await write(isolated: false) { db in
+            _ = try await db.query(
+                "INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES (?, ?, ?, ?, ?, ?)",
+                [.text(deliveryId), .integer(Self.millis(attempt.at)), attempt.statusCode.map { .integer($0) } ?? .null,
+                 Self.text(attempt.error), .integer(attempt.durationMs), Self.text(attempt.responseExcerpt)])
+            // Only the lease holder moves the delivery on: a cancelled or re-claimed one stays as it is.
+            _ = try await db.query(
+                """
+                UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL,
+                    lease_expires_at = NULL, updated_at = ?
+                WHERE id = ? AND status = 'in_flight' AND lease_owner = ?
+                """,
+                [.text(status.rawValue), next.map { .integer(Self.millis($0)) } ?? .null, .integer(Self.millis(now)),
+                 .text(deliveryId), .text(owner)])
+        }
+    }
+
+    public func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws {
+        guard !deliveryIds.isEmpty else { return }
+        let placeholders = Array(repeating: "?", count: deliveryIds.count).joined(separator: ",")
+        try await write(isolated: false) { db in
+            _ = try await db.query(
+                """
+                UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                WHERE status = 'in_flight' AND lease_owner = ? AND id IN (\(placeholders))
+                """,
+                [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(owner)] + deliveryIds.map { .text($0) })
+        }
+    }
+
+    public func nextDueTime(subscriptionId: String) async throws -> Date? {
+        let row = try await reader.query(
+            """
+            SELECT MIN(CASE WHEN status = 'in_flight' THEN lease_expires_at ELSE next_attempt_at END) AS due
+            FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'failed', 'in_flight')
+            """, [.text(subscriptionId)]).first
+        return Self.optionalDate(row?.column("due"))
+    }
+
+    public func delivery(id: String) async throws -> DeliveryRecord? {
+        try await reader.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
+    }
+
+    public func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] {
+        var sql = "SELECT * FROM deliveries WHERE 1 = 1"
+        var binds: [SQLiteData] = []
+        if let subscription = query.subscriptionId { sql += " AND subscription_id = ?"; binds.append(.text(subscription)) }
+        if let status = query.status { sql += " AND status = ?"; binds.append(.text(status.rawValue)) }
+        if let before = query.before { sql += " AND id < ?"; binds.append(.text(before)) }
+        sql += " ORDER BY id DESC LIMIT ?"
+        binds.append(.integer(max(1, min(query.limit, 500))))
+        return try await reader.query(sql, binds).map(Self.delivery(from:))
+    }
+
+    public func deliveries(eventId: String) async throws -> [DeliveryRecord] {
+        try await reader.query("SELECT * FROM deliveries WHERE event_id = ? ORDER BY subscription_id", [.text(eventId)])
+            .map(Self.delivery(from:))
+    }
+
+    public func attempts(deliveryId: String) async throws -> [DeliveryAttempt] {
+        try await reader.query("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY seq", [.text(deliveryId)]).map {
+            DeliveryAttempt(at: Self.date($0.column("at")), statusCode: $0.column("status_code")?.integer,
+                            error: $0.column("error")?.string, durationMs: $0.column("duration_ms")?.integer ?? 0,
+                            responseExcerpt: $0.column("response")?.string)
+        }
+    }
+
+    public func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? {
+        try await write { db in
+            _ = try await db.query(
+                """
+                UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
+                    updated_at = ?
+                WHERE id = ? AND status != 'in_flight'
+                """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(id)])
+            return try await db.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
+        }
+    }
+
+    public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
+        let range: [SQLiteData] = [.integer(Self.millis(since)), .integer(Self.millis(until))]
+        let candidates = try await reader.query(
+            "SELECT * FROM events WHERE received_at >= ? AND received_at < ? ORDER BY seq", range
+        ).map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
+        guard !candidates.isEmpty else { return 0 }
+        return try await write { db in
+            var count = 0
+            for event in candidates {
+                let existing = try await db.query("SELECT status FROM deliveries WHERE event_id = ? AND subscription_id = ?",
+                                                  [.text(event.id), .text(subscription.id)]).first?.column("status")?.string
+                if let existing {
+                    guard existing != DeliveryStatus.inFlight.rawValue, status == nil || status?.rawValue == existing else { continue }
+                    _ = try await db.query(
+                        """
+                        UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
+                            next_attempt_at = ?, updated_at = ? WHERE event_id = ? AND subscription_id = ?
+                        """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(event.id), .text(subscription.id)])
+                } else {
+                    guard status == nil else { continue }
+                    let orderKey = subscription.ordered ? event.fromUser.map { "\(event.appid)/\($0)" } : nil
+                    try await Self.insertDeliveries([PlannedDelivery(subscriptionId: subscription.id, orderKey: orderKey)],
+                                                    for: event.id, at: now, on: db)
+                }
+                count += 1
+            }
+            return count
+        }
+    }
+
+    public func queueStats() async throws -> QueueStats {
+        let row = try await reader.query(
+            """
+            SELECT COUNT(*) AS depth,
+                   MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
+            FROM deliveries WHERE status IN ('pending', 'failed', 'in_flight')
+            """).first
+        return QueueStats(depth: row?.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row?.column("oldest")))
+    }
+
+    static func delivery(from row: SQLiteRow) -> DeliveryRecord {
+        DeliveryRecord(
+            id: row.column("id")?.string ?? "", eventId: row.column("event_id")?.string ?? "",
+            subscriptionId: row.column("subscription_id")?.string ?? "",
+            status: DeliveryStatus(rawValue: row.column("status")?.string ?? "") ?? .pending,
+            attemptCount: row.column("attempts")?.integer ?? 0, nextAttemptAt: optionalDate(row.column("next_attempt_at")),
+            createdAt: date(row.column("created_at")), updatedAt: date(row.column("updated_at")))
+    }
+}

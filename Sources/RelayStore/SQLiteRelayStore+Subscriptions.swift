@@ -1,0 +1,109 @@
+import Foundation
+import RelayCore
+import SQLiteNIO
+
+extension SQLiteRelayStore {
+    public func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription] {
+        let existing = try await subscriptions()
+        for var subscription in configured {
+            if let stored = existing.first(where: { $0.id == subscription.id }) {
+                guard stored.source == .config else {
+                    throw StoreError(.conflict, "subscriptions: id \(subscription.id) is already used by a subscription created through the API")
+                }
+                // Keep a generated secret (empty in config) stable across restarts, and the status
+                // (a 410 may have disabled it) unless the URL changed.
+                if subscription.secret.isEmpty { subscription.secret = stored.secret }
+                subscription.createdAt = stored.createdAt
+                subscription.status = stored.url == subscription.url ? stored.status : .enabled
+                try await updateSubscription(subscription, now: now)
+            } else {
+                if subscription.secret.isEmpty { subscription.secret = WebhookSigner.generateSecret() }
+                try await insertSubscription(subscription)
+            }
+        }
+        for stale in existing where stale.source == .config && !configured.contains(where: { $0.id == stale.id }) {
+            _ = try await deleteSubscription(id: stale.id, now: now)
+        }
+        return try await subscriptions()
+    }
+
+    public func subscriptions() async throws -> [Subscription] {
+        try await reader.query("SELECT * FROM subscriptions ORDER BY created_at, id").map(subscription(from:))
+    }
+
+    public func subscription(id: String) async throws -> Subscription? {
+        try await reader.query("SELECT * FROM subscriptions WHERE id = ?", [.text(id)]).first.map(subscription(from:))
+    }
+
+    public func insertSubscription(_ subscription: Subscription) async throws {
+        let binds = try binds(for: subscription)
+        try await write { db in
+            let taken = try await db.query("SELECT 1 FROM subscriptions WHERE id = ?", [.text(subscription.id)])
+            guard taken.isEmpty else { throw StoreError(.conflict, "a subscription with id \(subscription.id) exists") }
+            _ = try await db.query(
+                """
+                INSERT INTO subscriptions (id, url, appids, events, reply, ordered, status, source, created_at, secret,
+                                           previous_secret, previous_secret_expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, binds)
+        }
+    }
+
+    public func updateSubscription(_ subscription: Subscription, now: Date) async throws {
+        let binds = try binds(for: subscription)
+        try await write { db in
+            _ = try await db.query(
+                """
+                UPDATE subscriptions SET url = ?2, appids = ?3, events = ?4, reply = ?5, ordered = ?6, status = ?7, source = ?8,
+                    created_at = ?9, secret = ?10, previous_secret = ?11, previous_secret_expires_at = ?12
+                WHERE id = ?1
+                """, binds)
+            if subscription.status == .disabled {
+                try await Self.cancelUnfinished(subscriptionId: subscription.id, now: now, on: db)
+            }
+        }
+    }
+
+    public func deleteSubscription(id: String, now: Date) async throws -> Bool {
+        try await write { db in
+            let deleted = try await db.query("DELETE FROM subscriptions WHERE id = ? RETURNING id", [.text(id)])
+            try await Self.cancelUnfinished(subscriptionId: id, now: now, on: db)
+            return !deleted.isEmpty
+        }
+    }
+
+    /// Cancels what has not finished; in-flight ones too (their result will be ignored).
+    static func cancelUnfinished(subscriptionId: String, now: Date, on db: SQLiteConnection) async throws {
+        _ = try await db.query(
+            """
+            UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = ?
+            WHERE subscription_id = ? AND status IN ('pending', 'failed', 'in_flight')
+            """, [.integer(millis(now)), .text(subscriptionId)])
+    }
+
+    private func binds(for s: Subscription) throws -> [SQLiteData] {
+        func json(_ list: [String]) throws -> SQLiteData {
+            .text(String(decoding: try JSONEncoder().encode(list), as: UTF8.self))
+        }
+        return [
+            .text(s.id), .text(s.url), try json(s.appids), try json(s.events), .integer(s.reply ? 1 : 0), .integer(s.ordered ? 1 : 0),
+            .text(s.status.rawValue), .text(s.source.rawValue), .integer(Self.millis(s.createdAt)), .text(sealer.seal(s.secret)),
+            Self.text(s.previousSecret.map(sealer.seal)), s.previousSecretExpiresAt.map { .integer(Self.millis($0)) } ?? .null,
+        ]
+    }
+
+    private func subscription(from row: SQLiteRow) throws -> Subscription {
+        func list(_ name: String) -> [String] {
+            (try? JSONDecoder().decode([String].self, from: Data((row.column(name)?.string ?? "[]").utf8))) ?? []
+        }
+        return Subscription(
+            id: row.column("id")?.string ?? "", url: row.column("url")?.string ?? "", appids: list("appids"), events: list("events"),
+            reply: row.column("reply")?.integer == 1, ordered: row.column("ordered")?.integer == 1,
+            status: Subscription.Status(rawValue: row.column("status")?.string ?? "") ?? .disabled,
+            source: Subscription.Source(rawValue: row.column("source")?.string ?? "") ?? .api,
+            createdAt: Self.date(row.column("created_at")), secret: try sealer.open(row.column("secret")?.string ?? ""),
+            previousSecret: try row.column("previous_secret")?.string.map(sealer.open),
+            previousSecretExpiresAt: Self.optionalDate(row.column("previous_secret_expires_at")))
+    }
+}
