@@ -2,21 +2,17 @@ import Foundation
 import RelayCore
 import Synchronization
 
-/// A clock the test moves by hand.
+/// A clock that runs with real time from a chosen start, and that a test can move forward.
 public final class TestClock: RelayClock {
-    private let current: Mutex<Date>
+    private let offset: Mutex<TimeInterval>
 
-    public init(_ start: Date = Date(timeIntervalSince1970: 1_700_000_000)) {
-        current = Mutex(start)
+    public init(_ start: Date = Date()) {
+        offset = Mutex(start.timeIntervalSinceNow)
     }
 
-    public func now() -> Date { current.withLock { $0 } }
+    public func now() -> Date { Date().addingTimeInterval(offset.withLock { $0 }) }
 
     public func advance(by seconds: TimeInterval) {
-        current.withLock { $0 += seconds }
-    }
-
-    public func set(_ date: Date) {
-        current.withLock { $0 = date }
+        offset.withLock { $0 += seconds }
     }
 }

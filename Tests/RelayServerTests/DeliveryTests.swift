@@ -1,0 +1,252 @@
+import Crypto
+import Foundation
+import HummingbirdTesting
+import RelayCore
+import RelayServer
+import RelayTestSupport
+import Synchronization
+import Testing
+
+/// Delivery to real HTTP receivers on ports picked by the OS.
+@Suite struct DeliveryTests {
+    static let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+    static func yaml(_ subscriptions: String, schedule: String = "[10ms, 10ms, 10ms]", timeout: String = "5s") -> String {
+        """
+        delivery:
+          timeout: \(timeout)
+          retry_schedule: \(schedule)
+          allow_private_networks: true
+        subscriptions:
+        \(subscriptions)
+        """
+    }
+
+    /// Standard Webhooks, computed here from the specification rather than by the relay's signer.
+    static func expectedSignature(secret: String, id: String, timestamp: String, body: String) -> String {
+        let key = SymmetricKey(data: Data(base64Encoded: String(secret.dropFirst("whsec_".count)))!)
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(id).\(timestamp).\(body)".utf8), using: key)
+        return "v1," + Data(mac).base64EncodedString()
+    }
+
+    @Test func signedDeliveryVerifiesIndependently() async throws {
+        try await TestReceiver.run { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml("""
+                  - id: crm
+                    url: http://127.0.0.1:\(port)/hooks/wechat
+                    secret: \(Self.secret)
+                """)) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    #expect(try await client.send(relay.textPush(content: "签名")).body == "success")
+                    let request = try await receiver.next()
+                    let event = try #require(try await relay.store.events(EventQuery()).first)
+                    #expect(request.headers["webhook-id"] == event.id)
+                    #expect(request.headers["content-type"] == "application/json")
+                    let timestamp = try #require(request.headers["webhook-timestamp"])
+                    #expect(abs((Int(timestamp) ?? 0) - Int(Date().timeIntervalSince1970)) < 60)
+                    #expect(request.headers["webhook-signature"] == Self.expectedSignature(
+                        secret: Self.secret, id: event.id, timestamp: timestamp, body: request.body))
+                    #expect(request.body == event.envelopeJSON)
+                    let json = try #require(try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any])
+                    #expect(Set(json.keys) == ["id", "type", "timestamp", "appid", "component_appid", "data"])
+                    #expect((json["data"] as? [String: String])?["Content"] == "签名")
+                }
+            }
+        }
+    }
+
+    @Test func filtersByAppidAndEventGlob() async throws {
+        try await TestReceiver.run { events, eventsPort in
+            try await TestReceiver.run { texts, textsPort in
+                try await TestRelay.with(extraYAML: Self.yaml("""
+                      - id: events-of-a
+                        url: http://127.0.0.1:\(eventsPort)/
+                        appids: [wxaaaaaaaaaaaaaaaa]
+                        events: ["event.*"]
+                      - id: texts
+                        url: http://127.0.0.1:\(textsPort)/
+                        events: ["message.text"]
+                    """)) { relay in
+                    let reports = Reports()
+                    try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                        _ = try await client.send(relay.eventPush(appid: "wxaaaaaaaaaaaaaaaa", event: "subscribe"))
+                        _ = try await client.send(relay.eventPush(appid: "wxbbbbbbbbbbbbbbbb", event: "subscribe"))
+                        _ = try await client.send(relay.textPush(appid: "wxaaaaaaaaaaaaaaaa", msgId: "1"))
+                        _ = try await client.send(relay.textPush(appid: "wxbbbbbbbbbbbbbbbb", msgId: "2"))
+                        _ = try await client.send(relay.ticketPush(ticket: "ticket@@@never-delivered"))
+                        let done = try await reports.next(3)
+                        #expect(done.filter { $0.subscriptionId == "events-of-a" }.count == 1)
+                        #expect(done.filter { $0.subscriptionId == "texts" }.count == 2)
+                    }
+                    #expect(events.requests.count == 1 && events.requests[0].body.contains("\"appid\":\"wxaaaaaaaaaaaaaaaa\""))
+                    #expect(texts.requests.count == 2 && texts.requests.allSatisfy { $0.body.contains("\"type\":\"message.text\"") })
+                }
+            }
+        }
+    }
+
+    @Test func failTwiceThenSucceedRecordsThreeAttempts() async throws {
+        try await TestReceiver.run(respond: { _, n in .init(status: n <= 2 ? 500 : 204) }) { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: flaky\n    url: http://127.0.0.1:\(port)/")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    let attempts = try await reports.next(3)
+                    #expect(attempts.map(\.statusCode) == [500, 500, 204])
+                    #expect(attempts.last?.verdict == .succeeded)
+                }
+                let delivery = try #require(try await relay.store.deliveries(DeliveryQuery()).first)
+                #expect(delivery.status == .succeeded)
+                #expect(delivery.attemptCount == 3)
+                let recorded = try await relay.store.attempts(deliveryId: delivery.id)
+                #expect(recorded.map(\.statusCode) == [500, 500, 204])
+                #expect(recorded.allSatisfy { $0.durationMs >= 0 })
+            }
+        }
+    }
+
+    @Test func alwaysFailingIsDeadAfterTheSchedule() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 500) }) { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: broken\n    url: http://127.0.0.1:\(port)/", schedule: "[5ms, 5ms]")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    let attempts = try await reports.next(3)
+                    #expect(attempts.map(\.verdict).last == .dead)
+                }
+                let delivery = try #require(try await relay.store.deliveries(DeliveryQuery()).first)
+                #expect(delivery.status == .dead)
+                #expect(try await relay.store.attempts(deliveryId: delivery.id).count == 3)
+                #expect(relay.metrics.exposition().contains(#"relay_deliveries_total{subscription="broken",outcome="dead"} 1"#))
+            }
+        }
+    }
+
+    @Test func goneDisablesTheSubscriptionAndCancelsItsDeliveries() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 410) }) { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: gone\n    url: http://127.0.0.1:\(port)/")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush(msgId: "1"))
+                    #expect(try await reports.next(1).first?.verdict == .cancelled)
+                    // Later events are not even queued for it.
+                    _ = try await client.send(relay.textPush(msgId: "2"))
+                }
+                #expect(try await relay.store.subscription(id: "gone")?.status == .disabled)
+                #expect(try await relay.store.deliveries(DeliveryQuery()).map(\.status) == [.cancelled])
+                #expect(receiver.requests.count == 1)
+            }
+        }
+    }
+
+    @Test func retryAfterOn429IsHonoured() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 429, headers: ["Retry-After": "120"]) }) { _, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: busy\n    url: http://127.0.0.1:\(port)/")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    let report = try #require(try await reports.next(1).first)
+                    guard case .retry(let at) = report.verdict else {
+                        Issue.record("expected a retry, got \(report.verdict)")
+                        return
+                    }
+                    // The schedule says 10ms; the subscriber asked for two minutes.
+                    #expect(at.timeIntervalSince(relay.clock.now()) >= 119)
+                }
+                #expect(try await relay.store.deliveries(DeliveryQuery()).first?.status == .failed)
+            }
+        }
+    }
+
+    @Test func timeoutIsAFailedAttempt() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 204, delay: .seconds(1)) }) { _, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: slow\n    url: http://127.0.0.1:\(port)/", schedule: "[1h]", timeout: "200ms")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    let report = try #require(try await reports.next(1).first)
+                    #expect(report.statusCode == nil)
+                    #expect(report.error?.contains("timed out") == true)
+                }
+                let delivery = try #require(try await relay.store.deliveries(DeliveryQuery()).first)
+                #expect(delivery.status == .failed)
+                #expect(try await relay.store.attempts(deliveryId: delivery.id).first?.error?.contains("timed out") == true)
+            }
+        }
+    }
+
+    @Test func aHangingSubscriberDoesNotDelayAnother() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(delay: .seconds(2)) }) { _, hangingPort in
+            try await TestReceiver.run { fast, fastPort in
+                try await TestRelay.with(extraYAML: Self.yaml("""
+                      - id: hanging
+                        url: http://127.0.0.1:\(hangingPort)/
+                      - id: fast
+                        url: http://127.0.0.1:\(fastPort)/
+                    """, timeout: "10s")) { relay in
+                    let reports = Reports()
+                    try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                        for i in 0..<5 { _ = try await client.send(relay.textPush(msgId: "\(i)")) }
+                        // All five reach the fast subscriber while the hanging one still holds its requests.
+                        let first = try await reports.next(5)
+                        #expect(first.allSatisfy { $0.subscriptionId == "fast" && $0.verdict == .succeeded })
+                        #expect(fast.requests.count == 5)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func orderedSubscriptionKeepsSendOrderWhenTheThirdFailsOnce() async throws {
+        let failedThird = FirstTime()
+        try await TestReceiver.run(respond: { request, _ in
+            request.body.contains("\"Content\":\"m3\"") && failedThird.first() ? .init(status: 500) : .init(status: 204)
+        }) { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: bot\n    url: http://127.0.0.1:\(port)/\n    ordered: true",
+                                                          schedule: "[20ms, 20ms, 20ms]")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    for i in 1...10 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(i)", from: "oSameUser")) }
+                    _ = try await reports.next(11)
+                }
+                let contents = receiver.requests.compactMap { request -> String? in
+                    guard let range = request.body.range(of: #""Content":"m\d+""#, options: .regularExpression) else { return nil }
+                    return String(request.body[range].dropFirst(11).dropLast())
+                }
+                #expect(contents == ["m1", "m2", "m3", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"])
+            }
+        }
+    }
+
+    @Test func localhostIsNeverReachedWhenPrivateNetworksAreRefused() async throws {
+        try await TestReceiver.run { receiver, port in
+            try await TestRelay.with(extraYAML: """
+                delivery:
+                  retry_schedule: [5ms]
+                subscriptions:
+                  - id: inside
+                    url: http://localhost:\(port)/
+                """) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    let attempts = try await reports.next(2)
+                    #expect(attempts.allSatisfy { $0.error?.contains("not a public address") == true })
+                    #expect(attempts.last?.verdict == .dead)
+                }
+                #expect(receiver.requests.isEmpty)
+            }
+        }
+    }
+}
+
+/// True the first time only.
+final class FirstTime: Sendable {
+    private let used = Mutex(false)
+    func first() -> Bool {
+        used.withLock { used in
+            defer { used = true }
+            return !used
+        }
+    }
+}
