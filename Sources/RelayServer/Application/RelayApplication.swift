@@ -78,7 +78,9 @@ extension RelayApplication {
     static func outboundConfiguration(_ delivery: RelayConfig.Delivery) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
-        configuration.timeout = .init(connect: .seconds(5))
+        // AsyncHTTPClient retries a refused connection until the connect timeout: keep that
+        // within the attempt's own timeout so a down subscriber fails fast.
+        configuration.timeout = .init(connect: .milliseconds(Int64(min(delivery.timeout, .seconds(5)).milliseconds)))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, delivery.maxInFlightPerSubscription)
         return configuration
     }

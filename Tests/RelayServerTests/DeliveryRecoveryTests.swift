@@ -1,0 +1,74 @@
+import Foundation
+import HummingbirdTesting
+import RelayCore
+import RelayServer
+import RelayTestSupport
+import Testing
+
+@Suite struct DeliveryRecoveryTests {
+    static func yaml(port: Int) -> String {
+        """
+        delivery:
+          timeout: 1s
+          retry_schedule: [20ms, 50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s]
+          allow_private_networks: true
+        subscriptions:
+          - id: crm
+            url: http://127.0.0.1:\(port)/hook
+        """
+    }
+
+    @Test func eventsStoredWhileTheSubscriberIsDownAreDeliveredAfterARestart() async throws {
+        // A port nobody listens on once this receiver is gone.
+        let port = try await TestReceiver.run { _, port in port }
+        let directory = makeTemporaryDirectory()
+        try await TestRelay.with(directory: directory, extraYAML: Self.yaml(port: port)) { relay in
+            let reports = Reports()
+            try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                for i in 0..<5 { #expect(try await client.send(relay.textPush(msgId: "\(i)")).body == "success") }
+                let failures = try await reports.next(5)
+                #expect(failures.allSatisfy { $0.statusCode == nil && $0.error != nil })
+            }
+        }
+        // The relay process is gone; the subscriber comes back on its port; a new relay starts on the same file.
+        try await TestReceiver.run(port: port) { receiver, _ in
+            try await TestRelay.with(directory: directory, extraYAML: Self.yaml(port: port)) { relay in
+                try await relay.application().test(.router) { _ async throws in
+                    let received = try await receiver.next(5)
+                    let ids = Set(received.compactMap { $0.headers["webhook-id"] })
+                    let stored = Set(try await relay.store.events(EventQuery()).map(\.id))
+                    #expect(ids == stored && ids.count == 5)
+                }
+            }
+        }
+    }
+
+    @Test func claimsOfADeadNodeAreTakenOverWhenTheirLeaseExpires() async throws {
+        // A node claims a delivery and is killed before it reports back (SIGKILL): its claim
+        // stays in the store until the lease runs out, then this relay takes the work over.
+        try await TestReceiver.run { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml(port: port)) { relay in
+                let event = RelayEvent(id: EventID.make(at: relay.clock.now()), type: "message.text", appid: "wx1", componentAppid: nil,
+                                       receivedAt: relay.clock.now(), dataJSON: "{}", dedupKey: "k", fromUser: nil)
+                // Make the config subscription exist in the store before planning a delivery to it.
+                _ = try await relay.store.syncConfigSubscriptions(
+                    [Subscription(id: "crm", url: "http://127.0.0.1:\(port)/hook", source: .config, createdAt: relay.clock.now(), secret: "")],
+                    now: relay.clock.now())
+                _ = try await relay.store.commit(IntakeRecord(event: event, ticket: nil,
+                                                              deliveries: [PlannedDelivery(subscriptionId: "crm", orderKey: nil)]))
+                let claimed = try await relay.store.claimDeliveries(
+                    subscriptionId: "crm", limit: 10, now: relay.clock.now(), leaseUntil: relay.clock.now().addingTimeInterval(60),
+                    owner: "node-killed")
+                #expect(claimed.count == 1)
+                try await relay.application().test(.router) { _ async throws in
+                    // While the lease holds, nobody else takes it.
+                    #expect(try await relay.store.delivery(id: claimed[0].id)?.status == .inFlight)
+                    relay.clock.advance(by: 61)
+                    let request = try await receiver.next()
+                    #expect(request.headers["webhook-id"] == event.id)
+                }
+                #expect(try await relay.store.delivery(id: claimed[0].id)?.status == .succeeded)
+            }
+        }
+    }
+}
