@@ -15,6 +15,11 @@ public enum WebhookSigner {
         return SymmetricKey(data: data)
     }
 
+    /// Whether `secret` is `whsec_` + base64 of at least 24 bytes (192 bits).
+    public static func isValidSecret(_ secret: String) -> Bool {
+        (key(of: secret)?.bitCount ?? 0) >= 192
+    }
+
     /// One `v1,` signature.
     public static func signature(secret: String, id: String, timestamp: Int, body: some DataProtocol) -> String {
         let key = key(of: secret) ?? SymmetricKey(data: Data(secret.utf8))

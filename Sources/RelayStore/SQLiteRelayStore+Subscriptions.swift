@@ -12,7 +12,11 @@ extension SQLiteRelayStore {
                 }
                 // Keep a generated secret (empty in config) stable across restarts, and the status
                 // (a 410 may have disabled it) unless the URL changed.
-                if subscription.secret.isEmpty { subscription.secret = stored.secret }
+                if subscription.secret.isEmpty {
+                    subscription.secret = stored.secret
+                    subscription.previousSecret = stored.previousSecret
+                    subscription.previousSecretExpiresAt = stored.previousSecretExpiresAt
+                }
                 subscription.createdAt = stored.createdAt
                 subscription.status = stored.url == subscription.url ? stored.status : .enabled
                 try await updateSubscription(subscription, now: now)

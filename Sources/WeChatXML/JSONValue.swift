@@ -7,6 +7,8 @@ public indirect enum JSONValue: Sendable, Equatable {
     case null
     case array([JSONValue])
     case object([(String, JSONValue)])
+    /// Text that is already valid JSON (stored `data`), written out verbatim.
+    case raw(String)
 
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
@@ -14,6 +16,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         case (.number(let a), .number(let b)): a == b
         case (.bool(let a), .bool(let b)): a == b
         case (.null, .null): true
+        case (.raw(let a), .raw(let b)): a == b
         case (.array(let a), .array(let b)): a == b
         case (.object(let a), .object(let b)): a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: false
@@ -47,6 +50,7 @@ public indirect enum JSONValue: Sendable, Equatable {
             if n.rounded() == n, abs(n) < 1e15 { out += String(Int64(n)) } else { out += "\(n)" }
         case .bool(let b): out += b ? "true" : "false"
         case .null: out += "null"
+        case .raw(let text): out += text
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {

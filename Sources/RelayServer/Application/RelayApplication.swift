@@ -53,7 +53,11 @@ public enum RelayApplication {
         let intake = PushIntake(store: store, registry: registry) { dispatcher.notify(subscriptionIds: $0) }
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes)
             .register(on: router)
-        OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics).register(on: router)
+        OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock).register(on: router)
+        let admin = router.group("v1").add(middleware: AdminAuthMiddleware(token: config.admin.token))
+        SubscriptionRoutes(store: store, registry: registry, dispatcher: dispatcher, egress: dispatcher.sender.egress,
+                           clock: dependencies.clock).register(on: admin)
+        EventRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock).register(on: admin)
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,
                                         clock: dependencies.clock, logger: dependencies.logger)

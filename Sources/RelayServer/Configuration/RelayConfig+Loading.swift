@@ -149,7 +149,7 @@ extension RelayConfig {
         }
         var subscription = Subscription(id: id, url: url)
         if let secret = try m.optionalString("secret"), !secret.isEmpty {
-            guard secret.hasPrefix("whsec_"), let key = Data(base64Encoded: String(secret.dropFirst(6))), key.count >= 24 else {
+            guard WebhookSigner.isValidSecret(secret) else {
                 throw ConfigError(m.child("secret"), "expected whsec_ followed by base64 of at least 24 bytes")
             }
             subscription.secret = secret
@@ -167,6 +167,13 @@ extension RelayConfig {
         for (index, subscription) in subscriptions.enumerated() {
             guard seen.insert(subscription.id).inserted else {
                 throw ConfigError("subscriptions[\(index)].id", "subscription id \(subscription.id) is used twice")
+            }
+            guard subscription.reply else { continue }
+            for other in subscriptions[..<index] where other.reply {
+                if other.appids.contains("*") || subscription.appids.contains("*") || !Set(other.appids).isDisjoint(with: subscription.appids) {
+                    throw ConfigError("subscriptions[\(index)].reply",
+                                      "subscription \(other.id) is already the reply endpoint for these AppIDs; an AppID has at most one")
+                }
             }
         }
     }

@@ -194,7 +194,7 @@ public struct DeliveryReport: Sendable, Equatable {
 
 /// Runs `operation`, returning early (without error) when a graceful shutdown starts.
 func cancelWhenGracefulShutdownOrReturn(_ operation: @escaping @Sendable () async -> Void) async {
-    try? await cancelWhenGracefulShutdown { await operation() }
+    await cancelWhenGracefulShutdown { await operation() }
 }
 
 /// A count shared between a loop and the attempts it started.

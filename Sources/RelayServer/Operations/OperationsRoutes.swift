@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import RelayCore
@@ -7,6 +8,7 @@ import RelayCore
 struct OperationsRoutes: Sendable {
     let store: any RelayStore
     let metrics: RelayMetrics
+    let clock: any RelayClock
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/healthz") { _, _ in PlainText.response(.ok, "ok") }
@@ -19,8 +21,16 @@ struct OperationsRoutes: Sendable {
                 return PlainText.response(.serviceUnavailable, "store not reachable")
             }
         }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        router.get("/metrics") { _, context in
+            // Queue figures are read at scrape time, so they are exact whenever someone looks.
+            do {
+                let stats = try await store.queueStats()
+                let age = stats.oldestPendingCreatedAt.map { max(0, clock.now().timeIntervalSince($0)) } ?? 0
+                metrics.queue(depth: stats.depth, oldestPendingAge: age)
+            } catch {
+                context.logger.warning("cannot read queue statistics", metadata: ["error": "\(error)"])
+            }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
         }
     }

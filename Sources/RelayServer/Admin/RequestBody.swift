@@ -1,0 +1,56 @@
+import Foundation
+import Hummingbird
+
+/// A JSON object from a request body, read field by field so that an unknown field or a wrong
+/// type is a clear 400 naming the field.
+struct JSONBody {
+    private let object: [String: Any]
+
+    static func read(_ request: Request, allowed: Set<String>, maxBytes: Int = 65_536) async throws -> JSONBody {
+        let buffer = try await request.body.collect(upTo: maxBytes)
+        if buffer.readableBytes == 0 { return JSONBody(object: [:]) }
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)),
+            let object = parsed as? [String: Any]
+        else { throw AdminError.badRequest("the body must be a JSON object") }
+        if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw AdminError.badRequest("unknown field \(unknown); expected one of \(allowed.sorted().joined(separator: ", "))")
+        }
+        return JSONBody(object: object)
+    }
+
+    func has(_ key: String) -> Bool { object[key] != nil && !(object[key] is NSNull) }
+
+    func string(_ key: String) throws -> String? {
+        guard has(key) else { return nil }
+        guard let value = object[key] as? String else { throw AdminError.badRequest("\(key) must be a string") }
+        return value
+    }
+
+    func strings(_ key: String) throws -> [String]? {
+        guard has(key) else { return nil }
+        guard let value = object[key] as? [String], !value.isEmpty else { throw AdminError.badRequest("\(key) must be a non-empty list of strings") }
+        return value
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard has(key) else { return nil }
+        // JSON booleans arrive as NSNumber of type "c"; the numbers 0 and 1 must not pass.
+        guard let number = object[key] as? NSNumber, String(cString: number.objCType) == "c" else {
+            throw AdminError.badRequest("\(key) must be true or false")
+        }
+        return number.boolValue
+    }
+
+    func date(_ key: String) throws -> Date? {
+        guard let text = try string(key) else { return nil }
+        guard let date = Date.fromISO8601(text) else { throw AdminError.badRequest("\(key) must be an ISO 8601 time such as 2026-11-22T08:00:00Z") }
+        return date
+    }
+
+}
+
+extension Date {
+    static func fromISO8601(_ text: String) -> Date? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+}

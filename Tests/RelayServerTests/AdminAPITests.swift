@@ -1,0 +1,204 @@
+import Crypto
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import RelayCore
+import RelayServer
+import RelayTestSupport
+import Testing
+
+@Suite struct AdminAPITests {
+    static let token = "admin-token-0123456789"
+
+    static func yaml(allowPrivate: Bool = true, subscriptions: String = "", schedule: String = "[10ms, 10ms]") -> String {
+        """
+        admin:
+          token: \(token)
+        delivery:
+          retry_schedule: \(schedule)
+          allow_private_networks: \(allowPrivate)
+        subscriptions:\(subscriptions.isEmpty ? " []" : "\n" + subscriptions)
+        """
+    }
+
+    /// Sends an authorized admin request and returns the status and the parsed JSON.
+    static func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, json: String? = nil,
+                     token: String? = token) async throws -> (status: Int, body: [String: Any]) {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        return try await client.execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) {
+            let text = String(buffer: $0.body)
+            let parsed = text.isEmpty ? [:] : (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? ["raw": text]
+            return (Int($0.status.code), parsed)
+        }
+    }
+
+    static func errorCode(_ body: [String: Any]) -> String? { (body["error"] as? [String: Any])?["code"] as? String }
+
+    @Test func withoutATokenTheAdminAPIIsOff() async throws {
+        try await TestRelay.with { relay in
+            try await relay.application().test(.router) { client async throws in
+                let answer = try await Self.call(client, .get, "/v1/subscriptions")
+                #expect(answer.status == 404)
+                #expect(Self.errorCode(answer.body) == "admin_api_off")
+            }
+        }
+    }
+
+    @Test func wrongOrMissingTokenIsRefused() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml()) { relay in
+            try await relay.application().test(.router) { client async throws in
+                #expect(try await Self.call(client, .get, "/v1/subscriptions", token: nil).status == 401)
+                let wrong = try await Self.call(client, .get, "/v1/subscriptions", token: "admin-token-0123456788")
+                #expect(wrong.status == 401)
+                #expect(Self.errorCode(wrong.body) == "unauthorized")
+                #expect(try await Self.call(client, .get, "/v1/subscriptions").status == 200)
+            }
+        }
+    }
+
+    @Test func subscriptionLifecycle() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: fromconfig\n    url: https://example.com/x")) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let created = try await Self.call(client, .post, "/v1/subscriptions",
+                                                  json: #"{"id": "crm", "url": "http://127.0.0.1:9/hook", "events": ["message.*"], "ordered": true}"#)
+                #expect(created.status == 201)
+                #expect((created.body["secret"] as? String)?.hasPrefix("whsec_") == true)
+                #expect(created.body["source"] as? String == "api")
+                #expect(created.body["status"] as? String == "enabled")
+                #expect(created.body["ordered"] as? Bool == true)
+                #expect(created.body["appids"] as? [String] == ["*"])
+                #expect(created.body["created_at"] is String)
+
+                let list = try await Self.call(client, .get, "/v1/subscriptions")
+                let data = try #require(list.body["data"] as? [[String: Any]])
+                #expect(Set(data.compactMap { $0["id"] as? String }) == ["fromconfig", "crm"])
+                #expect(data.allSatisfy { $0["secret"] == nil })
+                #expect(list.body.keys.contains("next_cursor"))
+                #expect(data.first { $0["id"] as? String == "fromconfig" }?["source"] as? String == "config")
+
+                #expect(try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "crm", "url": "http://127.0.0.1:9/"}"#).status == 409)
+                let patched = try await Self.call(client, .patch, "/v1/subscriptions/crm", json: #"{"status": "disabled"}"#)
+                #expect(patched.body["status"] as? String == "disabled")
+                #expect(try await Self.call(client, .patch, "/v1/subscriptions/fromconfig", json: #"{"status": "disabled"}"#).status == 409)
+                #expect(try await Self.call(client, .delete, "/v1/subscriptions/fromconfig").status == 409)
+                #expect(try await Self.call(client, .delete, "/v1/subscriptions/crm").status == 204)
+                #expect(try await Self.call(client, .get, "/v1/subscriptions/crm").status == 404)
+
+                let unknownField = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9/", "evnts": []}"#)
+                #expect(unknownField.status == 400)
+                #expect(Self.errorCode(unknownField.body) == "invalid_request")
+                #expect(((unknownField.body["error"] as? [String: Any])?["message"] as? String)?.contains("evnts") == true)
+                #expect(try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9/", "ordered": 1}"#).status == 400)
+            }
+        }
+    }
+
+    @Test(arguments: ["http://127.0.0.1/", "http://10.0.0.1/", "http://[::1]/", "http://169.254.169.254/latest/meta-data",
+                      "ftp://example.com/", "http://localhost:8080/", "not a url", "https://192.168.0.10/"])
+    func privateOrNonHTTPURLsAreRefusedAtRegistration(url: String) async throws {
+        try await TestRelay.with(extraYAML: Self.yaml(allowPrivate: false)) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let answer = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "\#(url)"}"#)
+                #expect(answer.status == 400)
+                #expect(((answer.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("url:") == true)
+            }
+            #expect(try await relay.store.subscriptions().isEmpty)
+        }
+    }
+
+    @Test func rotationSignsWithBothSecretsAndPingReachesOnlyThatSubscription() async throws {
+        try await TestReceiver.run { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml()) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    let created = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "r", "url": "http://127.0.0.1:\#(port)/"}"#)
+                    let oldSecret = try #require(created.body["secret"] as? String)
+                    let rotated = try await Self.call(client, .post, "/v1/subscriptions/r/rotate-secret")
+                    let newSecret = try #require(rotated.body["secret"] as? String)
+                    #expect(newSecret != oldSecret)
+
+                    let ping = try await Self.call(client, .post, "/v1/subscriptions/r/test")
+                    #expect(ping.status == 202)
+                    let request = try await receiver.next()
+                    #expect(request.body.contains(#""type":"relay.ping""#))
+                    let id = try #require(request.headers["webhook-id"])
+                    let timestamp = try #require(request.headers["webhook-timestamp"])
+                    let signatures = (request.headers["webhook-signature"] ?? "").split(separator: " ").map(String.init)
+                    #expect(signatures.count == 2)
+                    for secret in [newSecret, oldSecret] {
+                        #expect(signatures.contains(DeliveryTests.expectedSignature(secret: secret, id: id, timestamp: timestamp, body: request.body)))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func eventsDeliveriesRetryAndReplay() async throws {
+        let failing = FirstTime()
+        try await TestReceiver.run(respond: { _, _ in failing.first() ? .init(status: 500) : .init(status: 200) }) { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:\(port)/", schedule: "[]")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush(content: "admin"))
+                    #expect(try await reports.next(1).first?.verdict == .dead)  // an empty schedule: one attempt only
+
+                    let events = try await Self.call(client, .get, "/v1/events?type=message.text&limit=10")
+                    let event = try #require((events.body["data"] as? [[String: Any]])?.first)
+                    let eventId = try #require(event["id"] as? String)
+                    #expect((event["data"] as? [String: Any])?["Content"] as? String == "admin")
+                    let one = try await Self.call(client, .get, "/v1/events/\(eventId)")
+                    let delivery = try #require((one.body["deliveries"] as? [[String: Any]])?.first)
+                    #expect(delivery["status"] as? String == "dead")
+                    #expect(delivery["subscription_id"] as? String == "crm")
+                    let attempt = try #require((delivery["attempts"] as? [[String: Any]])?.first)
+                    #expect(attempt["status_code"] as? Int == 500)
+                    #expect(attempt["duration_ms"] is Int)
+                    #expect(attempt.keys.contains("error") && attempt.keys.contains("at"))
+
+                    let dead = try await Self.call(client, .get, "/v1/deliveries?subscription=crm&status=dead")
+                    let deliveryId = try #require((dead.body["data"] as? [[String: Any]])?.first?["id"] as? String)
+                    #expect(try await Self.call(client, .post, "/v1/deliveries/\(deliveryId)/retry").status == 202)
+                    #expect(try await reports.next(1).first?.verdict == .succeeded)
+
+                    let replay = try await Self.call(client, .post, "/v1/subscriptions/crm/replay", json: #"{"since": "2020-01-01T00:00:00Z"}"#)
+                    #expect(replay.body["replayed"] as? Int == 1)
+                    #expect(try await reports.next(1).first?.verdict == .succeeded)
+                    #expect(Set(receiver.requests.compactMap { $0.headers["webhook-id"] }) == [eventId])
+                    #expect(receiver.requests.count == 3)
+                    #expect(try await Self.call(client, .get, "/v1/events/evt_nope").status == 404)
+                    #expect(try await Self.call(client, .get, "/v1/deliveries?status=bogus").status == 400)
+                }
+            }
+        }
+    }
+
+    @Test func disablingCancelsPendingDeliveriesAtOnce() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 500) }) { _, port in
+            try await TestRelay.with(extraYAML: Self.yaml(schedule: "[1h]")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "s", "url": "http://127.0.0.1:\#(port)/"}"#)
+                    _ = try await client.send(relay.textPush())
+                    _ = try await reports.next(1)
+                    #expect(try await relay.store.deliveries(DeliveryQuery()).first?.status == .failed)
+                    _ = try await Self.call(client, .patch, "/v1/subscriptions/s", json: #"{"status": "disabled"}"#)
+                    #expect(try await relay.store.deliveries(DeliveryQuery()).first?.status == .cancelled)
+                    let metrics = try await client.get("/metrics").body
+                    #expect(metrics.contains("relay_delivery_queue_depth 0"))
+                }
+            }
+        }
+    }
+
+    @Test func oneReplyEndpointPerAppid() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml()) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let first = #"{"id": "bot1", "url": "http://127.0.0.1:9/", "appids": ["wx1"], "reply": true}"#
+                #expect(try await Self.call(client, .post, "/v1/subscriptions", json: first).status == 201)
+                let second = #"{"id": "bot2", "url": "http://127.0.0.1:9/", "appids": ["wx1", "wx2"], "reply": true}"#
+                #expect(try await Self.call(client, .post, "/v1/subscriptions", json: second).status == 409)
+            }
+        }
+    }
+}
