@@ -86,10 +86,12 @@ import WeChatXML
 
     @Test func sameMessageThreeTimesWithDifferentNoncesIsOneEvent() async throws {
         try await TestRelay.with() { relay in
+            // A retry repeats WeChat's content exactly; only the request's nonce differs.
+            let createTime = relay.timestamp
             try await relay.application().test(.router) { client async throws in
                 for nonce in ["111", "222", "333"] {
                     #expect(try await client.send(relay.textPush(msgId: "9001", nonce: nonce)).body == "success")
-                    #expect(try await client.send(relay.eventPush(event: "LOCATION", nonce: nonce)).body == "success")
+                    #expect(try await client.send(relay.eventPush(event: "LOCATION", createTime: createTime, nonce: nonce)).body == "success")
                 }
             }
             #expect(try await relay.store.events(EventQuery()).count == 2)
@@ -99,9 +101,10 @@ import WeChatXML
 
     @Test func twoDistinctEventsInTheSameSecondAreTwo() async throws {
         try await TestRelay.with() { relay in
+            let second = relay.timestamp
             try await relay.application().test(.router) { client async throws in
-                #expect(try await client.send(relay.eventPush(event: "CLICK", eventKey: "a")).body == "success")
-                #expect(try await client.send(relay.eventPush(event: "CLICK", eventKey: "b")).body == "success")
+                #expect(try await client.send(relay.eventPush(event: "CLICK", eventKey: "a", createTime: second)).body == "success")
+                #expect(try await client.send(relay.eventPush(event: "CLICK", eventKey: "b", createTime: second)).body == "success")
             }
             #expect(try await relay.store.events(EventQuery()).count == 2)
         }

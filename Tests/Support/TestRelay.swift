@@ -134,8 +134,8 @@ public struct TestRelay: Sendable {
 
     /// An encrypted event to `appid`'s callback URL.
     public func eventPush(appid: String = "wx1111111111111111", event: String = "subscribe", eventKey: String? = nil,
-                          from: String = "oUser123", nonce: String = PushComposer.nonce()) -> ComposedPush {
-        let xml = SamplePushes.event(to: "gh_abcdef123456", from: from, event: event, eventKey: eventKey, createTime: timestamp)
+                          from: String = "oUser123", createTime: Int? = nil, nonce: String = PushComposer.nonce()) -> ComposedPush {
+        let xml = SamplePushes.event(to: "gh_abcdef123456", from: from, event: event, eventKey: eventKey, createTime: createTime ?? timestamp)
         return PushComposer.callbackPush(xml: xml, appid: appid, toUserName: "gh_abcdef123456",
                                          crypto: TestCredentials.component.crypto, timestamp: timestamp, nonce: nonce)
     }
