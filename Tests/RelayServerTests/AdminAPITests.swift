@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func subscriptionLifecycle() async throws {
-        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: fromconfig\n    url: https://example.com/x")) { relay in
+        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: fromconfig\n    url: http://127.0.0.1:9/x")) { relay in
             try await relay.application().test(.router) { client async throws in
                 let created = try await Self.call(client, .post, "/v1/subscriptions",
                                                   json: #"{"id": "crm", "url": "http://127.0.0.1:9/hook", "events": ["message.*"], "ordered": true}"#)

@@ -72,3 +72,42 @@ import Testing
         }
     }
 }
+
+@Suite struct ShutdownAndSealingTests {
+    @Test func gracefulShutdownFinishesTheAttemptInFlight() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 204, delay: .milliseconds(500)) }) { receiver, port in
+            try await TestRelay.with(extraYAML: DeliveryRecoveryTests.yaml(port: port)) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    _ = try await receiver.next()
+                    #expect(try await relay.store.deliveries(DeliveryQuery()).first?.status == .inFlight)
+                    // Leaving the closure shuts the application down gracefully, as SIGTERM does.
+                }
+                #expect(try await relay.store.deliveries(DeliveryQuery()).first?.status == .succeeded)
+            }
+        }
+    }
+
+    @Test func secretsAreSealedAtRestWithAnEncryptionKey() async throws {
+        let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
+        let directory = makeTemporaryDirectory()
+        let subscriptions = """
+            subscriptions:
+              - id: crm
+                url: http://127.0.0.1:9/hook
+                secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+            """
+        try await TestRelay.with(directory: directory, extraYAML: subscriptions, encryptionKey: key) { relay in
+            try await relay.application().test(.router) { client async throws in
+                _ = try await client.send(relay.ticketPush(ticket: "ticket@@@very-secret"))
+            }
+            #expect(try await relay.store.ticket(componentAppid: TestCredentials.componentAppid)?.ticket == "ticket@@@very-secret")
+            #expect(try await relay.store.subscription(id: "crm")?.secret == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        }
+        let file = try Data(contentsOf: URL(fileURLWithPath: directory + "/relay.sqlite"))
+            + ((try? Data(contentsOf: URL(fileURLWithPath: directory + "/relay.sqlite-wal"))) ?? Data())
+        #expect(file.range(of: Data("very-secret".utf8)) == nil)
+        #expect(file.range(of: Data("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".utf8)) == nil)
+        #expect(file.range(of: Data("sealed:v1:".utf8)) != nil)
+    }
+}

@@ -73,7 +73,7 @@ import WeChatXML
         try await TestRelay.with(extraYAML: """
             subscriptions:
               - id: tickets
-                url: https://example.com/hook
+                url: http://127.0.0.1:9/hook
                 events: ["component.verify_ticket"]
             """) { relay in
             try await relay.application().test(.router) { client async throws in

@@ -37,7 +37,7 @@ public enum TestCredentials {
     }
 
     /// A complete `relay.yml` for tests; `extra` is appended at the top level.
-    public static func yaml(storePath: String, port: Int = 0, extra: String = "") -> String {
+    public static func yaml(storePath: String, port: Int = 0, encryptionKey: String? = nil, extra: String = "") -> String {
         """
         server:
           host: 127.0.0.1
@@ -45,6 +45,7 @@ public enum TestCredentials {
           max_body_bytes: 65536
         storage:
           url: sqlite:\(storePath)
+          encryption_key: \(encryptionKey ?? "")
         wechat:
           max_clock_skew: 5m
           components:
@@ -84,8 +85,9 @@ public struct TestRelay: Sendable {
 
     /// Opens (or reopens, given the same `directory`) a relay whose clock starts at `now`.
     static func make(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
-                            port: Int = 0) async throws -> TestRelay {
-        let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storePath: directory + "/relay.sqlite", port: port, extra: extraYAML),
+                            port: Int = 0, encryptionKey: String? = nil) async throws -> TestRelay {
+        let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storePath: directory + "/relay.sqlite", port: port,
+                                                                      encryptionKey: encryptionKey, extra: extraYAML),
                                            environment: [:])
         let store = try await StoreFactory.open(config.storage, logger: Logger(label: "test"))
         return TestRelay(config: config, store: store, clock: TestClock(now), metrics: RelayMetrics(), directory: directory)
@@ -94,8 +96,8 @@ public struct TestRelay: Sendable {
     /// Runs `body` with a fresh (or reopened) relay and closes its store afterwards, however
     /// `body` ends.
     public static func with<T>(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
-                               port: Int = 0, _ body: (TestRelay) async throws -> T) async throws -> T {
-        let relay = try await make(directory: directory, now: now, extraYAML: extraYAML, port: port)
+                               port: Int = 0, encryptionKey: String? = nil, _ body: (TestRelay) async throws -> T) async throws -> T {
+        let relay = try await make(directory: directory, now: now, extraYAML: extraYAML, port: port, encryptionKey: encryptionKey)
         do {
             let result = try await body(relay)
             try await relay.store.close()
