@@ -92,11 +92,16 @@ public struct PlannedDelivery: Sendable, Equatable {
         self.orderKey = orderKey
     }
 
+    /// The delivery of `event` to `subscription`; ordered subscriptions key it by AppID and user.
+    public init(event: RelayEvent, subscription: Subscription) {
+        self.subscriptionId = subscription.id
+        self.orderKey = subscription.ordered ? event.fromUser.map { "\(event.appid)/\($0)" } : nil
+    }
+
     /// The deliveries of `event` for `subscriptions` (those that match and receive deliveries).
     public static func plan(for event: RelayEvent, subscriptions: [Subscription]) -> [PlannedDelivery] {
-        subscriptions.filter { $0.receivesDeliveries && $0.matches(type: event.type, appid: event.appid) }.map {
-            PlannedDelivery(subscriptionId: $0.id, orderKey: $0.ordered ? event.fromUser.map { "\(event.appid)/\($0)" } : nil)
-        }
+        subscriptions.filter { $0.receivesDeliveries && $0.matches(type: event.type, appid: event.appid) }
+            .map { PlannedDelivery(event: event, subscription: $0) }
     }
 }
 

@@ -144,8 +144,7 @@ extension SQLiteRelayStore {
                         """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(event.id), .text(subscription.id)])
                 } else {
                     guard status == nil else { continue }
-                    let orderKey = subscription.ordered ? event.fromUser.map { "\(event.appid)/\($0)" } : nil
-                    try await Self.insertDeliveries([PlannedDelivery(subscriptionId: subscription.id, orderKey: orderKey)],
+                    try await Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)],
                                                     for: event.id, at: now, on: db)
                 }
                 count += 1
