@@ -50,9 +50,17 @@ public enum EventBuilder {
     /// a retry repeats exactly while two distinct events in the same second do not.
     public static func dedupKey(root: XMLNode, plaintext: [UInt8]) -> String {
         if let msgId = nonEmpty(root.childText("MsgId")) { return "msg:" + msgId }
+        // One grant is one event, whether it arrives as WeChat's push or from the onboarding callback.
+        if ["authorized", "updateauthorized"].contains(root.childText("InfoType") ?? ""),
+           let code = nonEmpty(root.childText("AuthorizationCode")) {
+            return grantKey(code: code)
+        }
         let digest = SHA256.hash(data: plaintext)
         return "sha256:" + Hex.encode(digest)
     }
+
+    /// The dedup key of the `authorizer.authorized` event of one authorization code.
+    public static func grantKey(code: String) -> String { "grant:" + code }
 
     private static func nonEmpty(_ value: String?) -> String? {
         guard let value, !value.isEmpty else { return nil }

@@ -2,7 +2,7 @@ import Foundation
 
 /// Durable state of the relay. Two implementations: SQLite (one node) and PostgreSQL (several
 /// nodes). Nothing backend-specific crosses this protocol.
-public protocol RelayStore: Sendable {
+public protocol RelayStore: AuthorizationStore {
     /// Creates or upgrades the schema.
     func migrate() async throws
     /// Throws when the store cannot be reached (readiness).

@@ -81,5 +81,45 @@ enum SQLiteSchema {
             """,
             "CREATE INDEX attempts_delivery ON attempts (delivery_id, seq)",
         ],
+        // 3: the authorization flow: component tokens, authorizers, exchanged codes, lease locks.
+        [
+            """
+            CREATE TABLE component_tokens (
+                component_appid TEXT PRIMARY KEY,
+                access_token TEXT NOT NULL,
+                expires_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE authorizers (
+                appid TEXT PRIMARY KEY,
+                component_appid TEXT NOT NULL,
+                name TEXT,
+                type TEXT,
+                user_name TEXT,
+                status TEXT NOT NULL,
+                permissions TEXT NOT NULL,
+                refresh_token TEXT,
+                access_token TEXT,
+                access_token_expires_at INTEGER,
+                authorized_at INTEGER NOT NULL,
+                version INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE exchanged_codes (
+                code TEXT PRIMARY KEY,
+                authorizer_appid TEXT NOT NULL,
+                exchanged_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE locks (
+                name TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                expires_at INTEGER NOT NULL
+            )
+            """,
+        ],
     ]
 }

@@ -92,4 +92,15 @@ struct FailingStore: RelayStore {
     func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? { throw Down() }
     func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int { throw Down() }
     func queueStats() async throws -> QueueStats { throw Down() }
+    func componentToken(appid: String) async throws -> StoredToken? { throw Down() }
+    func saveComponentToken(appid: String, _ token: StoredToken) async throws { throw Down() }
+    func acquireLock(name: String, owner: String, until: Date, now: Date) async throws -> Bool { throw Down() }
+    func releaseLock(name: String, owner: String) async throws { throw Down() }
+    func authorizer(appid: String) async throws -> Authorizer? { throw Down() }
+    func authorizers() async throws -> [Authorizer] { throw Down() }
+    func saveAuthorizer(_ authorizer: Authorizer) async throws { throw Down() }
+    func saveAuthorizerTokens(appid: String, expectedVersion: Int, accessToken: StoredToken, refreshToken: String) async throws -> Bool { throw Down() }
+    func revokeAuthorizer(appid: String) async throws { throw Down() }
+    func exchangedCode(_ code: String) async throws -> String? { throw Down() }
+    func recordExchange(code: String, authorizerAppid: String, at: Date) async throws { throw Down() }
 }

@@ -9,7 +9,8 @@ import WeChatXML
 @Suite struct IntakeTests {
     @Test func encryptedTextMessageIsStoredWithTheSpecShape() async throws {
         try await TestRelay.with() { relay in
-            let push = relay.textPush(appid: "wx1111111111111111", content: "你好", msgId: "24681357924681357")
+            let sent = relay.timestamp
+            let push = relay.textPush(appid: "wx1111111111111111", content: "你好", msgId: "24681357924681357", createTime: sent)
             try await relay.application().test(.router) { client async throws in
                 let answer = try await client.send(push)
                 #expect(answer.status == 200)
@@ -27,7 +28,7 @@ import WeChatXML
             #expect(envelope?["type"] as? String == "message.text")
             #expect((envelope?["timestamp"] as? String)?.hasSuffix("Z") == true)
             let data = try #require(envelope?["data"] as? [String: String])
-            #expect(data == ["ToUserName": "gh_abcdef123456", "FromUserName": "oUser123", "CreateTime": String(relay.timestamp),
+            #expect(data == ["ToUserName": "gh_abcdef123456", "FromUserName": "oUser123", "CreateTime": String(sent),
                              "MsgType": "text", "Content": "你好", "MsgId": "24681357924681357"])
             #expect(event.dataJSON.hasPrefix("{\"ToUserName\":"))
         }

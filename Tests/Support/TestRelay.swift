@@ -37,7 +37,9 @@ public enum TestCredentials {
     }
 
     /// A complete `relay.yml` for tests; `extra` is appended at the top level.
-    public static func yaml(storePath: String, port: Int = 0, encryptionKey: String? = nil, extra: String = "") -> String {
+    /// `apiBase` defaults to a closed loopback port: tests never reach the real WeChat.
+    public static func yaml(storePath: String, port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
+                            extra: String = "") -> String {
         """
         server:
           host: 127.0.0.1
@@ -47,6 +49,7 @@ public enum TestCredentials {
           url: sqlite:\(storePath)
           encryption_key: \(encryptionKey ?? "")
         wechat:
+          api_base: \(apiBase)
           max_clock_skew: 5m
           components:
             - appid: \(componentAppid)
@@ -85,9 +88,9 @@ public struct TestRelay: Sendable {
 
     /// Opens (or reopens, given the same `directory`) a relay whose clock starts at `now`.
     static func make(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
-                            port: Int = 0, encryptionKey: String? = nil) async throws -> TestRelay {
+                            port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9") async throws -> TestRelay {
         let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storePath: directory + "/relay.sqlite", port: port,
-                                                                      encryptionKey: encryptionKey, extra: extraYAML),
+                                                                      encryptionKey: encryptionKey, apiBase: apiBase, extra: extraYAML),
                                            environment: [:])
         let store = try await StoreFactory.open(config.storage, logger: Logger(label: "test"))
         return TestRelay(config: config, store: store, clock: TestClock(now), metrics: RelayMetrics(), directory: directory)
@@ -96,8 +99,10 @@ public struct TestRelay: Sendable {
     /// Runs `body` with a fresh (or reopened) relay and closes its store afterwards, however
     /// `body` ends.
     public static func with<T>(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
-                               port: Int = 0, encryptionKey: String? = nil, _ body: (TestRelay) async throws -> T) async throws -> T {
-        let relay = try await make(directory: directory, now: now, extraYAML: extraYAML, port: port, encryptionKey: encryptionKey)
+                               port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
+                               _ body: (TestRelay) async throws -> T) async throws -> T {
+        let relay = try await make(directory: directory, now: now, extraYAML: extraYAML, port: port, encryptionKey: encryptionKey,
+                                   apiBase: apiBase)
         do {
             let result = try await body(relay)
             try await relay.store.close()
@@ -128,8 +133,8 @@ public struct TestRelay: Sendable {
 
     /// An encrypted text message to `appid`'s callback URL, sealed with the test component.
     public func textPush(appid: String = "wx1111111111111111", content: String = "你好", msgId: String = "24681357924681357",
-                         from: String = "oUser123", nonce: String = PushComposer.nonce()) -> ComposedPush {
-        let xml = SamplePushes.text(to: "gh_abcdef123456", from: from, content: content, createTime: timestamp, msgId: msgId)
+                         from: String = "oUser123", createTime: Int? = nil, nonce: String = PushComposer.nonce()) -> ComposedPush {
+        let xml = SamplePushes.text(to: "gh_abcdef123456", from: from, content: content, createTime: createTime ?? timestamp, msgId: msgId)
         return PushComposer.callbackPush(xml: xml, appid: appid, toUserName: "gh_abcdef123456",
                                          crypto: TestCredentials.component.crypto, timestamp: timestamp, nonce: nonce)
     }

@@ -50,7 +50,14 @@ public enum RelayApplication {
         let verifier = PushVerifier(
             registry: config.credentials, maxClockSkew: Double(config.wechat.maxClockSkew.components.seconds),
             limits: .init(maxBytes: config.server.maxBodyBytes), clock: dependencies.clock)
-        let intake = PushIntake(store: store, registry: registry) { dispatcher.notify(subscriptionIds: $0) }
+        let api = WeChatAPIClient(client: httpClient, baseURL: config.wechat.apiBase, metrics: dependencies.metrics)
+        let tokens = TokenService(store: store, tickets: store, api: api, components: config.wechat.components.map(\.credentials),
+                                  clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger)
+        let authorization = AuthorizationService(tokens: tokens, store: store, api: api, registry: registry, clock: dependencies.clock,
+                                                 logger: dependencies.logger) { dispatcher.notify(subscriptionIds: $0) }
+        let links = AuthLinkBuilder(authorization: authorization, publicURL: config.server.publicURL)
+        let intake = PushIntake(store: store, registry: registry, deliveriesCreated: { dispatcher.notify(subscriptionIds: $0) },
+                                authorization: authorization)
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes)
             .register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock).register(on: router)
@@ -58,6 +65,9 @@ public enum RelayApplication {
         SubscriptionRoutes(store: store, registry: registry, dispatcher: dispatcher, egress: dispatcher.sender.egress,
                            clock: dependencies.clock).register(on: admin)
         EventRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock).register(on: admin)
+        AuthorizationRoutes(authorization: authorization, links: links, store: store, clock: dependencies.clock).register(on: admin)
+        ProxyRoutes(tokens: tokens, api: api).register(on: admin)
+        OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo).register(on: router)
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,
                                         clock: dependencies.clock, logger: dependencies.logger)
@@ -66,7 +76,8 @@ public enum RelayApplication {
         return Application(
             router: router,
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
-            services: [HTTPClientService(client: httpClient), retention, dispatcher],
+            services: [HTTPClientService(client: httpClient), retention, dispatcher,
+                       TokenRefreshService(authorization: authorization, logger: dependencies.logger)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("relay listening", metadata: ["host": .string(config.server.host), "port": "\(port)"])

@@ -31,6 +31,7 @@ extension RelayConfig {
         config.wechat = try readWeChat(root.mapping("wechat"))
         config.delivery = try readDelivery(root.mapping("delivery"))
         config.reply = try readReply(root.mapping("reply"))
+        config.onboarding = try readOnboarding(root.mapping("onboarding"))
         config.subscriptions = try root.mappings("subscriptions").map(readSubscription)
         try root.finish()
         try validateSubscriptions(config.subscriptions)
@@ -136,6 +137,17 @@ extension RelayConfig {
         }
         try m.finish()
         return reply
+    }
+
+    private static func readOnboarding(_ m: ConfigMapping) throws(ConfigError) -> Onboarding {
+        let prefixes = try m.strings("return_to", default: [])
+        for (index, prefix) in prefixes.enumerated() {
+            guard let url = URL(string: prefix), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw ConfigError("\(m.child("return_to"))[\(index)]", "expected an http(s) URL prefix such as https://platform.example.com/done")
+            }
+        }
+        try m.finish()
+        return Onboarding(returnTo: prefixes)
     }
 
     private static func readSubscription(_ m: ConfigMapping) throws(ConfigError) -> Subscription {

@@ -54,6 +54,11 @@ public struct RelayConfig: Sendable {
         public var deadline: Duration = .seconds(4)
     }
 
+    public struct Onboarding: Sendable {
+        /// URL prefixes `return_to` may redirect merchants to after authorizing.
+        public var returnTo: [String] = []
+    }
+
     public struct Subscription: Sendable {
         public var id: String
         public var url: String
@@ -71,6 +76,7 @@ public struct RelayConfig: Sendable {
     public var wechat = WeChat()
     public var delivery = Delivery()
     public var reply = Reply()
+    public var onboarding = Onboarding()
     public var subscriptions: [Subscription] = []
 
     public init() {}

@@ -43,6 +43,25 @@ public struct RelayMetrics: Sendable {
         Gauge(label: "relay_delivery_oldest_pending_seconds", factory: factory).record(oldestPendingAge)
     }
 
+    /// `relay_wechat_api_calls_total{api,errcode}` for every call, and
+    /// `relay_wechat_api_errors_total{api,errcode}` for those that failed.
+    public func wechatCall(api: String, errcode: Int) {
+        Counter(label: "relay_wechat_api_calls_total", dimensions: [("api", api), ("errcode", String(errcode))], factory: factory).increment()
+        if errcode != 0 {
+            Counter(label: "relay_wechat_api_errors_total", dimensions: [("api", api), ("errcode", String(errcode))], factory: factory).increment()
+        }
+    }
+
+    /// `relay_token_refreshes_total{kind,outcome}`: component and authorizer token refreshes.
+    public func tokenRefresh(kind: String, outcome: String) {
+        Counter(label: "relay_token_refreshes_total", dimensions: [("kind", kind), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// `relay_ticket_age_seconds{component}`: alert when WeChat stops pushing tickets.
+    public func ticketAge(component: String, seconds: Double) {
+        Gauge(label: "relay_ticket_age_seconds", dimensions: [("component", component)], factory: factory).record(seconds)
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> String {
         registry.emitToString()

@@ -1,0 +1,163 @@
+import Foundation
+import Logging
+import RelayCore
+
+/// Hands out valid WeChat tokens so no internal service calls WeChat's token APIs itself.
+///
+/// Each refresh is single-flight in this process and holds a store lease lock (`token:<appid>`), so
+/// across relay nodes too only one refresh per token runs at a time; a node that finds the lock
+/// taken waits for the token the holder stores.
+final class TokenService: Sendable {
+    let store: any AuthorizationStore
+    let tickets: any RelayStore
+    let api: WeChatAPIClient
+    let components: [String: ComponentCredentials]
+    let clock: any RelayClock
+    let metrics: RelayMetrics
+    let logger: Logger
+    /// Tokens are refreshed when less than this is left (WeChat suggests ~10 minutes early).
+    let refreshMargin: TimeInterval = 600
+    let owner = "tokens-" + UUID().uuidString.prefix(8).lowercased()
+    private let flights = SingleFlight<StoredToken>()
+    private let ticketRequests = SingleFlight<Bool>()
+
+    init(store: any AuthorizationStore, tickets: any RelayStore, api: WeChatAPIClient, components: [ComponentCredentials],
+         clock: any RelayClock, metrics: RelayMetrics, logger: Logger) {
+        self.store = store
+        self.tickets = tickets
+        self.api = api
+        self.components = Dictionary(uniqueKeysWithValues: components.map { ($0.appid, $0) })
+        self.clock = clock
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    // MARK: Component tokens
+
+    func componentToken(_ appid: String, force: Bool = false) async throws -> StoredToken {
+        guard let component = components[appid] else { throw TokenError.unknownComponent(appid) }
+        if !force, let cached = try await store.componentToken(appid: appid), cached.isFresh(at: clock.now(), margin: refreshMargin) {
+            return cached
+        }
+        return try await flights.run("component:\(appid)") {
+            try await self.locked("component:\(appid)", recheck: {
+                force ? nil : try await self.store.componentToken(appid: appid).flatMap { $0.isFresh(at: self.clock.now(), margin: self.refreshMargin) ? $0 : nil }
+            }) {
+                try await self.refreshComponentToken(component)
+            }
+        }
+    }
+
+    private func refreshComponentToken(_ component: ComponentCredentials) async throws -> StoredToken {
+        guard let ticket = try await tickets.ticket(componentAppid: component.appid) else {
+            await requestTicket(component)
+            throw TokenError.noTicket(component: component.appid)
+        }
+        do {
+            let answer = try await api.componentToken(appid: component.appid, secret: component.appsecret, ticket: ticket.ticket)
+            let token = StoredToken(token: answer.component_access_token,
+                                    expiresAt: clock.now().addingTimeInterval(TimeInterval(answer.expires_in)))
+            try await store.saveComponentToken(appid: component.appid, token)
+            metrics.tokenRefresh(kind: "component", outcome: "refreshed")
+            return token
+        } catch let error as WeChatAPIError where error.isTicketError {
+            metrics.tokenRefresh(kind: "component", outcome: "failed")
+            await requestTicket(component)
+            throw TokenError.noTicket(component: component.appid)
+        } catch {
+            metrics.tokenRefresh(kind: "component", outcome: "failed")
+            throw error
+        }
+    }
+
+    /// Asks WeChat to (re)start pushing tickets; several callers at once make one call.
+    private func requestTicket(_ component: ComponentCredentials) async {
+        _ = try? await ticketRequests.run(component.appid) {
+            do {
+                try await self.api.startPushTicket(appid: component.appid, secret: component.appsecret)
+                self.logger.notice("asked WeChat to push a component_verify_ticket", metadata: ["component_appid": .string(component.appid)])
+            } catch {
+                self.logger.error("api_start_push_ticket failed", metadata: ["component_appid": .string(component.appid), "error": "\(error)"])
+            }
+            return true
+        }
+    }
+
+    /// Runs `call` with the component token; on a token error, once more with a fresh one.
+    func withComponentToken<T: Sendable>(_ component: String, _ call: @Sendable (String) async throws -> T) async throws -> T {
+        do {
+            return try await call(try await componentToken(component).token)
+        } catch let error as WeChatAPIError where error.isTokenError {
+            return try await call(try await componentToken(component, force: true).token)
+        }
+    }
+
+    // MARK: Authorizer tokens
+
+    func authorizerToken(_ appid: String, force: Bool = false) async throws -> StoredToken {
+        let authorizer = try await activeAuthorizer(appid)
+        if !force, let cached = authorizer.accessToken, cached.isFresh(at: clock.now(), margin: refreshMargin) { return cached }
+        return try await flights.run("authorizer:\(appid)") {
+            try await self.locked("authorizer:\(appid)", recheck: {
+                guard !force, let cached = try await self.store.authorizer(appid: appid)?.accessToken,
+                      cached.isFresh(at: self.clock.now(), margin: self.refreshMargin) else { return nil }
+                return cached
+            }) {
+                try await self.refreshAuthorizerToken(appid)
+            }
+        }
+    }
+
+    private func activeAuthorizer(_ appid: String) async throws -> Authorizer {
+        guard let authorizer = try await store.authorizer(appid: appid) else { throw TokenError.unknownAuthorizer(appid) }
+        guard authorizer.status == .active else { throw TokenError.revoked(appid) }
+        return authorizer
+    }
+
+    /// Refreshes with the stored refresh token and saves the new pair only if nobody saved in
+    /// between (compare and swap), so an older refresh token never overwrites a newer one.
+    private func refreshAuthorizerToken(_ appid: String) async throws -> StoredToken {
+        let authorizer = try await activeAuthorizer(appid)  // re-read under the lock: the newest refresh token
+        guard let refreshToken = authorizer.refreshToken else { throw TokenError.noRefreshToken(appid) }
+        do {
+            let answer = try await withComponentToken(authorizer.componentAppid) { component in
+                try await self.api.authorizerToken(appid: authorizer.componentAppid, token: component, authorizer: appid,
+                                                   refreshToken: refreshToken)
+            }
+            let token = StoredToken(token: answer.authorizer_access_token, expiresAt: clock.now().addingTimeInterval(TimeInterval(answer.expires_in)))
+            let saved = try await store.saveAuthorizerTokens(appid: appid, expectedVersion: authorizer.version, accessToken: token,
+                                                             refreshToken: answer.authorizer_refresh_token ?? refreshToken)
+            if !saved { logger.warning("authorizer tokens changed during a refresh; kept the newer ones", metadata: ["appid": .string(appid)]) }
+            metrics.tokenRefresh(kind: "authorizer", outcome: "refreshed")
+            return token
+        } catch {
+            metrics.tokenRefresh(kind: "authorizer", outcome: "failed")
+            throw error
+        }
+    }
+
+    // MARK: Cluster-wide lock
+
+    /// Runs `refresh` holding the store lock `name`. When another node holds it, waits (up to
+    /// ~10 s) for `recheck` to find the token that node stores.
+    private func locked(_ name: String, recheck: @Sendable () async throws -> StoredToken?,
+                        refresh: @Sendable () async throws -> StoredToken) async throws -> StoredToken {
+        for _ in 0..<50 {
+            let now = clock.now()
+            if try await store.acquireLock(name: "token:\(name)", owner: owner, until: now.addingTimeInterval(30), now: now) {
+                do {
+                    let token: StoredToken
+                    if let fresh = try await recheck() { token = fresh } else { token = try await refresh() }
+                    try? await store.releaseLock(name: "token:\(name)", owner: owner)
+                    return token
+                } catch {
+                    try? await store.releaseLock(name: "token:\(name)", owner: owner)
+                    throw error
+                }
+            }
+            if let token = try await recheck() { return token }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TokenError.lockBusy(name)
+    }
+}

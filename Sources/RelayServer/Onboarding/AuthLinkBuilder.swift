@@ -1,0 +1,43 @@
+import Foundation
+import RelayCore
+
+/// Authorization links (protocol notes 6.4) with a fresh pre-auth code and a `redirect_uri` back
+/// to the relay's `/onboarding/callback`.
+struct AuthLinkBuilder: Sendable {
+    let authorization: AuthorizationService
+    let publicURL: String
+
+    struct Link: Sendable {
+        let url: String
+        let expiresAt: Date
+    }
+
+    func link(kind: String, componentAppid: String?, authType: String?, bizAppid: String?, redirectURI: String?,
+              returnTo: String?) async throws -> Link {
+        let component = try authorization.component(componentAppid)
+        let code = try await authorization.withComponentToken(component) { token in
+            try await authorization.api.createPreAuthCode(appid: component, token: token)
+        }
+        var callback = URLComponents(string: redirectURI ?? publicURL.trimmingTrailingSlash + "/onboarding/callback")!
+        if redirectURI == nil {
+            callback.queryItems = [URLQueryItem(name: "component_appid", value: component)]
+                + (returnTo.map { [URLQueryItem(name: "return_to", value: $0)] } ?? [])
+        }
+        var items = [("component_appid", component), ("pre_auth_code", code.pre_auth_code),
+                     ("redirect_uri", callback.string ?? publicURL), ("auth_type", authType ?? "3")]
+        if let bizAppid, !bizAppid.isEmpty { items.append(("biz_appid", bizAppid)) }
+        let query = items.map { "\($0.0)=\(Self.encode($0.1))" }.joined(separator: "&")
+        let url = kind == "mobile"
+            ? "https://mp.weixin.qq.com/safe/bindcomponent?action=bindcomponent&no_scan=1&\(query)#wechat_redirect"
+            : "https://mp.weixin.qq.com/cgi-bin/componentloginpage?\(query)"
+        return Link(url: url, expiresAt: authorization.clock.now().addingTimeInterval(TimeInterval(code.expires_in)))
+    }
+
+    static func encode(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? value
+    }
+}
+
+extension String {
+    var trimmingTrailingSlash: String { hasSuffix("/") ? String(dropLast()) : self }
+}

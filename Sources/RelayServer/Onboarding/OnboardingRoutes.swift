@@ -1,0 +1,116 @@
+import Foundation
+import Hummingbird
+import Logging
+import RelayCore
+
+/// `GET /onboarding`, the page platforms link merchants to (WeChat requires the authorization page
+/// to be opened from the platform's own domain), and `GET /onboarding/callback`, where WeChat
+/// sends the merchant back with an `auth_code`.
+struct OnboardingRoutes: Sendable {
+    let links: AuthLinkBuilder
+    let authorization: AuthorizationService
+    /// URL prefixes `return_to` may point at (`onboarding.return_to`); anything else is refused.
+    let returnToAllowList: [String]
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/onboarding") { request, context in
+            let query = request.uri.queryParameters
+            let returnTo = query["return_to"].map(String.init)
+            if let returnTo, !isAllowed(returnTo) {
+                return OnboardingPage.response(.badRequest, OnboardingPage.message(
+                    title: "Link not allowed", text: "The return address of this link is not on the platform's allow-list."))
+            }
+            do {
+                func make(_ kind: String) async throws -> String {
+                    try await links.link(kind: kind, componentAppid: query["component_appid"].map(String.init),
+                                         authType: query["auth_type"].map(String.init), bizAppid: query["biz_appid"].map(String.init),
+                                         redirectURI: nil, returnTo: returnTo).url
+                }
+                return OnboardingPage.response(.ok, OnboardingPage.start(pc: try await make("pc"), mobile: try await make("mobile")))
+            } catch let error as TokenError {
+                context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
+                guard case .noTicket = error else {
+                    return OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: error.description))
+                }
+                return OnboardingPage.response(.serviceUnavailable, OnboardingPage.message(
+                    title: "Authorization is unavailable", text: "The platform cannot start an authorization right now. Please try again in a few minutes."))
+            } catch {
+                context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
+                return OnboardingPage.response(.serviceUnavailable, OnboardingPage.message(
+                    title: "Authorization is unavailable", text: "The platform cannot start an authorization right now. Please try again in a few minutes."))
+            }
+        }
+        router.get("/onboarding/callback") { request, context in
+            let query = request.uri.queryParameters
+            guard let code = query["auth_code"].map(String.init), !code.isEmpty else {
+                return OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Missing authorization code",
+                                                                                   text: "This page is opened by WeChat after an authorization."))
+            }
+            let returnTo = query["return_to"].map(String.init)
+            do {
+                let component = try authorization.component(query["component_appid"].map(String.init))
+                let authorizer = try await authorization.complete(code: code, componentAppid: component)
+                if let returnTo, isAllowed(returnTo), var target = URLComponents(string: returnTo) {
+                    target.queryItems = (target.queryItems ?? []) + [URLQueryItem(name: "authorizer_appid", value: authorizer.appid)]
+                    return Response(status: .found, headers: [.location: target.string ?? returnTo])
+                }
+                return OnboardingPage.response(.ok, OnboardingPage.message(
+                    title: "Authorization complete",
+                    text: "\(authorizer.name ?? authorizer.appid) is now connected. You can close this page."))
+            } catch {
+                context.logger.error("authorization callback failed", metadata: ["error": "\(error)"])
+                return OnboardingPage.response(.badGateway, OnboardingPage.message(
+                    title: "Authorization failed", text: "WeChat did not confirm the authorization. Please start again from the platform's page."))
+            }
+        }
+    }
+
+    /// Same scheme, host and port as an allow-list entry, and a path under the entry's path.
+    func isAllowed(_ candidate: String) -> Bool {
+        guard let url = URLComponents(string: candidate), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else { return false }
+        return returnToAllowList.contains { entry in
+            guard let allowed = URLComponents(string: entry) else { return false }
+            let path = allowed.path.isEmpty ? "/" : allowed.path
+            return allowed.scheme == url.scheme && allowed.host == url.host && allowed.port == url.port
+                && (url.path.isEmpty ? "/" : url.path).hasPrefix(path)
+        }
+    }
+}
+
+/// The merchant-facing pages: plain server-rendered HTML, readable on a phone.
+enum OnboardingPage {
+    static func response(_ status: HTTPResponse.Status, _ html: String) -> Response {
+        Response(status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                 body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    static func start(pc: String, mobile: String) -> String {
+        page(title: "Authorize your account", body: """
+            <p>Connect your Official Account or Mini Program to this platform. You will confirm on WeChat.</p>
+            <p><a class="button" href="\(escape(pc))">Authorize on PC (scan a QR code)</a></p>
+            <p><a class="button" href="\(escape(mobile))">Authorize on mobile (inside WeChat)</a></p>
+            """)
+    }
+
+    static func message(title: String, text: String) -> String {
+        page(title: title, body: "<p>\(escape(text))</p>")
+    }
+
+    private static func page(title: String, body: String) -> String {
+        """
+        <!doctype html>
+        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(escape(title))</title>
+        <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
+        .button{display:block;text-align:center;padding:.9rem;border-radius:.5rem;background:#07c160;color:#fff;text-decoration:none}</style>
+        </head><body><h1>\(escape(title))</h1>
+        \(body)
+        </body></html>
+        """
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import RelayCore
+@testable import RelayServer
+import RelayTestSupport
+import Testing
+
+/// The authorization flow against the fake WeChat API.
+@Suite struct OnboardingTests {
+    static let component = TestCredentials.componentAppid
+    static let admin = """
+        admin:
+          token: \(AdminAPITests.token)
+        onboarding:
+          return_to: ["https://platform.example.com/done"]
+        """
+
+    /// A relay pointed at a fake WeChat that holds a valid ticket the relay has received.
+    static func withRelay(_ body: @Sendable (TestRelay, FakeWeChat, any TestClientProtocol) async throws -> Void,
+                          reports: Reports? = nil) async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: admin, apiBase: base) { relay in
+                fake.addTicket("ticket@@@valid")
+                try await relay.application().test(.router) { client async throws in
+                    #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@valid")).body == "success")
+                    try await body(relay, fake, client)
+                }
+            }
+        }
+    }
+
+    static func call(_ client: some TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, json: String? = nil)
+        async throws -> (status: Int, body: [String: Any]) {
+        try await AdminAPITests.call(client, method, uri, json: json)
+    }
+
+    /// Merchant `appid` authorizes with `code` through the callback.
+    static func authorize(_ client: some TestClientProtocol, _ fake: FakeWeChat, appid: String, code: String) async throws {
+        fake.addAuthCode(code, authorizer: appid)
+        let page = try await client.get("/onboarding/callback?auth_code=\(code)&expires_in=600&component_appid=\(component)")
+        #expect(page.status == 200, "\(page.body)")
+    }
+
+    @Test func coldComponentTokenIsFetchedOnceForTwentyConcurrentRequests() async throws {
+        try await Self.withRelay { _, fake, client in
+            let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token").body["access_token"] as? String ?? "" }
+                }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+            #expect(tokens.count == 1 && !tokens.contains(""))
+            #expect(fake.calls(to: "api_component_token").count == 1)
+            #expect(fake.calls(to: "api_component_token").first?.body["component_verify_ticket"] == "ticket@@@valid")
+            let components = try await Self.call(client, .get, "/v1/components")
+            let first = try #require((components.body["data"] as? [[String: Any]])?.first { $0["appid"] as? String == Self.component })
+            #expect(first["ticket_age_seconds"] is NSNumber)
+            #expect(first["access_token_expires_at"] is String)
+            #expect(first["ticket"] == nil && first["access_token"] == nil)
+        }
+    }
+
+    @Test func withoutATicketTheRelayAsksWeChatToPushOne() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin, apiBase: base) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    let answer = try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token")
+                    #expect(answer.status == 503)
+                    #expect(AdminAPITests.errorCode(answer.body) == "no_ticket")
+                    #expect(fake.calls(to: "api_start_push_ticket").count == 1)
+                    // A ticket WeChat does not know (61006) is reported the same way.
+                    _ = try await client.send(relay.ticketPush(ticket: "ticket@@@unknown"))
+                    #expect(try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token").status == 503)
+                    #expect(fake.calls(to: "api_component_token").count == 1)
+                }
+            }
+        }
+    }
+
+    @Test func onboardingRoundTripStoresOneAuthorizerAndOneEventWithThePushAfterwards() async throws {
+        try await Self.withRelay { relay, fake, client in
+            let page = try await client.get("/onboarding?auth_type=1&biz_appid=wx1234&component_appid=\(Self.component)")
+            #expect(page.status == 200)
+            #expect(page.body.contains("https://mp.weixin.qq.com/cgi-bin/componentloginpage?component_appid=\(Self.component)&amp;pre_auth_code=preauthcode%40%40%40fake-"))
+            #expect(fake.calls(to: "api_create_preauthcode").count == 2)  // a fresh code for each link
+            #expect(page.body.contains("bindcomponent") && page.body.contains("#wechat_redirect"))
+            #expect(page.body.contains("redirect_uri=http%3A%2F%2Flocalhost%3A0%2Fonboarding%2Fcallback"))
+            #expect(page.body.contains("auth_type=1") && page.body.contains("biz_appid=wx1234"))
+
+            try await Self.authorize(client, fake, appid: "wxauthorizer00001", code: "queryauthcode@@@one")
+            // WeChat's own push for the same grant arrives after the callback.
+            let push = PushComposer.componentPush(
+                xml: SamplePushes.authorization(component: Self.component, infoType: "authorized", authorizer: "wxauthorizer00001",
+                                                authorizationCode: "queryauthcode@@@one", createTime: relay.timestamp),
+                component: TestCredentials.component, timestamp: relay.timestamp, nonce: "1")
+            #expect(try await client.send(push).body == "success")
+
+            let authorizer = try #require(try await relay.store.authorizer(appid: "wxauthorizer00001"))
+            #expect(authorizer.status == .active)
+            #expect(authorizer.permissions == [1, 15])
+            #expect(authorizer.name == "Shop 0001")
+            #expect(authorizer.userName == "gh_horizer00001")
+            #expect(fake.calls(to: "api_query_auth").count == 1)
+            #expect(try await relay.store.events(EventQuery(type: "authorizer.authorized")).count == 1)
+
+            let listed = try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00001")
+            #expect(listed.body["status"] as? String == "active")
+            #expect(listed.body["permissions"] as? [Int] == [1, 15])
+            #expect(listed.body["refresh_token"] == nil && listed.body["access_token"] == nil)
+            #expect(listed.body["component_appid"] as? String == Self.component)
+        }
+    }
+
+    @Test func thePushBeforeTheCallbackAlsoGivesOneExchangeAndOneEvent() async throws {
+        try await Self.withRelay { relay, fake, client in
+            fake.addAuthCode("queryauthcode@@@two", authorizer: "wxauthorizer00002")
+            let push = PushComposer.componentPush(
+                xml: SamplePushes.authorization(component: Self.component, infoType: "authorized", authorizer: "wxauthorizer00002",
+                                                authorizationCode: "queryauthcode@@@two", createTime: relay.timestamp),
+                component: TestCredentials.component, timestamp: relay.timestamp, nonce: "2")
+            #expect(try await client.send(push).body == "success")
+            #expect(try await relay.store.authorizer(appid: "wxauthorizer00002")?.status == .active)
+            let page = try await client.get("/onboarding/callback?auth_code=queryauthcode@@@two&component_appid=\(Self.component)")
+            #expect(page.status == 200)
+            #expect(fake.calls(to: "api_query_auth").count == 1)
+            #expect(try await relay.store.events(EventQuery(type: "authorizer.authorized")).count == 1)
+            // And by hand through the admin API: still the same authorizer, no new exchange.
+            let manual = try await Self.call(client, .post, "/v1/authorizations", json: #"{"auth_code": "queryauthcode@@@two", "component_appid": "\#(Self.component)"}"#)
+            #expect(manual.body["appid"] as? String == "wxauthorizer00002", "\(manual)")
+            #expect(fake.calls(to: "api_query_auth").count == 1)
+        }
+    }
+
+    @Test func twentyConcurrentForcedRefreshesLeaveAWorkingRefreshToken() async throws {
+        try await Self.withRelay { relay, fake, client in
+            try await Self.authorize(client, fake, appid: "wxauthorizer00003", code: "queryauthcode@@@three")
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00003/access-token?force=true").status }
+                }
+                for try await status in group { #expect(status == 200) }
+            }
+            let stored = try await relay.store.authorizer(appid: "wxauthorizer00003")?.refreshToken
+            #expect(stored == fake.currentRefreshToken("wxauthorizer00003"))
+            let again = try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00003/access-token?force=true")
+            #expect(again.status == 200)
+            #expect((again.body["access_token"] as? String)?.hasPrefix("atok-wxauthorizer00003") == true)
+        }
+    }
+
+    @Test func unauthorizedRevokesAndTokenRequestsAnswerClearly() async throws {
+        try await Self.withRelay { relay, fake, client in
+            try await Self.authorize(client, fake, appid: "wxauthorizer00004", code: "queryauthcode@@@four")
+            let push = PushComposer.componentPush(
+                xml: SamplePushes.authorization(component: Self.component, infoType: "unauthorized", authorizer: "wxauthorizer00004",
+                                                createTime: relay.timestamp),
+                component: TestCredentials.component, timestamp: relay.timestamp, nonce: "4")
+            #expect(try await client.send(push).body == "success")
+            let authorizer = try #require(try await relay.store.authorizer(appid: "wxauthorizer00004"))
+            #expect(authorizer.status == .revoked && authorizer.refreshToken == nil && authorizer.accessToken == nil)
+            let answer = try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00004/access-token")
+            #expect(answer.status == 409)
+            #expect(AdminAPITests.errorCode(answer.body) == "authorizer_revoked")
+        }
+    }
+
+    @Test func proxyInjectsTheTokenAndRetriesOnceOnAStaleToken() async throws {
+        try await Self.withRelay { relay, fake, client in
+            try await Self.authorize(client, fake, appid: "wxauthorizer00005", code: "queryauthcode@@@five")
+            fake.invalidateTokens()
+            let answer = try await Self.call(client, .post, "/v1/wechat/wxauthorizer00005/cgi-bin/message/custom/send?foo=bar",
+                                             json: #"{"touser": "oU", "msgtype": "text"}"#)
+            #expect(answer.status == 200)
+            #expect(answer.body["errcode"] as? Int == 0)
+            let proxied = fake.calls.filter { $0.path == "/cgi-bin/message/custom/send" }
+            #expect(proxied.count == 2)
+            #expect(proxied.allSatisfy { $0.query.contains("foo=bar") && $0.query.contains("access_token=") })
+            #expect(proxied.last?.body["touser"] == "oU")
+        }
+    }
+
+    @Test func expiryDrivenRefreshUsesTheInjectedClock() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin, apiBase: base) { relay in
+                fake.addTicket("ticket@@@valid")
+                let app = try await relay.application()
+                try await app.test(.router) { client async throws in
+                    _ = try await client.send(relay.ticketPush(ticket: "ticket@@@valid"))
+                    try await Self.authorize(client, fake, appid: "wxauthorizer00006", code: "queryauthcode@@@six")
+                }
+                let service = try await Self.refreshService(relay, base: base)
+                #expect(await service.refreshDue().isEmpty)                  // fresh for two hours
+                relay.clock.advance(by: 7200 - 300)                           // five minutes left: inside the margin
+                #expect(await service.refreshDue() == ["wxauthorizer00006"])
+                #expect(fake.calls(to: "api_authorizer_token").count == 1)
+                #expect(try await relay.store.authorizer(appid: "wxauthorizer00006")?.refreshToken == fake.currentRefreshToken("wxauthorizer00006"))
+            }
+        }
+    }
+
+    @Test func syncRecoversAuthorizersFromWeChatsList() async throws {
+        try await Self.withRelay { relay, fake, client in
+            try await Self.authorize(client, fake, appid: "wxauthorizer00007", code: "queryauthcode@@@seven")
+            try await relay.store.revokeAuthorizer(appid: "wxauthorizer00007")  // the refresh token is lost locally
+            let synced = try await Self.call(client, .post, "/v1/authorizers/sync")
+            #expect(synced.body["recovered"] as? Int == 1, "\(synced)")
+            // The second test component has no ticket: reported, without stopping the first.
+            #expect((synced.body["errors"] as? [[String: Any]])?.first?["component_appid"] as? String == TestCredentials.otherComponentAppid)
+            let recovered = try await relay.store.authorizer(appid: "wxauthorizer00007")
+            #expect(recovered?.status == .active && recovered?.refreshToken == fake.currentRefreshToken("wxauthorizer00007"))
+            #expect(try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00007/access-token").status == 200)
+        }
+    }
+
+    @Test func authLinksAndReturnToAllowList() async throws {
+        try await Self.withRelay { relay, fake, client in
+            let link = try await Self.call(client, .post, "/v1/auth-links", json: #"{"kind": "mobile", "biz_appid": "wxabc", "component_appid": "\#(Self.component)"}"#)
+            #expect(link.status == 200, "\(link)")
+            #expect((link.body["url"] as? String)?.hasPrefix("https://mp.weixin.qq.com/safe/bindcomponent?action=bindcomponent") == true)
+            #expect(link.body["expires_at"] is String)
+            #expect(try await client.get("/onboarding?return_to=https://evil.example.com/done").status == 400)
+            #expect(try await client.get("/onboarding").status == 400)  // two components, none named
+            #expect(try await client.get("/onboarding?return_to=https://platform.example.com.evil.com/done").status == 400)
+            fake.addAuthCode("queryauthcode@@@eight", authorizer: "wxauthorizer00008")
+            let redirected = try await client.execute(
+                uri: "/onboarding/callback?auth_code=queryauthcode@@@eight&component_appid=\(Self.component)&return_to=https%3A%2F%2Fplatform.example.com%2Fdone%2Fok",
+                method: .get) { $0 }
+            #expect(redirected.status == .found)
+            #expect(redirected.headers[.location] == "https://platform.example.com/done/ok?authorizer_appid=wxauthorizer00008")
+        }
+    }
+
+    /// A refresh service wired like the application's, on the relay's store and clock.
+    static func refreshService(_ relay: TestRelay, base: String) async throws -> TokenRefreshService {
+        let client = HTTPClientHolder.shared
+        let api = WeChatAPIClient(client: client, baseURL: base, metrics: relay.metrics)
+        let tokens = TokenService(store: relay.store, tickets: relay.store, api: api, components: relay.config.wechat.components.map(\.credentials),
+                                  clock: relay.clock, metrics: relay.metrics, logger: relay.logger)
+        let authorization = AuthorizationService(tokens: tokens, store: relay.store, api: api, registry: SubscriptionRegistry([]),
+                                                 clock: relay.clock, logger: relay.logger) { _ in }
+        return TokenRefreshService(authorization: authorization, logger: relay.logger)
+    }
+}
+
+import AsyncHTTPClient
+enum HTTPClientHolder {
+    static var shared: HTTPClient { HTTPClient.shared }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// WeChat's component APIs as the tests need them, on a port the OS picks, with WeChat's error
+/// behaviour: 61006 for an unknown ticket, 40001 for a stale token, 61009 for a used code, 61023
+/// for a refresh token that was rotated away. Refresh tokens rotate on every refresh. Every call is
+/// recorded so tests can assert what WeChat saw.
+public final class FakeWeChat: Sendable {
+    public struct Call: Sendable {
+        public let path: String
+        public let query: String
+        public let body: [String: String]
+    }
+
+    struct State {
+        var validTickets: Set<String> = []
+        var componentTokens: Set<String> = []
+        var authCodes: [String: String] = [:]          // code -> authorizer appid
+        var usedCodes: Set<String> = []
+        var refreshTokens: [String: String] = [:]      // authorizer appid -> current refresh token
+        var accessTokens: [String: String] = [:]       // access token -> authorizer appid
+        var counter = 0
+        var calls: [Call] = []
+    }
+
+    private let state = Mutex(State())
+
+    public var calls: [Call] { state.withLock { $0.calls } }
+
+    public func calls(to api: String) -> [Call] { calls.filter { $0.path.hasSuffix("/" + api) } }
+
+    public func addTicket(_ ticket: String) { state.withLock { _ = $0.validTickets.insert(ticket) } }
+
+    /// A merchant authorized: WeChat has a code for `authorizer`.
+    public func addAuthCode(_ code: String, authorizer: String) { state.withLock { $0.authCodes[code] = authorizer } }
+
+    /// Makes every issued token stale (as after a token reset), so the next use gets 40001.
+    public func invalidateTokens() {
+        state.withLock {
+            $0.componentTokens.removeAll()
+            $0.accessTokens.removeAll()
+        }
+    }
+
+    /// The refresh token WeChat currently accepts for `authorizer`.
+    public func currentRefreshToken(_ authorizer: String) -> String? { state.withLock { $0.refreshTokens[authorizer] } }
+
+    func handle(path: String, query: String, body: [String: String]) -> String {
+        state.withLock { s in
+            s.calls.append(Call(path: path, query: query, body: body))
+            s.counter += 1
+            let n = s.counter
+            let token = Self.parameter(query, "component_access_token")
+            func needsComponentToken() -> String? {
+                guard let token, s.componentTokens.contains(token) else { return Self.error(40001, "invalid credential, access_token is invalid or not latest") }
+                return nil
+            }
+            switch path {
+            case "/cgi-bin/component/api_component_token":
+                guard s.validTickets.contains(body["component_verify_ticket"] ?? "") else { return Self.error(61006, "component ticket is invalid") }
+                let issued = "ctok-\(n)"
+                s.componentTokens.insert(issued)
+                return #"{"component_access_token":"\#(issued)","expires_in":7200}"#
+            case "/cgi-bin/component/api_start_push_ticket":
+                return #"{"errcode":0,"errmsg":"ok"}"#
+            case "/cgi-bin/component/api_create_preauthcode":
+                if let error = needsComponentToken() { return error }
+                return #"{"pre_auth_code":"preauthcode@@@fake-\#(n)","expires_in":600}"#
+            case "/cgi-bin/component/api_query_auth":
+                if let error = needsComponentToken() { return error }
+                let code = body["authorization_code"] ?? ""
+                guard let appid = s.authCodes[code], !s.usedCodes.contains(code) else { return Self.error(61009, "code is invalid") }
+                s.usedCodes.insert(code)
+                let refresh = "refreshtoken@@@\(appid)-\(n)", access = "atok-\(appid)-\(n)"
+                s.refreshTokens[appid] = refresh
+                s.accessTokens[access] = appid
+                return #"{"authorization_info":{"authorizer_appid":"\#(appid)","authorizer_access_token":"\#(access)","expires_in":7200,"authorizer_refresh_token":"\#(refresh)","func_info":[{"funcscope_category":{"id":1}},{"funcscope_category":{"id":15}}]}}"#
+            case "/cgi-bin/component/api_authorizer_token":
+                if let error = needsComponentToken() { return error }
+                let appid = body["authorizer_appid"] ?? ""
+                guard let current = s.refreshTokens[appid], current == body["authorizer_refresh_token"] else {
+                    return Self.error(61023, "refresh_token is invalid")
+                }
+                let refresh = "refreshtoken@@@\(appid)-\(n)", access = "atok-\(appid)-\(n)"
+                s.refreshTokens[appid] = refresh
+                s.accessTokens[access] = appid
+                return #"{"authorizer_access_token":"\#(access)","expires_in":7200,"authorizer_refresh_token":"\#(refresh)"}"#
+            case "/cgi-bin/component/api_get_authorizer_info":
+                if let error = needsComponentToken() { return error }
+                let appid = body["authorizer_appid"] ?? ""
+                return #"{"authorizer_info":{"nick_name":"Shop \#(appid.suffix(4))","user_name":"gh_\#(appid.suffix(12))","service_type_info":{"id":2},"verify_type_info":{"id":0}},"authorization_info":{"authorizer_appid":"\#(appid)"}}"#
+            case "/cgi-bin/component/api_get_authorizer_list":
+                if let error = needsComponentToken() { return error }
+                let items = s.refreshTokens.sorted { $0.key < $1.key }
+                let offset = Int(body["offset"] ?? "0") ?? 0, count = Int(body["count"] ?? "100") ?? 100
+                let page = items.dropFirst(offset).prefix(count).map {
+                    #"{"authorizer_appid":"\#($0.key)","refresh_token":"\#($0.value)","auth_time":1700000000}"#
+                }
+                return #"{"total_count":\#(items.count),"list":[\#(page.joined(separator: ","))]}"#
+            default:
+                // Any other API (the proxy's and customer-service calls) takes an authorizer access token.
+                guard let access = Self.parameter(query, "access_token"), s.accessTokens[access] != nil else {
+                    return Self.error(40001, "invalid credential, access_token is invalid or not latest")
+                }
+                return #"{"errcode":0,"errmsg":"ok","path":"\#(path)"}"#
+            }
+        }
+    }
+
+    static func error(_ code: Int, _ message: String) -> String { #"{"errcode":\#(code),"errmsg":"\#(message) rid: fake"}"# }
+
+    static func parameter(_ query: String, _ name: String) -> String? {
+        query.split(separator: "&").first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)).removingPercentEncoding ?? "" }
+    }
+
+    /// Runs the fake for the duration of `body`, which gets its base URL.
+    public static func run<T: Sendable>(_ body: @Sendable (FakeWeChat, String) async throws -> T) async throws -> T {
+        let fake = FakeWeChat()
+        let router = Router()
+        router.on("/**", method: .post) { request, _ -> Response in
+            let data = try await request.body.collect(upTo: 1 << 20)
+            var fields: [String: String] = [:]
+            if let object = try? JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any] {
+                for (key, value) in object { fields[key] = "\(value)" }
+            }
+            let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: fields)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
+        }
+        router.on("/**", method: .get) { request, _ -> Response in
+            let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: [:])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
+        }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "fake-wechat")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw TimeoutError(description: "fake WeChat did not start") }
+            do {
+                let result = try await body(fake, "http://127.0.0.1:\(port)")
+                await group.triggerGracefulShutdown()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+        }
+    }
+}
