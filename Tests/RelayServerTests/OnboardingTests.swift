@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func coldComponentTokenIsFetchedOnceForTwentyConcurrentRequests() async throws {
-        try await Self.withRelay { _, fake, client in
+        try await Self.withRelay { _, fake, client async throws in
             let tokens = try await withThrowingTaskGroup(of: String.self) { group in
                 for _ in 0..<20 {
                     group.addTask { try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token").body["access_token"] as? String ?? "" }
@@ -59,6 +59,10 @@ import Testing
             #expect(first["ticket_age_seconds"] is NSNumber)
             #expect(first["access_token_expires_at"] is String)
             #expect(first["ticket"] == nil && first["access_token"] == nil)
+            let metrics = try await client.get("/metrics").body
+            #expect(metrics.contains("relay_ticket_age_seconds{component=\"\(Self.component)\"}"))
+            #expect(metrics.contains(#"relay_wechat_api_calls_total{api="api_component_token",errcode="0"} 1"#))
+            #expect(metrics.contains(#"relay_token_refreshes_total{kind="component",outcome="refreshed"} 1"#))
         }
     }
 
@@ -74,13 +78,22 @@ import Testing
                     _ = try await client.send(relay.ticketPush(ticket: "ticket@@@unknown"))
                     #expect(try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token").status == 503)
                     #expect(fake.calls(to: "api_component_token").count == 1)
+                    #expect(try await client.get("/metrics").body.contains(#"relay_wechat_api_errors_total{api="api_component_token",errcode="61006"} 1"#))
                 }
             }
         }
     }
 
+    @Test func aTicketPastItsValidityTriggersANewTicketPush() async throws {
+        try await Self.withRelay { relay, fake, client async throws in
+            relay.clock.advance(by: 13 * 3600)
+            #expect(try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token?force=true").status == 200)
+            #expect(fake.calls(to: "api_start_push_ticket").count == 1)
+        }
+    }
+
     @Test func onboardingRoundTripStoresOneAuthorizerAndOneEventWithThePushAfterwards() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             let page = try await client.get("/onboarding?auth_type=1&biz_appid=wx1234&component_appid=\(Self.component)")
             #expect(page.status == 200)
             #expect(page.body.contains("https://mp.weixin.qq.com/cgi-bin/componentloginpage?component_appid=\(Self.component)&amp;pre_auth_code=preauthcode%40%40%40fake-"))
@@ -114,7 +127,7 @@ import Testing
     }
 
     @Test func thePushBeforeTheCallbackAlsoGivesOneExchangeAndOneEvent() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             fake.addAuthCode("queryauthcode@@@two", authorizer: "wxauthorizer00002")
             let push = PushComposer.componentPush(
                 xml: SamplePushes.authorization(component: Self.component, infoType: "authorized", authorizer: "wxauthorizer00002",
@@ -134,7 +147,7 @@ import Testing
     }
 
     @Test func twentyConcurrentForcedRefreshesLeaveAWorkingRefreshToken() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00003", code: "queryauthcode@@@three")
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<20 {
@@ -151,7 +164,7 @@ import Testing
     }
 
     @Test func unauthorizedRevokesAndTokenRequestsAnswerClearly() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00004", code: "queryauthcode@@@four")
             let push = PushComposer.componentPush(
                 xml: SamplePushes.authorization(component: Self.component, infoType: "unauthorized", authorizer: "wxauthorizer00004",
@@ -167,7 +180,7 @@ import Testing
     }
 
     @Test func proxyInjectsTheTokenAndRetriesOnceOnAStaleToken() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00005", code: "queryauthcode@@@five")
             fake.invalidateTokens()
             let answer = try await Self.call(client, .post, "/v1/wechat/wxauthorizer00005/cgi-bin/message/custom/send?foo=bar",
@@ -201,7 +214,7 @@ import Testing
     }
 
     @Test func syncRecoversAuthorizersFromWeChatsList() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00007", code: "queryauthcode@@@seven")
             try await relay.store.revokeAuthorizer(appid: "wxauthorizer00007")  // the refresh token is lost locally
             let synced = try await Self.call(client, .post, "/v1/authorizers/sync")
@@ -215,7 +228,7 @@ import Testing
     }
 
     @Test func authLinksAndReturnToAllowList() async throws {
-        try await Self.withRelay { relay, fake, client in
+        try await Self.withRelay { relay, fake, client async throws in
             let link = try await Self.call(client, .post, "/v1/auth-links", json: #"{"kind": "mobile", "biz_appid": "wxabc", "component_appid": "\#(Self.component)"}"#)
             #expect(link.status == 200, "\(link)")
             #expect((link.body["url"] as? String)?.hasPrefix("https://mp.weixin.qq.com/safe/bindcomponent?action=bindcomponent") == true)

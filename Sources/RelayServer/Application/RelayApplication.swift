@@ -60,7 +60,8 @@ public enum RelayApplication {
                                 authorization: authorization)
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes)
             .register(on: router)
-        OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock).register(on: router)
+        OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,
+                         components: config.wechat.components.map(\.appid)).register(on: router)
         let admin = router.group("v1").add(middleware: AdminAuthMiddleware(token: config.admin.token))
         SubscriptionRoutes(store: store, registry: registry, dispatcher: dispatcher, egress: dispatcher.sender.egress,
                            clock: dependencies.clock).register(on: admin)

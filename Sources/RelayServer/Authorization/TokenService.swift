@@ -53,6 +53,9 @@ final class TokenService: Sendable {
             await requestTicket(component)
             throw TokenError.noTicket(component: component.appid)
         }
+        // Tickets are valid for 12 hours and arrive every 10 minutes: an old one means pushes stopped.
+        // It may still work, so use it, but ask WeChat to restart the pushes.
+        if clock.now().timeIntervalSince(ticket.receivedAt) > 12 * 3600 { await requestTicket(component) }
         do {
             let answer = try await api.componentToken(appid: component.appid, secret: component.appsecret, ticket: ticket.ticket)
             let token = StoredToken(token: answer.component_access_token,

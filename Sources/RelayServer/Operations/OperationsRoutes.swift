@@ -9,6 +9,8 @@ struct OperationsRoutes: Sendable {
     let store: any RelayStore
     let metrics: RelayMetrics
     let clock: any RelayClock
+    /// Configured components, whose ticket age is exported.
+    let components: [String]
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/healthz") { _, _ in PlainText.response(.ok, "ok") }
@@ -27,6 +29,10 @@ struct OperationsRoutes: Sendable {
                 let stats = try await store.queueStats()
                 let age = stats.oldestPendingCreatedAt.map { max(0, clock.now().timeIntervalSince($0)) } ?? 0
                 metrics.queue(depth: stats.depth, oldestPendingAge: age)
+                for component in components {
+                    guard let ticket = try await store.ticket(componentAppid: component) else { continue }
+                    metrics.ticketAge(component: component, seconds: max(0, clock.now().timeIntervalSince(ticket.receivedAt)))
+                }
             } catch {
                 context.logger.warning("cannot read queue statistics", metadata: ["error": "\(error)"])
             }
