@@ -58,6 +58,14 @@ struct Push: AsyncParsableCommand {
         var toUser: String = "gh_0123456789ab"
         @Option(help: "The user's openid (FromUserName).")
         var from: String = "oRelayDemoUser000000000000"
+
+        /// Seals `xml` (made for `now`) with the component's key and sends it to the account's callback URL.
+        func send(_ target: Target, xml: (_ now: Int) -> String) async throws {
+            let component = try target.credentials()
+            let now = Int(Date().timeIntervalSince1970)
+            try await target.send(PushComposer.callbackPush(xml: xml(now), appid: appid, toUserName: toUser,
+                                                            crypto: component.crypto, timestamp: now, nonce: PushComposer.nonce()))
+        }
     }
 
     struct Text: AsyncParsableCommand {
@@ -67,12 +75,10 @@ struct Push: AsyncParsableCommand {
         @Argument(help: "The message text.") var content: String = "hello from relay push"
 
         func run() async throws {
-            let component = try target.credentials()
-            let now = Int(Date().timeIntervalSince1970)
             let msgId = String(UInt64.random(in: 1_000_000_000_000_000...9_000_000_000_000_000))
-            let xml = SamplePushes.text(to: addressing.toUser, from: addressing.from, content: content, createTime: now, msgId: msgId)
-            try await target.send(PushComposer.callbackPush(xml: xml, appid: addressing.appid, toUserName: addressing.toUser,
-                                                            crypto: component.crypto, timestamp: now, nonce: PushComposer.nonce()))
+            try await addressing.send(target) { now in
+                SamplePushes.text(to: addressing.toUser, from: addressing.from, content: content, createTime: now, msgId: msgId)
+            }
         }
     }
 
@@ -84,11 +90,9 @@ struct Push: AsyncParsableCommand {
         @Option(help: "EventKey, if the event has one.") var eventKey: String?
 
         func run() async throws {
-            let component = try target.credentials()
-            let now = Int(Date().timeIntervalSince1970)
-            let xml = SamplePushes.event(to: addressing.toUser, from: addressing.from, event: event, eventKey: eventKey, createTime: now)
-            try await target.send(PushComposer.callbackPush(xml: xml, appid: addressing.appid, toUserName: addressing.toUser,
-                                                            crypto: component.crypto, timestamp: now, nonce: PushComposer.nonce()))
+            try await addressing.send(target) { now in
+                SamplePushes.event(to: addressing.toUser, from: addressing.from, event: event, eventKey: eventKey, createTime: now)
+            }
         }
     }
 

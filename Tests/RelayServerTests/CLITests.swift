@@ -70,6 +70,8 @@ import Testing
         let push = try run(["push", "text", "hello from the CLI test", "--url", "http://127.0.0.1:\(port)"], directory: directory)
         #expect(push.status == 0, "\(push.output)")
         #expect(push.output.contains("200 success"))
+        let event = try run(["push", "event", "CLICK", "--event-key", "menu_1", "--url", "http://127.0.0.1:\(port)"], directory: directory)
+        #expect(event.output.contains("200 success"), "\(event.output)")
         let ticket = try run(["push", "ticket", "--url", "http://127.0.0.1:\(port)"], directory: directory)
         #expect(ticket.output.contains("200 success"), "\(ticket.output)")
 
