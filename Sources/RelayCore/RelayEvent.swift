@@ -30,6 +30,12 @@ public struct RelayEvent: Sendable, Equatable {
         self.fromUser = fromUser
     }
 
+    /// The same event under another id (a duplicate push answered with the stored event's id).
+    public func with(id: String) -> RelayEvent {
+        RelayEvent(id: id, type: type, appid: appid, componentAppid: componentAppid, receivedAt: receivedAt, dataJSON: dataJSON,
+                   dedupKey: dedupKey, fromUser: fromUser)
+    }
+
     /// The exact JSON body subscribers receive (and that their signature covers).
     public var envelopeJSON: String {
         var out = "{\"id\":"

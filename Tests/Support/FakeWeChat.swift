@@ -28,6 +28,32 @@ public final class FakeWeChat: Sendable {
     }
 
     private let state = Mutex(State())
+    private let stream: AsyncStream<Call>
+    private let continuation: AsyncStream<Call>.Continuation
+
+    init() {
+        (stream, continuation) = AsyncStream.makeStream(of: Call.self)
+    }
+
+    /// Waits for the next call to a path ending in `api`, failing after `timeout`.
+    public func waitForCall(to api: String, timeout: Duration = .seconds(10)) async throws -> Call {
+        let stream = self.stream
+        return try await withThrowingTaskGroup(of: Call?.self) { group in
+            group.addTask {
+                for await call in stream where call.path.hasSuffix("/" + api) { return call }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let call = first else {
+                throw TimeoutError(description: "WeChat saw no call to \(api) within \(timeout)")
+            }
+            return call
+        }
+    }
 
     public var calls: [Call] { state.withLock { $0.calls } }
 
@@ -50,7 +76,8 @@ public final class FakeWeChat: Sendable {
     public func currentRefreshToken(_ authorizer: String) -> String? { state.withLock { $0.refreshTokens[authorizer] } }
 
     func handle(path: String, query: String, body: [String: String]) -> String {
-        state.withLock { s in
+        continuation.yield(Call(path: path, query: query, body: body))
+        return state.withLock { s in
             s.calls.append(Call(path: path, query: query, body: body))
             s.counter += 1
             let n = s.counter

@@ -18,10 +18,12 @@ public final class TestReceiver: Sendable {
         public var status: Int
         public var headers: [String: String]
         public var delay: Duration
-        public init(status: Int = 204, headers: [String: String] = [:], delay: Duration = .zero) {
+        public var body: String
+        public init(status: Int = 204, headers: [String: String] = [:], delay: Duration = .zero, body: String = "") {
             self.status = status
             self.headers = headers
             self.delay = delay
+            self.body = body
         }
     }
 
@@ -89,7 +91,7 @@ public final class TestReceiver: Sendable {
             let number = receiver.record(received)
             let answer = await respond(received, number)
             if answer.delay > .zero { try? await Task.sleep(for: answer.delay) }
-            var response = Response(status: .init(code: answer.status))
+            var response = Response(status: .init(code: answer.status), body: .init(byteBuffer: ByteBuffer(string: answer.body)))
             for (name, value) in answer.headers { response.headers[.init(name)!] = value }
             return response
         }

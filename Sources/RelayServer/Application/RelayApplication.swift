@@ -58,8 +58,13 @@ public enum RelayApplication {
         let links = AuthLinkBuilder(authorization: authorization, publicURL: config.server.publicURL)
         let intake = PushIntake(store: store, registry: registry, deliveriesCreated: { dispatcher.notify(subscriptionIds: $0) },
                                 authorization: authorization)
-        IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes)
-            .register(on: router)
+        let releaseTestWorker = ReleaseTestWorker(authorization: authorization, logger: dependencies.logger)
+        let replies = ReplyService(
+            registry: registry, sender: dispatcher.sender, deadline: config.reply.deadline,
+            releaseTest: ReleaseTest(enabled: config.reply.releaseTest, extraAccounts: config.reply.releaseTestAccounts),
+            worker: releaseTestWorker, clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger)
+        IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes,
+                     replies: replies).register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,
                          components: config.wechat.components.map(\.appid)).register(on: router)
         let admin = router.group("v1").add(middleware: AdminAuthMiddleware(token: config.admin.token))
@@ -78,7 +83,7 @@ public enum RelayApplication {
             router: router,
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
             services: [HTTPClientService(client: httpClient), retention, dispatcher,
-                       TokenRefreshService(authorization: authorization, logger: dependencies.logger)],
+                       TokenRefreshService(authorization: authorization, logger: dependencies.logger), releaseTestWorker],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("relay listening", metadata: ["host": .string(config.server.host), "port": "\(port)"])

@@ -135,6 +135,8 @@ extension RelayConfig {
         guard reply.deadline <= .milliseconds(4800) else {
             throw ConfigError(m.child("deadline"), "must leave WeChat's 5 s window room for encryption: at most 4800ms")
         }
+        reply.releaseTest = try m.bool("release_test", default: true)
+        reply.releaseTestAccounts = try m.strings("release_test_accounts", default: [])
         try m.finish()
         return reply
     }

@@ -52,6 +52,10 @@ public struct RelayConfig: Sendable {
 
     public struct Reply: Sendable {
         public var deadline: Duration = .seconds(4)
+        /// Answer WeChat's full-network release test (全网发布) for its test accounts.
+        public var releaseTest = true
+        /// More AppIDs or `gh_` ids to treat as release-test accounts.
+        public var releaseTestAccounts: [String] = []
     }
 
     public struct Onboarding: Sendable {

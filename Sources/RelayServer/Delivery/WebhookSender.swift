@@ -11,6 +11,8 @@ struct SendResult: Sendable {
     var duration: Duration
     var responseExcerpt: String?
     var retryAfter: String?
+    /// The first `readLimit` bytes of the answer.
+    var responseBody: [UInt8] = []
 }
 
 /// Posts signed events to subscribers: Standard Webhooks headers, the per-attempt timeout, no
@@ -22,7 +24,11 @@ struct WebhookSender: Sendable {
 
     static let excerptLimit = 1024
 
-    func send(url: String, eventId: String, body: String, secrets: [String], at now: Date) async -> SendResult {
+    /// Posts one signed event. `timeout` overrides the per-attempt timeout (replies use what is left
+    /// of WeChat's window); `readLimit` is how much of the answer is kept.
+    func send(url: String, eventId: String, body: String, secrets: [String], at now: Date,
+              timeout: Duration? = nil, readLimit: Int = excerptLimit) async -> SendResult {
+        let timeout = timeout ?? self.timeout
         let started = ContinuousClock.now
         do {
             try await egress.checkResolved(url)
@@ -42,14 +48,15 @@ struct WebhookSender: Sendable {
         request.body = .bytes(bytes)
         do {
             let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
-            var excerpt: [UInt8] = []
+            var kept: [UInt8] = []
             // Read the whole answer so the connection can be reused, keeping only its start.
-            for try await chunk in response.body where excerpt.count < Self.excerptLimit {
-                excerpt += chunk.readableBytesView.prefix(Self.excerptLimit - excerpt.count)
+            for try await chunk in response.body where kept.count < readLimit {
+                kept += chunk.readableBytesView.prefix(readLimit - kept.count)
             }
+            let excerpt = kept.prefix(Self.excerptLimit)
             return SendResult(statusCode: Int(response.status.code), duration: ContinuousClock.now - started,
                               responseExcerpt: excerpt.isEmpty ? nil : String(decoding: excerpt, as: UTF8.self),
-                              retryAfter: response.headers.first(name: "Retry-After"))
+                              retryAfter: response.headers.first(name: "Retry-After"), responseBody: kept)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             return SendResult(error: "timed out after \(timeout)", duration: ContinuousClock.now - started)
         } catch {

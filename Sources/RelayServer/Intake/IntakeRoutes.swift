@@ -11,6 +11,8 @@ struct IntakeRoutes: Sendable {
     let intake: PushIntake
     let metrics: RelayMetrics
     let maxBodyBytes: Int
+    /// Passive replies for the message URL (the event is always stored first).
+    let replies: ReplyService
 
     func register(on router: Router<BasicRequestContext>) {
         router.post("/wechat/component") { request, context in
@@ -51,15 +53,19 @@ struct IntakeRoutes: Sendable {
             let (outcome, event) = try await intake.accept(push)
             metrics.push(endpoint: endpoint, outcome: outcome.metricLabel)
             metrics.pushLatency(endpoint: endpoint, ContinuousClock.now - started)
-            if let event {
-                logger.info("push accepted", metadata: [
-                    "outcome": .string(outcome.metricLabel), "event_id": .string(event.id), "type": .string(event.type),
-                    "appid": .string(event.appid),
-                ])
-            } else {
+            guard let event else {
                 logger.debug("ticket kept", metadata: ["component_appid": .string(push.componentAppid ?? "")])
+                return PlainText.response(.ok, "success")
             }
-            return PlainText.response(.ok, "success")
+            logger.info("push accepted", metadata: [
+                "outcome": .string(outcome.metricLabel), "event_id": .string(event.id), "type": .string(event.type),
+                "appid": .string(event.appid),
+            ])
+            guard push.endpoint == .callback else { return PlainText.response(.ok, "success") }
+            // A retry of a stored push is answered for the stored event (same id for the bot).
+            let stored = if case .duplicate(let id) = outcome { event.with(id: id) } else { event }
+            let answer = await replies.answer(push, event: stored, arrivedAt: started)
+            return Response(status: .ok, headers: [.contentType: answer.contentType], body: .init(byteBuffer: ByteBuffer(string: answer.body)))
         } catch let rejection as IntakeRejection {
             metrics.push(endpoint: endpoint, outcome: rejection.metricLabel)
             logger.notice("push refused", metadata: ["reason": .string(rejection.description)])

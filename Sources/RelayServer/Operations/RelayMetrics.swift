@@ -62,6 +62,13 @@ public struct RelayMetrics: Sendable {
         Gauge(label: "relay_ticket_age_seconds", dimensions: [("component", component)], factory: factory).record(seconds)
     }
 
+    /// `relay_replies_total{outcome}` and `relay_reply_seconds` (from the push's arrival).
+    public func reply(outcome: String, duration: Duration) {
+        Counter(label: "relay_replies_total", dimensions: [("outcome", outcome)], factory: factory).increment()
+        Timer(label: "relay_reply_seconds", factory: factory).recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> String {
         registry.emitToString()
