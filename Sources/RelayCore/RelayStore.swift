@@ -44,6 +44,10 @@ public protocol RelayStore: AuthorizationStore {
     func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery]
     /// Records an attempt and moves the delivery on, if `owner` still holds its lease.
     func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws
+    /// Called once when a dispatcher starts: a store that only one relay process can use (SQLite)
+    /// releases every claim left by a process that died, instead of waiting for the leases; a
+    /// shared store leaves them to expire. Returns how many were released.
+    func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int
     /// Gives claimed deliveries back (graceful shutdown): due again at once, no attempt counted.
     func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws
     /// When the subscription's next delivery becomes due (nil when none is waiting).

@@ -61,6 +61,18 @@ extension SQLiteRelayStore {
         }
     }
 
+    /// One SQLite file serves one relay process, so at start every claim belongs to a dead one.
+    public func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int {
+        try await write { db in
+            try await db.query(
+                """
+                UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                WHERE status = 'in_flight' RETURNING id
+                """, [.integer(Self.millis(now)), .integer(Self.millis(now))]).count
+        }
+    }
+
     public func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws {
         guard !deliveryIds.isEmpty else { return }
         let placeholders = Array(repeating: "?", count: deliveryIds.count).joined(separator: ",")

@@ -84,6 +84,7 @@ struct FailingStore: RelayStore {
     func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] { throw Down() }
     func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws { throw Down() }
     func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws { throw Down() }
+    func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int { throw Down() }
     func nextDueTime(subscriptionId: String) async throws -> Date? { throw Down() }
     func delivery(id: String) async throws -> DeliveryRecord? { throw Down() }
     func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] { throw Down() }

@@ -121,4 +121,5 @@ public final class TestReceiver: Sendable {
 
 public struct TimeoutError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }

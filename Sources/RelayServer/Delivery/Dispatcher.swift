@@ -54,6 +54,12 @@ final class Dispatcher: Service {
     }
 
     func run() async throws {
+        do {
+            let released = try await store.releaseClaimsOfDeadProcesses(now: clock.now())
+            if released > 0 { logger.notice("took over deliveries claimed by a relay process that died", metadata: ["count": "\(released)"]) }
+        } catch {
+            logger.error("cannot release claims of dead processes; they are taken when their leases expire", metadata: ["error": "\(error)"])
+        }
         await withDiscardingTaskGroup { group in
             var lastReload = ContinuousClock.now
             while !Task.isShuttingDownGracefully && !Task.isCancelled {

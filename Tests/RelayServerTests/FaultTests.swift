@@ -1,0 +1,115 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import RelayServer
+import RelayTestSupport
+import Synchronization
+import Testing
+
+/// `relay serve` killed with SIGKILL while pushes arrive: every push answered `success` must still
+/// reach the subscriber after a restart — which itself is down (503) for its first requests.
+@Suite(.serialized) struct FaultTests {
+    @Test(.timeLimit(.minutes(2)))
+    func everyAcknowledgedPushIsDeliveredAfterKill9AndRestart() async throws {
+        let downFor = Locked(40)
+        try await TestReceiver.run(respond: { _, _ in
+            downFor.withLock { left in
+                defer { left -= 1 }
+                return left > 0 ? .init(status: 503) : .init(status: 204)
+            }
+        }) { receiver, port in
+            let directory = makeTemporaryDirectory()
+            let yaml = TestCredentials.yaml(storePath: "relay.sqlite", extra: """
+                delivery:
+                  timeout: 2s
+                  retry_schedule: [50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s, 1s, 1s, 1s]
+                  allow_private_networks: true
+                subscriptions:
+                  - id: sink
+                    url: http://127.0.0.1:\(port)/sink
+                """)
+            try yaml.write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+
+            var serve = try RelayProcess.start(in: directory)
+            let acked = Locked<Set<String>>([])
+            let killAfter = Int.random(in: 30...200)
+            let total = 300
+            let first = serve
+            await withTaskGroup(of: Void.self) { group in
+                for worker in 0..<12 {
+                    group.addTask {
+                        for i in stride(from: worker, to: total, by: 12) {
+                            if acked.value.count >= killAfter { return }  // the relay is dead: stop pushing
+                            let msgId = String(500_000 + i)
+                            guard let ok = try? await Self.push(port: first.port, msgId: msgId), ok else { continue }
+                            let count = acked.withLock { $0.insert(msgId); return $0.count }
+                            if count == killAfter { first.kill9() }
+                        }
+                    }
+                }
+            }
+            first.waitUntilExit()
+            let acknowledged = acked.withLock { $0 }
+            #expect(acknowledged.count >= killAfter)
+
+            serve = try RelayProcess.start(in: directory)
+            defer { serve.terminate() }
+            var delivered: Set<String> = []
+            while !acknowledged.isSubset(of: delivered) {
+                let request = try await receiver.next(timeout: .seconds(60))
+                guard request.headers["webhook-id"] != nil, let range = request.body.range(of: #""MsgId":"\d+""#, options: .regularExpression)
+                else { continue }
+                delivered.insert(String(request.body[range].dropFirst(9).dropLast()))
+            }
+            #expect(acknowledged.isSubset(of: delivered), "lost: \(acknowledged.subtracting(delivered).sorted())")
+        }
+    }
+
+    static func push(port: Int, msgId: String) async throws -> Bool {
+        let now = Int(Date().timeIntervalSince1970)
+        let xml = SamplePushes.text(to: "gh_fault", from: "oFault", content: "fault \(msgId)", createTime: now, msgId: msgId)
+        let push = PushComposer.callbackPush(xml: xml, appid: "wxfaultfaultfault1", toUserName: "gh_fault",
+                                             crypto: TestCredentials.component.crypto, timestamp: now, nonce: PushComposer.nonce())
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(push.uri)")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: push.body))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        let body = String(buffer: try await response.body.collect(upTo: 1024))
+        return response.status == .ok && body == "success"
+    }
+}
+
+/// `relay serve` as a child process in `directory`, on the port it reports.
+struct RelayProcess: Sendable {
+    let process: Process
+    let port: Int
+
+    static func start(in directory: String) throws -> RelayProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try CLITests().relayBinary)
+        process.arguments = ["serve"]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let log = Pipe()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let chunk = log.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let range = seen.range(of: #"port=(\d+)"#, options: .regularExpression) {
+                // Keep draining the log so the relay never blocks on a full pipe.
+                log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+                return RelayProcess(process: process, port: Int(seen[range].dropFirst(5))!)
+            }
+        }
+        process.terminate()
+        throw TimeoutError(description: "relay serve did not start: \(seen)")
+    }
+
+    func kill9() { kill(process.processIdentifier, SIGKILL) }
+    func terminate() { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+    func waitUntilExit() { process.waitUntilExit() }
+}
