@@ -13,6 +13,9 @@ public enum XMLTreeParser {
     public static func parse(_ bytes: some Collection<UInt8>, limits: XMLLimits = .default) throws(WeChatXMLError) -> XMLNode {
         guard !bytes.isEmpty else { throw .empty }
         guard bytes.count <= limits.maxBytes else { throw .tooLarge(limit: limits.maxBytes) }
+        // Foundation's parser on Linux crashes on invalid UTF-8 in an element name (found by
+        // fuzzing), and the envelope is parsed before its signature is checked: validate first.
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw .malformed("not valid UTF-8") }
         let data = Data(bytes)
         try rejectDeclarations(data)
 

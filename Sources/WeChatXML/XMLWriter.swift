@@ -41,9 +41,19 @@ public struct XMLWriter: Sendable {
 
     /// `value` without XML-forbidden characters and with `]]>` split so it can sit in CDATA.
     public static func cdataSafe(_ value: String) -> String {
-        var cleaned = String.UnicodeScalarView()
-        for scalar in value.unicodeScalars where isXMLChar(scalar) { cleaned.append(scalar) }
-        return String(cleaned).replacingOccurrences(of: "]]>", with: "]]]]><![CDATA[>")
+        // Scalar by scalar: Character comparison would miss a `]]>` whose `]` forms one grapheme
+        // with a preceding combining or prepended mark (found by fuzzing with U+0604).
+        var out = String.UnicodeScalarView()
+        var closingBrackets = 0
+        for scalar in value.unicodeScalars where isXMLChar(scalar) {
+            if scalar == ">" && closingBrackets >= 2 {
+                out.append(contentsOf: "]]><![CDATA[>".unicodeScalars)
+            } else {
+                out.append(scalar)
+            }
+            closingBrackets = scalar == "]" ? closingBrackets + 1 : 0
+        }
+        return String(out)
     }
 
     private static func isXMLChar(_ scalar: Unicode.Scalar) -> Bool {
@@ -52,12 +62,5 @@ public struct XMLWriter: Sendable {
         case 0x20...0xD7FF, 0xE000...0xFFFD, 0x10000...0x10FFFF: true
         default: false
         }
-    }
-}
-
-extension String {
-    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-        guard contains(target) else { return self }
-        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

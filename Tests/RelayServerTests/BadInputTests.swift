@@ -1,5 +1,6 @@
 import Foundation
 import HummingbirdTesting
+import NIOCore
 import RelayCore
 import RelayServer
 import RelayTestSupport
@@ -71,6 +72,22 @@ import WeChatXML
             <xml><Encrypt>&lol2;</Encrypt></xml>
             """
         try await expectRefused(validPush { $0.body = evil }, status: 400, reason: "DTDs", outcome: "malformed_body")
+    }
+
+    @Test func invalidUTF8InATagNameIsRefusedNotACrash() async throws {
+        // These bytes crashed Foundation's XMLParser (found by fuzzing), before any signature check.
+        let bytes: [UInt8] = [0x3C, 0x78, 0x6D, 0x6C, 0x3E, 0x3C, 0x61, 0xE4, 0x3E, 0x3C, 0x2F, 0x61, 0x3E, 0x3C, 0x2F, 0x78, 0x6D, 0x6C, 0x3E]
+        let push = validPush()
+        try await TestRelay.with { relay in
+            try await relay.application().test(.router) { client async throws in
+                let answer = try await client.execute(uri: push.uri, method: .post, body: ByteBuffer(bytes: bytes)) {
+                    (Int($0.status.code), String(buffer: $0.body))
+                }
+                #expect(answer.0 == 400)
+                #expect(answer.1.contains("not valid UTF-8"))
+            }
+            #expect(try await relay.store.events(EventQuery()).isEmpty)
+        }
     }
 
     @Test func oversizeBody() async throws {

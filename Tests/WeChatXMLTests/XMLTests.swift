@@ -88,6 +88,13 @@ import WeChatXML
         #expect(try ReplyEnvelope.parse(Array(reply.render().utf8)) == reply)
     }
 
+    @Test func closingSequenceAfterAPrependedMarkIsStillSplit() throws {
+        // U+0604 joins the following "]" into one grapheme; the split must work on scalars.
+        var writer = XMLWriter()
+        writer.element("xml") { $0.text("Content", "\u{0604}]]>") }
+        #expect(try XMLTreeParser.parse(Array(writer.output.utf8)).childText("Content") == "\u{0604}]]>")
+    }
+
     @Test func writerKeepsAnyTextValid() throws {
         var writer = XMLWriter()
         writer.element("xml") { $0.text("Content", "a]]>b\u{01}c\u{0B}d\te") }

@@ -1,0 +1,287 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import RelayCore
+import RelayServer
+import WeChatXML
+
+/// `relay bench`: each figure with a baseline measured in the same run, reported as a ratio,
+/// because the machine is shared and noisy.
+public struct Benchmark: Sendable {
+    public struct Options: Sendable {
+        public var requests: Int
+        public var concurrency: Int
+        public var backlog: Int
+        public var rate: Int
+        public init(requests: Int = 20_000, concurrency: Int = 64, backlog: Int = 100_000, rate: Int = 1000) {
+            self.requests = requests
+            self.concurrency = concurrency
+            self.backlog = backlog
+            self.rate = rate
+        }
+    }
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    /// Runs every scenario; returns the report as ordered JSON.
+    public func run(log: @Sendable (String) -> Void) async throws -> JSONValue {
+        var sections: [(String, JSONValue)] = []
+        let idle = residentMegabytes()
+        log("crypto: verify + decrypt + parse of a 1 KB push on one core ...")
+        sections.append(("crypto", crypto()))
+        log("intake: \(options.requests) encrypted pushes at concurrency \(options.concurrency) ...")
+        let intake = try await intakeScenario()
+        sections.append(("intake", intake))
+        let afterIntake = residentMegabytes()
+        log("delivery: \(options.requests) stored events to a local subscriber ...")
+        sections.append(("delivery", try await deliveryScenario()))
+        log("end to end: \(options.rate) pushes/s for 5 s ...")
+        sections.append(("end_to_end", try await endToEndScenario()))
+        log("memory: a backlog of \(options.backlog) undelivered events ...")
+        let backlog = try await backlogMemory()
+        sections.append(("memory_mb", .object([
+            ("idle", .number(idle.rounded())), ("after_intake", .number(afterIntake.rounded())), ("with_backlog", .number(backlog.rounded())),
+        ])))
+        return .object([("date", .string(Timestamp.iso8601(Date()))), ("cores", .number(Double(ProcessInfo.processInfo.activeProcessorCount)))]
+                       + sections)
+    }
+
+    // MARK: Crypto
+
+    func crypto() -> JSONValue {
+        let push = BenchSetup.push(msgId: 1, contentBytes: 1024)
+        let config = try! BenchSetup.config(directory: "/tmp", subscriberPort: nil)
+        let verifier = PushVerifier(registry: config.credentials, maxClockSkew: 300, limits: .default, clock: SystemClock())
+        let body = Array(push.body.utf8)
+        var operations = 0
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < .seconds(2) {
+            for _ in 0..<100 {
+                _ = try? verifier.verifyCallbackPush(appid: "wxbenchaccount0001", query: push.query, body: body)
+                operations += 1
+            }
+        }
+        let perSecond = Double(operations) / (ContinuousClock.now - started).seconds
+        return .object([("operations_per_second", .number(perSecond.rounded()))])
+    }
+
+    // MARK: Intake
+
+    func intakeScenario() async throws -> JSONValue {
+        try await Self.withClient(options.concurrency) { client in try await intakeScenario(client) }
+    }
+
+    func intakeScenario(_ client: HTTPClient) async throws -> JSONValue {
+        let pushes = (0..<options.requests).map { BenchSetup.push(msgId: 1_000_000 + $0) }
+        let expect: @Sendable (HTTPResponseStatus, ByteBuffer) -> Bool = { status, body in status == .ok && String(buffer: body) == "success" }
+
+        let ceiling = try await withServer({ bareIntakeServer(onListening: $0) }) { port in
+            _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(pushes.prefix(1000), port), expect: expect)
+            return await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(pushes, port), expect: expect)
+        }
+        let directory = BenchSetup.temporaryDirectory()
+        let config = try BenchSetup.config(directory: directory, subscriberPort: nil)
+        let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+        let relay = try await withServer({ onListening in
+            try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+        }) { port in
+            // Warm up with pushes that are then sent again (duplicates), so the store starts non-empty.
+            _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(pushes.prefix(1000), port), expect: expect)
+            return await LoadGenerator.run(client: client, concurrency: options.concurrency,
+                                           requests: Self.requests(pushes.dropFirst(1000) + pushes.prefix(1000), port), expect: expect)
+        }
+        try await store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+        return Self.compare(relay, against: ceiling)
+    }
+
+    static func requests(_ pushes: some Sequence<ComposedPush>, _ port: Int) -> [HTTPClientRequest] {
+        pushes.map { push in
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(push.uri)")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(string: push.body))
+            return request
+        }
+    }
+
+    static func compare(_ measured: LoadResult, against ceiling: LoadResult) -> JSONValue {
+        .object([
+            ("per_second", .number(measured.perSecond.rounded())), ("p50_ms", .number(ms(measured.percentile(0.5)))),
+            ("p99_ms", .number(ms(measured.percentile(0.99)))), ("failures", .number(Double(measured.failures))),
+            ("ceiling_per_second", .number(ceiling.perSecond.rounded())), ("ceiling_p50_ms", .number(ms(ceiling.percentile(0.5)))),
+            ("ceiling_p99_ms", .number(ms(ceiling.percentile(0.99)))),
+            ("ratio", .number((measured.perSecond / max(ceiling.perSecond, 1) * 100).rounded() / 100)),
+        ])
+    }
+
+    static func ms(_ seconds: Double) -> Double { (seconds * 10_000).rounded() / 10 }
+
+    /// A client for the load, shut down afterwards.
+    static func withClient<T: Sendable>(_ concurrency: Int, _ body: (HTTPClient) async throws -> T) async throws -> T {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration(concurrency))
+        do {
+            let result = try await body(client)
+            try await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    static func clientConfiguration(_ concurrency: Int) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = concurrency
+        return configuration
+    }
+
+    // MARK: Delivery
+
+    func deliveryScenario() async throws -> JSONValue {
+        let count = options.requests
+        let subscriber = BenchSubscriber()
+        return try await withServer({ subscriber.server(onListening: $0) }) { subscriberPort in
+            // Ceiling: the same signed bodies posted with raw AsyncHTTPClient at the dispatcher's concurrency.
+            let events = (0..<count).map { i in
+                RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxbenchaccount0001", componentAppid: BenchSetup.component,
+                           receivedAt: Date(), dataJSON: #"{"MsgType":"text","Content":"bench","MsgId":"\#(i)"}"#,
+                           dedupKey: "msg:\(i)", fromUser: "oBench\(i % 1000)")
+            }
+            let requests: [HTTPClientRequest] = events.map { event in
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(subscriberPort)/hook")
+                request.method = .POST
+                let body = ByteBuffer(string: event.envelopeJSON)
+                let timestamp = Int(Date().timeIntervalSince1970)
+                request.headers.add(name: "webhook-id", value: event.id)
+                request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+                request.headers.add(name: "webhook-signature", value: WebhookSigner.header(
+                    secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], id: event.id, timestamp: timestamp, body: body.readableBytesView))
+                request.body = .bytes(body)
+                return request
+            }
+            let ceiling = try await Self.withClient(32) { client in
+                await LoadGenerator.run(client: client, concurrency: 32, requests: requests) { status, _ in status == .noContent }
+            }
+
+            let directory = BenchSetup.temporaryDirectory()
+            let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
+            let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+            let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
+                Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
+            }, now: Date())
+            try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
+            let delivered = Counter()
+            let (done, finished) = AsyncStream.makeStream(of: Void.self)
+            let started = ContinuousClock.now
+            try await withServer({ onListening in
+                try await RelayApplication.build(config: config, dependencies: RelayDependencies(
+                    store: store, logger: quietLogger, onListening: onListening,
+                    onDeliveryAttempt: { report in
+                        if report.verdict == .succeeded, delivered.increment() + 1 == count { finished.yield() }
+                    }))
+            }) { _ in
+                var iterator = done.makeAsyncIterator()
+                await iterator.next()
+            }
+            let seconds = (ContinuousClock.now - started).seconds
+            try await store.close()
+            try? FileManager.default.removeItem(atPath: directory)
+            let perSecond = Double(count) / seconds
+            return .object([
+                ("per_second", .number(perSecond.rounded())), ("ceiling_per_second", .number(ceiling.perSecond.rounded())),
+                ("ratio", .number((perSecond / max(ceiling.perSecond, 1) * 100).rounded() / 100)),
+            ])
+        }
+    }
+
+    /// Commits events with their deliveries, as intake would, without HTTP.
+    static func store(_ events: [RelayEvent], subscriptions: [Subscription], in store: any RelayStore, concurrency: Int) async throws {
+        let next = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    while true {
+                        let index = next.increment()
+                        guard index < events.count else { return }
+                        let event = events[index]
+                        _ = try await store.commit(IntakeRecord(event: event, ticket: nil,
+                                                                deliveries: PlannedDelivery.plan(for: event, subscriptions: subscriptions)))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: End to end
+
+    func endToEndScenario() async throws -> JSONValue {
+        let subscriber = BenchSubscriber(recordArrivals: true)
+        let total = options.rate * 5
+        return try await withServer({ subscriber.server(onListening: $0) }) { subscriberPort in
+            let directory = BenchSetup.temporaryDirectory()
+            let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
+            let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+            let sent = Locked<[String: ContinuousClock.Instant]>([:])
+            try await Self.withClient(256) { client in try await withServer({ onListening in
+                try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+            }) { port in
+                let requests = Self.requests((0..<total).map { BenchSetup.push(msgId: 3_000_000 + $0) }, port)
+                let start = ContinuousClock.now
+                await withTaskGroup(of: Void.self) { group in
+                    for (i, request) in requests.enumerated() {
+                        try? await Task.sleep(until: start + .microseconds(Int64(i) * 1_000_000 / Int64(options.rate)))
+                        group.addTask {
+                            let msgId = String(3_000_000 + i)
+                            let now = ContinuousClock.now
+                            sent.withLock { $0[msgId] = now }
+                            _ = try? await client.execute(request, timeout: .seconds(10))
+                        }
+                    }
+                }
+                // Wait (bounded) for the deliveries to drain.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while subscriber.received.current < total, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            } }
+            try await store.close()
+            try? FileManager.default.removeItem(atPath: directory)
+            let arrivals = subscriber.arrivals.withLock { $0 }
+            let sends = sent.withLock { $0 }
+            let latencies = arrivals.compactMap { id, at in sends[id].map { (at - $0).seconds } }.sorted()
+            let result = LoadResult(requests: latencies.count, failures: total - latencies.count, seconds: 5, latencies: latencies)
+            return .object([
+                ("offered_per_second", .number(Double(options.rate))), ("delivered", .number(Double(latencies.count))),
+                ("p50_ms", .number(Self.ms(result.percentile(0.5)))), ("p99_ms", .number(Self.ms(result.percentile(0.99)))),
+            ])
+        }
+    }
+
+    // MARK: Memory
+
+    /// RSS with a large backlog: the subscriber never answers, so everything stays queued.
+    func backlogMemory() async throws -> Double {
+        let directory = BenchSetup.temporaryDirectory()
+        let config = try BenchSetup.config(directory: directory, subscriberPort: 9)  // nothing listens on port 9
+        let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+        let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
+            Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
+        }, now: Date())
+        let events = (0..<options.backlog).map { i in
+            RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxbenchaccount0001", componentAppid: nil, receivedAt: Date(),
+                       dataJSON: #"{"MsgType":"text","MsgId":"\#(i)"}"#, dedupKey: "msg:\(i)", fromUser: nil)
+        }
+        try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
+        let rss = try await withServer({ onListening in
+            try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+        }) { _ in
+            try? await Task.sleep(for: .seconds(2))
+            return residentMegabytes()
+        }
+        try await store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+        return rss
+    }
+}

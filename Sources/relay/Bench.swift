@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import RelayBench
+import WeChatXML
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure intake, delivery, end-to-end latency, crypto and memory, each against a baseline from the same run.",
+        discussion: "Run it on a release build: swift run -c release relay bench")
+
+    @Option(help: "Requests per intake and delivery run.") var requests = 20_000
+    @Option(help: "Concurrent connections of the intake load.") var concurrency = 64
+    @Option(help: "Undelivered events for the memory figure.") var backlog = 100_000
+    @Option(help: "Offered pushes per second for the end-to-end run.") var rate = 1000
+    @Option(help: "Where to write the JSON report.") var output = "bench.json"
+
+    func run() async throws {
+        let report = try await Benchmark(options: .init(requests: requests, concurrency: concurrency, backlog: backlog, rate: rate))
+            .run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        try (report.serialized + "\n").write(toFile: output, atomically: true, encoding: .utf8)
+        print(BenchTable.render(report))
+        print("wrote \(output)")
+    }
+}
