@@ -4,15 +4,57 @@ import SQLiteNIO
 
 extension SQLiteRelayStore {
     public func commit(_ record: IntakeRecord) async throws -> IntakeOutcome {
-        // Intake writes cannot fail on their own (dedup is ON CONFLICT), so no savepoint.
-        try await write(isolated: false) { [sealer] db in
-            if let ticket = record.ticket { try await Self.upsert(ticket, on: db, sealer: sealer) }
-            guard let event = record.event else { return IntakeOutcome.ticketOnly }
-            let outcome = try await Self.insert(event, on: db)
-            if case .stored = outcome, !record.deliveries.isEmpty {
-                try await Self.insertDeliveries(record.deliveries, for: event.id, at: event.receivedAt, on: db)
+        try await commitIntake(record)
+    }
+
+    /// The intake records of one group, in a few multi-row statements rather than several per
+    /// record: events (dedup by ON CONFLICT, so a retry in the same group is a duplicate too),
+    /// the ids of duplicates, then every delivery. Rows keep the records' order, so `seq` is the
+    /// order of arrival.
+    static func bulkIntake(_ records: [IntakeRecord], on db: SQLiteConnection, sealer: SecretSealer) async throws -> [IntakeOutcome] {
+        for ticket in records.compactMap(\.ticket) { try await upsert(ticket, on: db, sealer: sealer) }
+        let events = records.compactMap(\.event)
+        guard !events.isEmpty else { return records.map { _ in .ticketOnly } }
+        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: events.count).joined(separator: ", ")
+        let inserted = Set(try await db.query(
+            """
+            INSERT INTO events (id, type, appid, component_appid, received_at, dedup_key, from_user, data) VALUES \(rows)
+            ON CONFLICT (appid, dedup_key) DO NOTHING RETURNING id
+            """,
+            events.flatMap { event -> [SQLiteData] in
+                [.text(event.id), .text(event.type), .text(event.appid), text(event.componentAppid), .integer(millis(event.receivedAt)),
+                 .text(event.dedupKey), text(event.fromUser), .text(event.dataJSON)]
+            }).compactMap { $0.column("id")?.string })
+        var existing: [String: String] = [:]  // "appid dedup_key" -> id of the event stored earlier
+        let duplicates = events.filter { !inserted.contains($0.id) }
+        if !duplicates.isEmpty {
+            let pairs = Array(repeating: "(?, ?)", count: duplicates.count).joined(separator: ", ")
+            for row in try await db.query("SELECT id, appid, dedup_key FROM events WHERE (appid, dedup_key) IN (VALUES \(pairs))",
+                                          duplicates.flatMap { [SQLiteData.text($0.appid), .text($0.dedupKey)] }) {
+                existing[(row.column("appid")?.string ?? "") + " " + (row.column("dedup_key")?.string ?? "")] = row.column("id")?.string
             }
-            return outcome
+        }
+        let planned = records.filter { $0.event.map { inserted.contains($0.id) } ?? false }
+            .flatMap { record in record.deliveries.map { (record.event!, $0) } }
+        if !planned.isEmpty {
+            let values = Array(repeating: "(?, ?, ?, ?, ?)", count: planned.count).joined(separator: ", ")
+            _ = try await db.query(
+                """
+                INSERT INTO deliveries (id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key,
+                                        created_at, updated_at)
+                SELECT v.column1, e.seq, e.id, v.column2, 'pending', 0, v.column3, v.column4, v.column3, v.column3
+                FROM (VALUES \(values)) AS v JOIN events e ON e.id = v.column5 WHERE true
+                ON CONFLICT (event_id, subscription_id) DO NOTHING
+                """,
+                planned.flatMap { event, delivery -> [SQLiteData] in
+                    [.text(DeliveryID.make(at: event.receivedAt)), .text(delivery.subscriptionId), .integer(millis(event.receivedAt)),
+                     text(delivery.orderKey), .text(event.id)]
+                })
+        }
+        return records.map { record in
+            guard let event = record.event else { return .ticketOnly }
+            if inserted.contains(event.id) { return .stored(eventID: event.id) }
+            return .duplicate(eventID: existing[event.appid + " " + event.dedupKey] ?? event.id)
         }
     }
 
@@ -47,20 +89,6 @@ extension SQLiteRelayStore {
         try await write { db in
             try await db.query("DELETE FROM events WHERE received_at < ? RETURNING seq", [.integer(Self.millis(cutoff))]).count
         }
-    }
-
-    static func insert(_ event: RelayEvent, on db: SQLiteConnection) async throws -> IntakeOutcome {
-        let inserted = try await db.query(
-            """
-            INSERT INTO events (id, type, appid, component_appid, received_at, dedup_key, from_user, data)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, dedup_key) DO NOTHING RETURNING id
-            """,
-            [.text(event.id), .text(event.type), .text(event.appid), text(event.componentAppid),
-             .integer(millis(event.receivedAt)), .text(event.dedupKey), text(event.fromUser), .text(event.dataJSON)])
-        if !inserted.isEmpty { return .stored(eventID: event.id) }
-        let existing = try await db.query("SELECT id FROM events WHERE appid = ? AND dedup_key = ?",
-                                          [.text(event.appid), .text(event.dedupKey)])
-        return .duplicate(eventID: existing.first?.column("id")?.string ?? event.id)
     }
 
     static func insertDeliveries(_ planned: [PlannedDelivery], for eventId: String, at date: Date, on db: SQLiteConnection) async throws {

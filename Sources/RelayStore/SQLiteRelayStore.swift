@@ -17,6 +17,8 @@ public final class SQLiteRelayStore: RelayStore {
     struct WriteOperation: Sendable {
         let isolated: Bool
         let run: @Sendable (SQLiteConnection) async throws -> any Sendable
+        /// Intake records are written together, a few statements for the whole group.
+        var intake: IntakeRecord? = nil
     }
 
     let writer: SQLiteConnection
@@ -30,7 +32,7 @@ public final class SQLiteRelayStore: RelayStore {
         self.writer = writer
         self.reader = reader
         self.sealer = sealer
-        self.committer = GroupCommitter { [writer] operations in try await Self.flush(operations, on: writer) }
+        self.committer = GroupCommitter { [writer, sealer] operations in try await Self.flush(operations, on: writer, sealer: sealer) }
     }
 
     /// Opens (creating if needed) the database file at `path`.
@@ -90,24 +92,35 @@ public final class SQLiteRelayStore: RelayStore {
         return result as! T  // the operation above returns a T
     }
 
-    private static func flush(_ operations: [WriteOperation], on db: SQLiteConnection) async throws -> [Result<any Sendable, any Error>] {
+    /// Runs the group's intake records as one bulk write.
+    func commitIntake(_ record: IntakeRecord) async throws -> IntakeOutcome {
+        let result = try await committer.submit(WriteOperation(isolated: false, run: { _ in IntakeOutcome.ticketOnly }, intake: record))
+        return result as! IntakeOutcome  // flush answers intake operations with their outcome
+    }
+
+    private static func flush(_ operations: [WriteOperation], on db: SQLiteConnection, sealer: SecretSealer) async throws
+        -> [Result<any Sendable, any Error>] {
         _ = try await db.query("BEGIN IMMEDIATE")
-        var results: [Result<any Sendable, any Error>] = []
-        results.reserveCapacity(operations.count)
+        var results: [Result<any Sendable, any Error>] = Array(repeating: .success(IntakeOutcome.ticketOnly), count: operations.count)
         do {
-            for operation in operations {
+            let intake = operations.indices.filter { operations[$0].intake != nil }
+            if !intake.isEmpty {
+                let outcomes = try await bulkIntake(intake.map { operations[$0].intake! }, on: db, sealer: sealer)
+                for (index, outcome) in zip(intake, outcomes) { results[index] = .success(outcome) }
+            }
+            for (index, operation) in operations.enumerated() where operation.intake == nil {
                 guard operation.isolated else {
-                    results.append(.success(try await operation.run(db)))
+                    results[index] = .success(try await operation.run(db))
                     continue
                 }
                 _ = try await db.query("SAVEPOINT op")
                 do {
-                    results.append(.success(try await operation.run(db)))
+                    results[index] = .success(try await operation.run(db))
                     _ = try await db.query("RELEASE op")
                 } catch {
                     _ = try await db.query("ROLLBACK TO op")
                     _ = try await db.query("RELEASE op")
-                    results.append(.failure(error))
+                    results[index] = .failure(error)
                 }
             }
             _ = try await db.query("COMMIT")

@@ -176,14 +176,15 @@ import Testing
     }
 
     @Test func aHangingSubscriberDoesNotDelayAnother() async throws {
-        try await TestReceiver.run(respond: { _, _ in .init(delay: .seconds(2)) }) { _, hangingPort in
+        // The hanging subscriber holds every request for 5 s; the attempt timeout (3 s) ends them first.
+        try await TestReceiver.run(respond: { _, _ in .init(delay: .seconds(5)) }) { _, hangingPort in
             try await TestReceiver.run { fast, fastPort in
                 try await TestRelay.with(extraYAML: Self.yaml("""
                       - id: hanging
                         url: http://127.0.0.1:\(hangingPort)/
                       - id: fast
                         url: http://127.0.0.1:\(fastPort)/
-                    """, timeout: "10s")) { relay in
+                    """, timeout: "3s")) { relay in
                     let reports = Reports()
                     try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
                         for i in 0..<5 { _ = try await client.send(relay.textPush(msgId: "\(i)")) }

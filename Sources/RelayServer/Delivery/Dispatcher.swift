@@ -23,6 +23,8 @@ final class Dispatcher: Service {
     let owner = "relay-" + UUID().uuidString.prefix(8).lowercased()
     /// How long a claim stays ours: the attempt's timeout plus a margin.
     let leaseDuration: Duration
+    /// The fewest free slots worth a claim while attempts are in flight.
+    var claimBatch: Int { max(1, maxInFlightPerSubscription / 4) }
 
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
@@ -99,7 +101,9 @@ final class Dispatcher: Service {
                 guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { break }
                 let free = maxInFlightPerSubscription - inFlight.value
                 var claimed: [ClaimedDelivery] = []
-                if free > 0 {
+                // Claim in batches: once saturated, wait until a quarter of the slots are free
+                // rather than paying a claim transaction for every single completion.
+                if free > 0 && (free >= claimBatch || inFlight.value == 0) {
                     let now = clock.now()
                     do {
                         claimed = try await store.claimDeliveries(
@@ -117,7 +121,7 @@ final class Dispatcher: Service {
                         bell.ring()
                     }
                 }
-                if free > 0 && claimed.count == free { continue }  // there may be more due right now
+                if free > 0 && !claimed.isEmpty && claimed.count == free { continue }  // there may be more due right now
                 await cancelWhenGracefulShutdownOrReturn { await bell.wait(upTo: await self.waitBeforeNextClaim(subscriptionId: id)) }
             }
         }
