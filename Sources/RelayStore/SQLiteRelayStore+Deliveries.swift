@@ -44,21 +44,30 @@ extension SQLiteRelayStore {
             case .dead: (.dead, nil)
             case .cancelled: (.cancelled, nil)
             }
-        try await write(isolated: false) { db in
-            _ = try await db.query(
-                "INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES (?, ?, ?, ?, ?, ?)",
-                [.text(deliveryId), .integer(Self.millis(attempt.at)), attempt.statusCode.map { .integer($0) } ?? .null,
-                 Self.text(attempt.error), .integer(attempt.durationMs), Self.text(attempt.responseExcerpt)])
-            // Only the lease holder moves the delivery on: a cancelled or re-claimed one stays as it is.
-            _ = try await db.query(
-                """
-                UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL,
-                    lease_expires_at = NULL, updated_at = ?
-                WHERE id = ? AND status = 'in_flight' AND lease_owner = ?
-                """,
-                [.text(status.rawValue), next.map { .integer(Self.millis($0)) } ?? .null, .integer(Self.millis(now)),
-                 .text(deliveryId), .text(owner)])
-        }
+        try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, status: status, nextAttemptAt: next, now: now))
+    }
+
+    /// The attempts of one group in two statements. Only the lease holder moves a delivery on: a
+    /// cancelled or re-claimed one stays as it is (its attempt is still recorded).
+    static func bulkAttempts(_ writes: [AttemptWrite], on db: SQLiteConnection) async throws {
+        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
+        _ = try await db.query("INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES \(rows)",
+                               writes.flatMap { w -> [SQLiteData] in
+                                   [.text(w.deliveryId), .integer(millis(w.attempt.at)), w.attempt.statusCode.map { .integer($0) } ?? .null,
+                                    text(w.attempt.error), .integer(w.attempt.durationMs), text(w.attempt.responseExcerpt)]
+                               })
+        let values = Array(repeating: "(?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
+        _ = try await db.query(
+            """
+            UPDATE deliveries SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, lease_owner = NULL,
+                lease_expires_at = NULL, updated_at = v.column5
+            FROM (VALUES \(values)) AS v
+            WHERE deliveries.id = v.column1 AND deliveries.status = 'in_flight' AND deliveries.lease_owner = v.column2
+            """,
+            writes.flatMap { w -> [SQLiteData] in
+                [.text(w.deliveryId), .text(w.owner), .text(w.status.rawValue), w.nextAttemptAt.map { .integer(millis($0)) } ?? .null,
+                 .integer(millis(w.now))]
+            })
     }
 
     /// One SQLite file serves one relay process, so at start every claim belongs to a dead one.

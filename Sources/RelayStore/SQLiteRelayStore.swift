@@ -19,6 +19,18 @@ public final class SQLiteRelayStore: RelayStore {
         let run: @Sendable (SQLiteConnection) async throws -> any Sendable
         /// Intake records are written together, a few statements for the whole group.
         var intake: IntakeRecord? = nil
+        /// So are delivery attempts.
+        var attempt: AttemptWrite? = nil
+    }
+
+    /// One recorded attempt and what it does to its delivery.
+    struct AttemptWrite: Sendable {
+        let deliveryId: String
+        let owner: String
+        let attempt: DeliveryAttempt
+        let status: DeliveryStatus
+        let nextAttemptAt: Date?
+        let now: Date
     }
 
     let writer: SQLiteConnection
@@ -92,6 +104,11 @@ public final class SQLiteRelayStore: RelayStore {
         return result as! T  // the operation above returns a T
     }
 
+    /// Records an attempt as part of the group's bulk write.
+    func commitAttempt(_ write: AttemptWrite) async throws {
+        _ = try await committer.submit(WriteOperation(isolated: false, run: { _ in IntakeOutcome.ticketOnly }, attempt: write))
+    }
+
     /// Runs the group's intake records as one bulk write.
     func commitIntake(_ record: IntakeRecord) async throws -> IntakeOutcome {
         let result = try await committer.submit(WriteOperation(isolated: false, run: { _ in IntakeOutcome.ticketOnly }, intake: record))
@@ -108,7 +125,9 @@ public final class SQLiteRelayStore: RelayStore {
                 let outcomes = try await bulkIntake(intake.map { operations[$0].intake! }, on: db, sealer: sealer)
                 for (index, outcome) in zip(intake, outcomes) { results[index] = .success(outcome) }
             }
-            for (index, operation) in operations.enumerated() where operation.intake == nil {
+            let attempts = operations.compactMap(\.attempt)
+            if !attempts.isEmpty { try await bulkAttempts(attempts, on: db) }
+            for (index, operation) in operations.enumerated() where operation.intake == nil && operation.attempt == nil {
                 guard operation.isolated else {
                     results[index] = .success(try await operation.run(db))
                     continue
