@@ -116,9 +116,13 @@ final class Dispatcher: Service {
                 for delivery in claimed {
                     inFlight.add(1)
                     group.addTask {
-                        await self.attempt(delivery, subscription: subscription)
-                        inFlight.add(-1)
-                        bell.ring()
+                        // The slot bounds requests to the subscriber: it is given back as soon as the
+                        // answer is in, while the attempt's record waits for its group commit.
+                        await self.attempt(delivery, subscription: subscription) {
+                            inFlight.add(-1)
+                            bell.ring()
+                        }
+                        bell.ring()  // recorded: an ordered user's next event may be due now
                     }
                 }
                 if free > 0 && !claimed.isEmpty && claimed.count == free { continue }  // there may be more due right now
@@ -135,10 +139,11 @@ final class Dispatcher: Service {
     }
 
     /// One attempt of one delivery, and what it leads to.
-    private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription) async {
+    private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription, answered: () -> Void) async {
         let now = clock.now()
         let result = await sender.send(url: subscription.url, eventId: delivery.event.id, body: delivery.event.envelopeJSON,
                                        secrets: subscription.signingSecrets(at: now), at: now)
+        answered()
         let attemptsMade = delivery.attemptsMade + 1
         let verdict: DeliveryVerdict
         let outcome: String
