@@ -30,7 +30,7 @@ public struct Mutator {
     }
 
     public mutating func next() -> [UInt8] {
-        var input = seeds.randomElement(using: &random) ?? []
+        var input = seeds.isEmpty ? [] : seeds[Int.random(in: 0..<seeds.count, using: &random)]
         for _ in 0..<Int.random(in: 1...4, using: &random) { mutate(&input) }
         return input
     }
@@ -41,19 +41,22 @@ public struct Mutator {
         case 0 where !input.isEmpty:
             input[min(position, input.count - 1)] ^= UInt8(1 << Int.random(in: 0..<8, using: &random))
         case 1:
-            input.insert(contentsOf: Self.tokens.randomElement(using: &random)!, at: position)
+            input.insert(contentsOf: Self.tokens[Int.random(in: 0..<Self.tokens.count, using: &random)], at: position)
         case 2:
             input = Array(input.prefix(position))
         case 3 where !input.isEmpty:
             let end = min(input.count, position + Int.random(in: 1...32, using: &random))
             input.removeSubrange(min(position, end)..<end)
         case 4:
-            let other = seeds.randomElement(using: &random) ?? []
-            input += other.suffix(Int.random(in: 0...other.count, using: &random))
+            let index = Int.random(in: 0..<max(1, seeds.count), using: &random)
+            let other = seeds.isEmpty ? [] : seeds[index]
+            let keep = Int.random(in: 0...other.count, using: &random)
+            input.append(contentsOf: Array(other[(other.count - keep)...]))
         case 5 where !input.isEmpty:
             input[min(position, input.count - 1)] = UInt8.random(in: 0...255, using: &random)
         default:
-            input.insert(contentsOf: input.prefix(16), at: position)
+            let head = Array(input.prefix(16))
+            input.insert(contentsOf: head, at: position)
         }
     }
 }
