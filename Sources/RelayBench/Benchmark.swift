@@ -15,12 +15,20 @@ public struct Benchmark: Sendable {
         public var concurrency: Int
         public var backlog: Int
         public var rate: Int
-        public init(requests: Int = 20_000, concurrency: Int = 64, backlog: Int = 100_000, rate: Int = 1000) {
+        public var scenarios: Set<Scenario>
+        public init(requests: Int = 20_000, concurrency: Int = 64, backlog: Int = 100_000, rate: Int = 1000,
+                    scenarios: Set<Scenario> = Set(Scenario.allCases)) {
             self.requests = requests
             self.concurrency = concurrency
             self.backlog = backlog
             self.rate = rate
+            self.scenarios = scenarios
         }
+    }
+
+    /// The parts of the run, selectable with `--only` (to profile one of them, say).
+    public enum Scenario: String, CaseIterable, Sendable {
+        case crypto, intake, delivery, endToEnd = "end_to_end", memory
     }
 
     public let options: Options
@@ -29,22 +37,32 @@ public struct Benchmark: Sendable {
     /// Runs every scenario; returns the report as ordered JSON.
     public func run(log: @Sendable (String) -> Void) async throws -> JSONValue {
         var sections: [(String, JSONValue)] = []
+        let run = options.scenarios
         let idle = residentMegabytes()
-        log("crypto: verify + decrypt + parse of a 1 KB push on one core ...")
-        sections.append(("crypto", crypto()))
-        log("intake: \(options.requests) encrypted pushes at concurrency \(options.concurrency) ...")
-        let intake = try await intakeScenario()
-        sections.append(("intake", intake))
+        if run.contains(.crypto) {
+            log("crypto: verify + decrypt + parse of a 1 KB push on one core ...")
+            sections.append(("crypto", crypto()))
+        }
+        if run.contains(.intake) {
+            log("intake: \(options.requests) encrypted pushes at concurrency \(options.concurrency) ...")
+            sections.append(("intake", try await intakeScenario()))
+        }
         let afterIntake = residentMegabytes()
-        log("delivery: \(options.requests) stored events to a local subscriber ...")
-        sections.append(("delivery", try await deliveryScenario()))
-        log("end to end: \(options.rate) pushes/s for 5 s ...")
-        sections.append(("end_to_end", try await endToEndScenario()))
-        log("memory: a backlog of \(options.backlog) undelivered events ...")
-        let backlog = try await backlogMemory()
-        sections.append(("memory_mb", .object([
-            ("idle", .number(idle.rounded())), ("after_intake", .number(afterIntake.rounded())), ("with_backlog", .number(backlog.rounded())),
-        ])))
+        if run.contains(.delivery) {
+            log("delivery: \(options.requests) stored events to a local subscriber ...")
+            sections.append(("delivery", try await deliveryScenario()))
+        }
+        if run.contains(.endToEnd) {
+            log("end to end: \(options.rate) pushes/s for 5 s ...")
+            sections.append(("end_to_end", try await endToEndScenario()))
+        }
+        if run.contains(.memory) {
+            log("memory: a backlog of \(options.backlog) undelivered events ...")
+            let backlog = try await backlogMemory()
+            sections.append(("memory_mb", .object([
+                ("idle", .number(idle.rounded())), ("after_intake", .number(afterIntake.rounded())), ("with_backlog", .number(backlog.rounded())),
+            ])))
+        }
         return .object([("date", .string(Timestamp.iso8601(Date()))), ("cores", .number(Double(ProcessInfo.processInfo.activeProcessorCount)))]
                        + sections)
     }

@@ -7,21 +7,7 @@ extension SQLiteRelayStore {
         guard limit > 0 else { return [] }
         let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false) { db in
             try await db.query(
-                """
-                UPDATE deliveries SET status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
-                WHERE id IN (
-                    SELECT d.id FROM deliveries d
-                    WHERE d.subscription_id = ?4
-                      AND ((d.status IN ('pending', 'failed') AND d.next_attempt_at <= ?3)
-                           OR (d.status = 'in_flight' AND d.lease_expires_at <= ?3))
-                      AND (d.order_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM deliveries e
-                            WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
-                              AND e.event_seq < d.event_seq AND e.status IN ('pending', 'failed', 'in_flight')))
-                    ORDER BY d.next_attempt_at, d.event_seq
-                    LIMIT ?5)
-                RETURNING id, attempts, event_id
-                """,
+                Self.claimSQL,
                 [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId), .integer(limit)]
             ).map { ($0.column("id")?.string ?? "", $0.column("attempts")?.integer ?? 0, $0.column("event_id")?.string ?? "") }
         }
@@ -34,6 +20,39 @@ extension SQLiteRelayStore {
                 ClaimedDelivery(id: $0.id, subscriptionId: subscriptionId, attemptsMade: $0.attempts, event: event)
             }
         }
+    }
+
+    /// Takes up to ?5 due deliveries of subscription ?4 at time ?3 under owner ?1's lease until ?2.
+    static let claimSQL = """
+        UPDATE deliveries SET status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+        WHERE id IN (SELECT id FROM (
+            \(dueBranches.map { "SELECT * FROM (\($0))" }.joined(separator: " UNION ALL "))
+        ) ORDER BY due, event_seq LIMIT ?5)
+        RETURNING id, attempts, event_id
+        """
+
+    /// Pending and failed deliveries come in index order; in-flight ones with an expired lease are
+    /// sorted, but there are at most `max_in_flight_per_subscription` per relay process of those.
+    static let dueBranches = [
+        dueBranch("d.status = 'pending' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at"),
+        dueBranch("d.status = 'failed' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at"),
+        dueBranch("d.status = 'in_flight' AND d.lease_expires_at <= ?3", due: "d.lease_expires_at"),
+    ]
+
+    /// One kind of due delivery, read in `deliveries_due` order and cut at the limit, so a claim
+    /// costs the same with a backlog of a million as with ten. (One query with an `OR` across
+    /// statuses made SQLite sort the whole backlog on every claim: 24 ms at 20,000 pending.)
+    /// An ordered user's delivery waits while an earlier one of the same user is unfinished.
+    static func dueBranch(_ condition: String, due: String) -> String {
+        """
+        SELECT d.id, \(due) AS due, d.event_seq FROM deliveries d
+        WHERE d.subscription_id = ?4 AND \(condition)
+          AND (d.order_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM deliveries e
+                WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
+                  AND e.event_seq < d.event_seq AND e.status IN ('pending', 'failed', 'in_flight')))
+        ORDER BY \(due), d.event_seq LIMIT ?5
+        """
     }
 
     public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
@@ -99,8 +118,10 @@ extension SQLiteRelayStore {
     public func nextDueTime(subscriptionId: String) async throws -> Date? {
         let row = try await reader.query(
             """
-            SELECT MIN(CASE WHEN status = 'in_flight' THEN lease_expires_at ELSE next_attempt_at END) AS due
-            FROM deliveries WHERE subscription_id = ? AND status IN ('pending', 'failed', 'in_flight')
+            SELECT MIN(due) AS due FROM (
+                SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE subscription_id = ?1 AND status = 'pending'
+                UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'failed'
+                UNION ALL SELECT MIN(lease_expires_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'in_flight')
             """, [.text(subscriptionId)]).first
         return Self.optionalDate(row?.column("due"))
     }

@@ -121,5 +121,11 @@ enum SQLiteSchema {
             )
             """,
         ],
+        // 4: the due index ends with event_seq, so a claim reads due deliveries in index order and
+        // stops after its limit instead of sorting the whole backlog.
+        [
+            "DROP INDEX deliveries_due",
+            "CREATE INDEX deliveries_due ON deliveries (subscription_id, status, next_attempt_at, event_seq)",
+        ],
     ]
 }

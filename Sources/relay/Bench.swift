@@ -13,9 +13,26 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Undelivered events for the memory figure.") var backlog = 100_000
     @Option(help: "Offered pushes per second for the end-to-end run.") var rate = 1000
     @Option(help: "Where to write the JSON report.") var output = "bench.json"
+    @Option(help: "Run only these scenarios, comma-separated: crypto, intake, delivery, end_to_end, memory.")
+    var only: String?
+
+    func validate() throws {
+        _ = try scenarios()
+    }
+
+    func scenarios() throws -> Set<Benchmark.Scenario> {
+        guard let only else { return Set(Benchmark.Scenario.allCases) }
+        return Set(try only.split(separator: ",").map { name in
+            guard let scenario = Benchmark.Scenario(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--only: unknown scenario '\(name)'; choose from \(Benchmark.Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return scenario
+        })
+    }
 
     func run() async throws {
-        let report = try await Benchmark(options: .init(requests: requests, concurrency: concurrency, backlog: backlog, rate: rate))
+        let report = try await Benchmark(options: .init(requests: requests, concurrency: concurrency, backlog: backlog, rate: rate,
+                                                        scenarios: try scenarios()))
             .run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         try (report.serialized + "\n").write(toFile: output, atomically: true, encoding: .utf8)
         print(BenchTable.render(report))

@@ -16,7 +16,9 @@ import WeChatCrypto
         let started = ContinuousClock.now
         var runs = 0
         while ContinuousClock.now - started < budget {
-            let input = String(decoding: mutator.next(), as: UTF8.self)
+            let bytes = mutator.next()
+            if let path = ProcessInfo.processInfo.environment["RELAY_FUZZ_TRACE"] { try? Data(bytes).write(to: URL(fileURLWithPath: path + ".crypto")) }
+            let input = String(decoding: bytes, as: UTF8.self)
             do {
                 let opened = try cipher.open(input)
                 #expect(opened.message.count + opened.receiver.count + 20 <= (Data(base64Encoded: input)?.count ?? 0))

@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import RelayCore
+@testable import RelayStore
+import RelayTestSupport
+import SQLiteNIO
+import Testing
+
+/// The delivery queue at the store level: what a claim reads, and when the next one is due.
+@Suite struct DeliveryQueueTests {
+    static func withStore<T>(_ body: (SQLiteRelayStore, Subscription) async throws -> T) async throws -> T {
+        let store = try await SQLiteRelayStore.open(path: makeTemporaryDirectory() + "/queue.sqlite", logger: Logger(label: "test"))
+        do {
+            try await store.migrate()
+            let subscriptions = try await store.syncConfigSubscriptions(
+                [Subscription(id: "sink", url: "http://127.0.0.1:9/hook", source: .config, createdAt: Date(), secret: "whsec_c2VjcmV0")],
+                now: Date())
+            let result = try await body(store, subscriptions[0])
+            try await store.close()
+            return result
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    static func commitEvents(_ count: Int, from first: Int = 0, at date: Date, to subscription: Subscription, in store: SQLiteRelayStore)
+        async throws {
+        for i in first..<(first + count) {
+            let event = RelayEvent(id: EventID.make(at: date), type: "message.text", appid: "wxqueue", componentAppid: nil, receivedAt: date,
+                                   dataJSON: #"{"MsgId":"\#(i)"}"#, dedupKey: "msg:\(i)", fromUser: "oUser\(i)")
+            _ = try await store.commit(IntakeRecord(event: event, ticket: nil,
+                                                    deliveries: PlannedDelivery.plan(for: event, subscriptions: [subscription])))
+        }
+    }
+
+    /// A claim must read due deliveries in index order and stop at its limit: the earlier single
+    /// query with an `OR` across statuses sorted the whole backlog on every claim.
+    @Test func claimReadsTheDueIndexInsteadOfSortingTheBacklog() async throws {
+        try await Self.withStore { store, _ in
+            func plan(_ sql: String) async throws -> [String] {
+                try await store.reader.query("EXPLAIN QUERY PLAN " + sql, [.text("o"), .integer(0), .integer(0), .text("sink"), .integer(8)])
+                    .compactMap { $0.column("detail")?.string }
+            }
+            let claim = try await plan(SQLiteRelayStore.claimSQL)
+            #expect(claim.filter { $0.contains("USING INDEX deliveries_due (subscription_id=? AND status=?") }.count == 3, "\(claim)")
+            for branch in SQLiteRelayStore.dueBranches.prefix(2) {  // pending, failed: the backlog
+                let steps = try await plan(branch)
+                #expect(steps.contains { $0.contains("USING INDEX deliveries_due (subscription_id=? AND status=? AND next_attempt_at<?)") },
+                        "\(steps)")
+                #expect(!steps.contains { $0.contains("TEMP B-TREE") }, "\(steps)")
+            }
+        }
+    }
+
+    @Test func nextDueTimeConsidersEveryUnfinishedStatus() async throws {
+        try await Self.withStore { store, subscription in
+            let now = Date(timeIntervalSince1970: 1_800_000_000)
+            #expect(try await store.nextDueTime(subscriptionId: "sink") == nil)
+            try await Self.commitEvents(3, at: now, to: subscription, in: store)
+            #expect(try await store.nextDueTime(subscriptionId: "sink") == now)
+
+            let lease = now.addingTimeInterval(30)
+            let claimed = try await store.claimDeliveries(subscriptionId: "sink", limit: 3, now: now, leaseUntil: lease, owner: "me")
+            #expect(claimed.count == 3)
+            // Only in-flight deliveries: due when their lease expires.
+            #expect(try await store.nextDueTime(subscriptionId: "sink") == lease)
+
+            let retryAt = now.addingTimeInterval(60)
+            let attempt = DeliveryAttempt(at: now, statusCode: 500, error: nil, durationMs: 3, responseExcerpt: nil)
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "me", attempt: attempt, verdict: .retry(at: retryAt), now: now)
+            for delivery in claimed.dropFirst() {
+                try await store.recordAttempt(deliveryId: delivery.id, owner: "me", attempt: attempt, verdict: .succeeded, now: now)
+            }
+            // Only a failed one left, with no pending or in-flight beside it.
+            #expect(try await store.nextDueTime(subscriptionId: "sink") == retryAt)
+            #expect(try await store.claimDeliveries(subscriptionId: "sink", limit: 3, now: now, leaseUntil: lease, owner: "me").isEmpty)
+            let again = try await store.claimDeliveries(subscriptionId: "sink", limit: 3, now: retryAt, leaseUntil: retryAt + 30, owner: "me")
+            #expect(again.map(\.id) == [claimed[0].id])
+            #expect(again.first?.attemptsMade == 1)
+        }
+    }
+
+    @Test func claimsTakeTheOldestFirstAcrossStatuses() async throws {
+        try await Self.withStore { store, subscription in
+            let start = Date(timeIntervalSince1970: 1_800_000_000)
+            try await Self.commitEvents(2, at: start, to: subscription, in: store)
+            let first = try await store.claimDeliveries(subscriptionId: "sink", limit: 1, now: start, leaseUntil: start + 5, owner: "dead")
+            try await Self.commitEvents(1, from: 2, at: start + 10, to: subscription, in: store)
+            // At start + 20, by due time: the other pending one (start), then the expired lease
+            // (start + 5); the pending one of start + 10 waits for the next claim.
+            let claimed = try await store.claimDeliveries(subscriptionId: "sink", limit: 2, now: start + 20, leaseUntil: start + 50, owner: "me")
+            let all = try await store.deliveries(DeliveryQuery(subscriptionId: "sink", limit: 10))
+            let newest = try #require(all.max { $0.createdAt < $1.createdAt })
+            #expect(claimed.count == 2)
+            #expect(claimed.contains { $0.id == first[0].id })
+            #expect(!claimed.contains { $0.id == newest.id })
+            let last = try await store.claimDeliveries(subscriptionId: "sink", limit: 2, now: start + 20, leaseUntil: start + 50, owner: "me")
+            #expect(last.map(\.id) == [newest.id])
+        }
+    }
+}
