@@ -34,10 +34,10 @@ public struct PushQuery: Sendable, Equatable {
         guard let rawQuery else { return }
         for pair in rawQuery.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = String(parts[0])
             let raw = parts.count > 1 ? String(parts[1]) : ""
-            let value = raw.removingPercentEncoding ?? raw
-            switch name {
+            // Foundation's decoding is slow and WeChat's values are almost always plain.
+            var value: String { raw.contains("%") ? raw.removingPercentEncoding ?? raw : raw }
+            switch parts[0] {
             case "timestamp": timestamp = value
             case "nonce": nonce = value
             case "signature": signature = value

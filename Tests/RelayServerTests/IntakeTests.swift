@@ -162,3 +162,13 @@ import WeChatXML
         }
     }
 }
+
+@Suite struct PushQueryTests {
+    @Test func valuesArePercentDecodedOnlyWhenEncoded() {
+        let query = PushQuery(rawQuery: "timestamp=1700000000&nonce=a%2Bb&msg_signature=abc&encrypt_type=aes&echostr=x%3Dy%20z&other=%ZZ")
+        #expect(query == PushQuery(timestamp: "1700000000", nonce: "a+b", msgSignature: "abc", encryptType: "aes", echostr: "x=y z"))
+        // A malformed escape is kept as sent rather than dropped.
+        #expect(PushQuery(rawQuery: "nonce=50%").nonce == "50%")
+        #expect(PushQuery(rawQuery: "signature=&nonce").signature == "")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import RelayTestSupport
 import Testing
 import WeChatXML
 
@@ -34,6 +35,22 @@ import WeChatXML
 
     @Test func jsonEscapesControlCharacters() {
         #expect(JSONValue.string("q\"\\\u{01}\u{2028}").serialized == #""q\"\\\u0001\u2028""#)
+    }
+
+    /// Any string comes back unchanged through a standard JSON parser (the byte-run writer must
+    /// not split a scalar or miss an escape).
+    @Test func anyStringRoundTripsThroughAJSONParser() throws {
+        var random = SeededRandom(seed: 2028)
+        let pool: [Unicode.Scalar] = ["\"", "\\", "\n", "\r", "\t", "\u{08}", "\u{0C}", "\u{00}", "\u{1F}", "\u{7F}", "\u{2027}", "\u{2028}",
+                                      "\u{2029}", "\u{202A}", "é", "你", "😀", "a", "/", "<"]
+        for _ in 0..<2000 {
+            let scalars = (0..<Int.random(in: 0...24, using: &random)).map { _ in pool[Int.random(in: 0..<pool.count, using: &random)] }
+            let text = String(String.UnicodeScalarView(scalars))
+            let json = JSONValue.array([.string(text)]).serialized
+            let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String]
+            #expect(parsed == [text], "\(json)")
+            #expect(!json.unicodeScalars.contains { $0.value < 0x20 || $0 == "\u{2028}" || $0 == "\u{2029}" })
+        }
     }
 }
 

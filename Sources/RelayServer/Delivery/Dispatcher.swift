@@ -171,11 +171,8 @@ final class Dispatcher: Service {
         }
         metrics.delivery(subscription: subscription.id, outcome: outcome, duration: result.duration)
         if result.statusCode == 410 { await disable(subscription) }
-        var log = logger
-        log[metadataKey: "delivery_id"] = .string(delivery.id)
-        log[metadataKey: "subscription"] = .string(subscription.id)
-        log[metadataKey: "event_id"] = .string(delivery.event.id)
-        log.log(level: outcome == "succeeded" ? .debug : .notice, "delivery attempt", metadata: [
+        logger.log(level: outcome == "succeeded" ? .debug : .notice, "delivery attempt", metadata: [
+            "delivery_id": .string(delivery.id), "subscription": .string(subscription.id), "event_id": .string(delivery.event.id),
             "outcome": .string(outcome), "status": .string(result.statusCode.map(String.init) ?? "-"),
             "error": .string(result.error ?? "-"), "attempt": "\(attemptsMade)",
         ])

@@ -45,8 +45,9 @@ struct IntakeRoutes: Sendable {
         verify: (PushQuery, [UInt8]) throws(IntakeRejection) -> VerifiedPush
     ) async -> Response {
         let started = ContinuousClock.now
-        var logger = context.logger
-        logger[metadataKey: "endpoint"] = .string(endpoint)
+        // Metadata goes with each message, not onto the logger: setting it on the logger costs
+        // StreamLogHandler a re-render on every request, even when nothing is logged.
+        let logger = context.logger
         do {
             let body = try await collectBody(request)
             let push = try verify(PushQuery(rawQuery: request.uri.query), body)
@@ -54,11 +55,11 @@ struct IntakeRoutes: Sendable {
             metrics.push(endpoint: endpoint, outcome: outcome.metricLabel)
             metrics.pushLatency(endpoint: endpoint, ContinuousClock.now - started)
             guard let event else {
-                logger.debug("ticket kept", metadata: ["component_appid": .string(push.componentAppid ?? "")])
+                logger.debug("ticket kept", metadata: ["endpoint": .string(endpoint), "component_appid": .string(push.componentAppid ?? "")])
                 return PlainText.response(.ok, "success")
             }
             logger.info("push accepted", metadata: [
-                "outcome": .string(outcome.metricLabel), "event_id": .string(event.id), "type": .string(event.type),
+                "endpoint": .string(endpoint), "outcome": .string(outcome.metricLabel), "event_id": .string(event.id), "type": .string(event.type),
                 "appid": .string(event.appid),
             ])
             guard push.endpoint == .callback else { return PlainText.response(.ok, "success") }
@@ -68,12 +69,12 @@ struct IntakeRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: answer.contentType], body: .init(byteBuffer: ByteBuffer(string: answer.body)))
         } catch let rejection as IntakeRejection {
             metrics.push(endpoint: endpoint, outcome: rejection.metricLabel)
-            logger.notice("push refused", metadata: ["reason": .string(rejection.description)])
+            logger.notice("push refused", metadata: ["endpoint": .string(endpoint), "reason": .string(rejection.description)])
             return PlainText.response(.init(code: rejection.status.rawValue), rejection.description)
         } catch {
             // The store failed: nothing was acknowledged, so WeChat's retry will bring it again.
             metrics.push(endpoint: endpoint, outcome: "store_error")
-            logger.error("push not stored", metadata: ["error": .string("\(error)")])
+            logger.error("push not stored", metadata: ["endpoint": .string(endpoint), "error": .string("\(error)")])
             return PlainText.response(.serviceUnavailable, "temporarily unable to store the push; retry")
         }
     }
