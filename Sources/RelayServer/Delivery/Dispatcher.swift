@@ -21,10 +21,11 @@ final class Dispatcher: Service {
     let onFinished: @Sendable (DeliveryReport) -> Void
     /// Identifies this process's leases.
     let owner = "relay-" + UUID().uuidString.prefix(8).lowercased()
-    /// How long a claim stays ours: the attempt's timeout plus a margin.
+    /// How long a claim stays ours: it may wait for a slot for up to one attempt, then take one
+    /// attempt, plus a margin.
     let leaseDuration: Duration
-    /// The fewest free slots worth a claim while attempts are in flight.
-    var claimBatch: Int { max(1, maxInFlightPerSubscription / 4) }
+    /// The fewest free places in a subscription's queue worth a claim transaction.
+    var claimBatch: Int { max(1, maxInFlightPerSubscription / 2) }
 
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
@@ -41,7 +42,7 @@ final class Dispatcher: Service {
         self.logger = logger
         self.maxInFlightPerSubscription = maxInFlightPerSubscription
         self.onFinished = onFinished
-        self.leaseDuration = sender.timeout + .seconds(15)
+        self.leaseDuration = sender.timeout * 2 + .seconds(15)
     }
 
     /// Tells the loops of these subscriptions that new work is due.
@@ -91,43 +92,83 @@ final class Dispatcher: Service {
         }
     }
 
-    /// The loop of one subscription; ends when it is disabled, deleted or the relay shuts down.
+    /// The loops of one subscription; they end when it is disabled, deleted or the relay shuts down.
+    ///
+    /// A claimer keeps up to `max_in_flight_per_subscription` claimed deliveries waiting beside
+    /// those being sent, and this loop starts one as soon as a slot frees: a slot never waits for
+    /// a claim transaction (which queues behind other writes), and claims come in batches.
     private func runLoop(subscriptionId id: String) async {
         defer { _ = running.withLock { $0.remove(id) } }
-        let bell = doorbell(for: id)
-        let inFlight = Counter()
+        let claimBell = doorbell(for: id)
+        let startBell = Doorbell()
+        let queue = SubscriptionQueue()
         await withDiscardingTaskGroup { group in
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { break }
-                let free = maxInFlightPerSubscription - inFlight.value
-                var claimed: [ClaimedDelivery] = []
-                // Claim in batches: once saturated, wait until a quarter of the slots are free
-                // rather than paying a claim transaction for every single completion.
-                if free > 0 && (free >= claimBatch || inFlight.value == 0) {
-                    let now = clock.now()
-                    do {
-                        claimed = try await store.claimDeliveries(
-                            subscriptionId: id, limit: free, now: now,
-                            leaseUntil: now.addingTimeInterval(Double(leaseDuration.milliseconds) / 1000), owner: owner)
-                    } catch {
-                        logger.error("cannot claim deliveries", metadata: ["subscription": .string(id), "error": "\(error)"])
+            group.addTask {
+                await self.claimLoop(subscriptionId: id, queue: queue, claimBell: claimBell, startBell: startBell)
+                queue.close()
+                startBell.ring()
+            }
+            while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
+                while let delivery = queue.startNext(maxSending: maxInFlightPerSubscription) {
+                    guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else {
+                        queue.finishedSending()
+                        queue.putBack(delivery)
+                        break
                     }
-                }
-                for delivery in claimed {
-                    inFlight.add(1)
                     group.addTask {
                         // The slot bounds requests to the subscriber: it is given back as soon as the
                         // answer is in, while the attempt's record waits for its group commit.
                         await self.attempt(delivery, subscription: subscription) {
-                            inFlight.add(-1)
-                            bell.ring()
+                            queue.finishedSending()
+                            startBell.ring()
+                            claimBell.ring()
                         }
-                        bell.ring()  // recorded: an ordered user's next event may be due now
+                        claimBell.ring()  // recorded: an ordered user's next event may be due now
                     }
                 }
-                if free > 0 && !claimed.isEmpty && claimed.count == free { continue }  // there may be more due right now
-                await cancelWhenGracefulShutdownOrReturn { await bell.wait(upTo: await self.waitBeforeNextClaim(subscriptionId: id)) }
+                await cancelWhenGracefulShutdownOrReturn { await startBell.wait(upTo: .seconds(1)) }
             }
+            // Claimed but never started: give them back so they are due at once (here after a
+            // restart, or on another node), without an attempt counted.
+            claimBell.ring()
+            let unstarted = queue.drain()
+            if !unstarted.isEmpty {
+                do {
+                    try await store.releaseClaims(deliveryIds: unstarted.map(\.id), owner: owner, now: clock.now())
+                } catch {
+                    logger.error("cannot release claimed deliveries; they are taken again when their leases expire",
+                                 metadata: ["subscription": .string(id), "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Claims due deliveries into `queue` while it has room, then sleeps until rung or the next
+    /// retry is due.
+    private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, claimBell: Doorbell, startBell: Doorbell) async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
+            guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
+            let held = queue.held
+            let room = 2 * maxInFlightPerSubscription - held
+            var claimed: [ClaimedDelivery] = []
+            if room > 0 && (room >= claimBatch || held == 0) {
+                let now = clock.now()
+                do {
+                    claimed = try await store.claimDeliveries(
+                        subscriptionId: subscription.id, limit: room, now: now,
+                        leaseUntil: now.addingTimeInterval(Double(leaseDuration.milliseconds) / 1000), owner: owner)
+                } catch {
+                    logger.error("cannot claim deliveries", metadata: ["subscription": .string(id), "error": "\(error)"])
+                }
+            }
+            if !claimed.isEmpty, !queue.add(claimed) {
+                // The loop ended while this claim ran: nobody will send these.
+                try? await store.releaseClaims(deliveryIds: claimed.map(\.id), owner: owner, now: clock.now())
+                return
+            }
+            if !claimed.isEmpty { startBell.ring() }
+            if room > 0 && claimed.count == room { continue }  // there may be more due right now
+            await cancelWhenGracefulShutdownOrReturn { await claimBell.wait(upTo: await self.waitBeforeNextClaim(subscriptionId: id)) }
         }
     }
 
@@ -209,9 +250,49 @@ func cancelWhenGracefulShutdownOrReturn(_ operation: @escaping @Sendable () asyn
     await cancelWhenGracefulShutdown { await operation() }
 }
 
-/// A count shared between a loop and the attempts it started.
-private final class Counter: Sendable {
-    private let count = Mutex(0)
-    var value: Int { count.withLock { $0 } }
-    func add(_ delta: Int) { count.withLock { $0 += delta } }
+/// One subscription's claimed deliveries: those waiting for a slot, in claim order, and the
+/// number being sent.
+private final class SubscriptionQueue: Sendable {
+    private struct State {
+        var waiting: [ClaimedDelivery] = []
+        var sending = 0
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Claimed and not yet answered.
+    var held: Int { state.withLock { $0.waiting.count + $0.sending } }
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Queues claimed deliveries; false (and nothing queued) once the queue is closed.
+    func add(_ deliveries: [ClaimedDelivery]) -> Bool {
+        state.withLock { state in
+            guard !state.closed else { return false }
+            state.waiting += deliveries
+            return true
+        }
+    }
+    func putBack(_ delivery: ClaimedDelivery) { state.withLock { $0.waiting.insert(delivery, at: 0) } }
+    func close() { state.withLock { $0.closed = true } }
+
+    /// Takes the oldest waiting delivery and a slot for it, if a slot is free.
+    func startNext(maxSending: Int) -> ClaimedDelivery? {
+        state.withLock { state in
+            guard state.sending < maxSending, !state.waiting.isEmpty else { return nil }
+            state.sending += 1
+            return state.waiting.removeFirst()
+        }
+    }
+
+    func finishedSending() { state.withLock { $0.sending -= 1 } }
+
+    /// Empties the queue (at the end) and returns what was waiting.
+    func drain() -> [ClaimedDelivery] {
+        state.withLock { state in
+            state.closed = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+    }
 }
