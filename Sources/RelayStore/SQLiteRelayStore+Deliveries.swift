@@ -5,7 +5,7 @@ import SQLiteNIO
 extension SQLiteRelayStore {
     public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
         guard limit > 0 else { return [] }
-        let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false) { db in
+        let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false, durable: false) { db in
             try await db.query(
                 Self.claimSQL,
                 [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId), .integer(limit)]
@@ -104,7 +104,7 @@ extension SQLiteRelayStore {
     public func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws {
         guard !deliveryIds.isEmpty else { return }
         let placeholders = Array(repeating: "?", count: deliveryIds.count).joined(separator: ",")
-        try await write(isolated: false) { db in
+        try await write(isolated: false, durable: false) { db in
             _ = try await db.query(
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,

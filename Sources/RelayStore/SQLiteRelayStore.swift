@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import RelayCore
 import SQLiteNIO
+import Synchronization
 
 /// The single-node store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
 /// transaction survives `kill -9` and power loss.
@@ -21,6 +22,10 @@ public final class SQLiteRelayStore: RelayStore {
         var intake: IntakeRecord? = nil
         /// So are delivery attempts.
         var attempt: AttemptWrite? = nil
+        /// Whether the commit must reach the disk before returning. Delivery bookkeeping (claims,
+        /// attempts) need not: WAL keeps it through a process crash, and what a power cut takes
+        /// back is a delivery sent again — at least once either way.
+        var durable = true
     }
 
     /// One recorded attempt and what it does to its delivery.
@@ -37,6 +42,8 @@ public final class SQLiteRelayStore: RelayStore {
     let reader: SQLiteConnection
     let sealer: SecretSealer
     private let committer: GroupCommitter<WriteOperation, any Sendable>
+    /// Whether the writer connection is at `synchronous = FULL` (else NORMAL).
+    private let synchronousFull = SynchronousMode()
     public let path: String
 
     private init(path: String, writer: SQLiteConnection, reader: SQLiteConnection, sealer: SecretSealer) {
@@ -44,7 +51,9 @@ public final class SQLiteRelayStore: RelayStore {
         self.writer = writer
         self.reader = reader
         self.sealer = sealer
-        self.committer = GroupCommitter { [writer, sealer] operations in try await Self.flush(operations, on: writer, sealer: sealer) }
+        self.committer = GroupCommitter { [writer, sealer, synchronousFull] operations in
+            try await Self.flush(operations, on: writer, sealer: sealer, mode: synchronousFull)
+        }
     }
 
     /// Opens (creating if needed) the database file at `path`.
@@ -99,14 +108,15 @@ public final class SQLiteRelayStore: RelayStore {
     // MARK: - Writing
 
     /// Runs `body` inside the next group transaction and returns its result once committed.
-    func write<T: Sendable>(isolated: Bool = true, _ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        let result = try await committer.submit(WriteOperation(isolated: isolated) { try await body($0) })
+    func write<T: Sendable>(isolated: Bool = true, durable: Bool = true,
+                            _ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        let result = try await committer.submit(WriteOperation(isolated: isolated, run: { try await body($0) }, durable: durable))
         return result as! T  // the operation above returns a T
     }
 
     /// Records an attempt as part of the group's bulk write.
     func commitAttempt(_ write: AttemptWrite) async throws {
-        _ = try await committer.submit(WriteOperation(isolated: false, run: { _ in IntakeOutcome.ticketOnly }, attempt: write))
+        _ = try await committer.submit(WriteOperation(isolated: false, run: { _ in IntakeOutcome.ticketOnly }, attempt: write, durable: false))
     }
 
     /// Runs the group's intake records as one bulk write.
@@ -115,8 +125,13 @@ public final class SQLiteRelayStore: RelayStore {
         return result as! IntakeOutcome  // flush answers intake operations with their outcome
     }
 
-    private static func flush(_ operations: [WriteOperation], on db: SQLiteConnection, sealer: SecretSealer) async throws
-        -> [Result<any Sendable, any Error>] {
+    private static func flush(_ operations: [WriteOperation], on db: SQLiteConnection, sealer: SecretSealer,
+                              mode: SynchronousMode) async throws -> [Result<any Sendable, any Error>] {
+        let durable = operations.contains(where: \.durable)
+        if mode.full != durable {
+            _ = try await db.query(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            mode.full = durable
+        }
         _ = try await db.query("BEGIN IMMEDIATE")
         var results: [Result<any Sendable, any Error>] = Array(repeating: .success(IntakeOutcome.ticketOnly), count: operations.count)
         do {
@@ -164,4 +179,14 @@ public final class SQLiteRelayStore: RelayStore {
     }
 
     static func text(_ value: String?) -> SQLiteData { value.map(SQLiteData.text) ?? .null }
+}
+
+/// The writer's `synchronous` setting, changed only between groups (which the committer runs one
+/// at a time).
+final class SynchronousMode: Sendable {
+    private let value = Mutex(true)
+    var full: Bool {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
 }

@@ -99,4 +99,25 @@ import Testing
             #expect(last.map(\.id) == [newest.id])
         }
     }
+
+    /// Intake waits for the disk (FULL); delivery bookkeeping alone does not (NORMAL), and the
+    /// next intake group turns FULL back on.
+    @Test func onlyDeliveryBookkeepingSkipsTheFsync() async throws {
+        try await Self.withStore { store, subscription in
+            func synchronous() async throws -> Int? {
+                try await store.writer.query("PRAGMA synchronous").first?.column("synchronous")?.integer
+            }
+            let now = Date()
+            try await Self.commitEvents(1, at: now, to: subscription, in: store)
+            #expect(try await synchronous() == 2)
+            let claimed = try await store.claimDeliveries(subscriptionId: "sink", limit: 1, now: now, leaseUntil: now + 30, owner: "me")
+            #expect(try await synchronous() == 1)
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "me",
+                                          attempt: DeliveryAttempt(at: now, statusCode: 204, error: nil, durationMs: 1, responseExcerpt: nil),
+                                          verdict: .succeeded, now: now)
+            #expect(try await synchronous() == 1)
+            try await Self.commitEvents(1, from: 1, at: now, to: subscription, in: store)
+            #expect(try await synchronous() == 2)
+        }
+    }
 }
