@@ -16,8 +16,12 @@ public struct Benchmark: Sendable {
         public var backlog: Int
         public var rate: Int
         public var scenarios: Set<Scenario>
+        /// Intake and delivery alternate baseline and relay this many times and report medians,
+        /// so a burst of noise from a neighbour moves one round, not the figure.
+        public var rounds: Int
         public init(requests: Int = 20_000, concurrency: Int = 64, backlog: Int = 100_000, rate: Int = 1000,
-                    scenarios: Set<Scenario> = Set(Scenario.allCases)) {
+                    scenarios: Set<Scenario> = Set(Scenario.allCases), rounds: Int = 3) {
+            self.rounds = max(1, rounds)
             self.requests = requests
             self.concurrency = concurrency
             self.backlog = backlog
@@ -44,12 +48,12 @@ public struct Benchmark: Sendable {
             sections.append(("crypto", crypto()))
         }
         if run.contains(.intake) {
-            log("intake: \(options.requests) encrypted pushes at concurrency \(options.concurrency) ...")
+            log("intake: \(options.rounds) × \(options.requests) encrypted pushes at concurrency \(options.concurrency), alternating with the baseline ...")
             sections.append(("intake", try await intakeScenario()))
         }
         let afterIntake = residentMegabytes()
         if run.contains(.delivery) {
-            log("delivery: \(options.requests) stored events to a local subscriber ...")
+            log("delivery: \(options.rounds) × \(options.requests) stored events to a local subscriber, alternating with the baseline ...")
             sections.append(("delivery", try await deliveryScenario()))
         }
         if run.contains(.endToEnd) {
@@ -93,27 +97,33 @@ public struct Benchmark: Sendable {
     }
 
     func intakeScenario(_ client: HTTPClient) async throws -> JSONValue {
-        let pushes = (0..<options.requests).map { BenchSetup.push(msgId: 1_000_000 + $0) }
         let expect: @Sendable (HTTPResponseStatus, ByteBuffer) -> Bool = { status, body in status == .ok && String(buffer: body) == "success" }
-
-        let ceiling = try await withServer({ bareIntakeServer(onListening: $0) }) { port in
-            _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(pushes.prefix(1000), port), expect: expect)
-            return await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(pushes, port), expect: expect)
-        }
         let directory = BenchSetup.temporaryDirectory()
         let config = try BenchSetup.config(directory: directory, subscriberPort: nil)
         let store = try await StoreFactory.open(config.storage, logger: quietLogger)
-        let relay = try await withServer({ onListening in
-            try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
-        }) { port in
-            // Warm up with pushes that are then sent again (duplicates), so the store starts non-empty.
-            _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(pushes.prefix(1000), port), expect: expect)
-            return await LoadGenerator.run(client: client, concurrency: options.concurrency,
-                                           requests: Self.requests(pushes.dropFirst(1000) + pushes.prefix(1000), port), expect: expect)
+        let (ceilings, relays) = try await withServer({ bareIntakeServer(onListening: $0) }) { barePort in
+            try await withServer({ onListening in
+                try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+            }) { relayPort in
+                // Warm both up; the relay's warm-up pushes come back later as duplicates, so its store is not empty.
+                let warmUp = (0..<1000).map { BenchSetup.push(msgId: 900_000 + $0) }
+                _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(warmUp, barePort), expect: expect)
+                _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(warmUp, relayPort), expect: expect)
+                var ceilings: [LoadResult] = [], relays: [LoadResult] = []
+                for round in 0..<options.rounds {
+                    // Every push of a round is new to the relay (a fresh MsgId), except a few repeats.
+                    let pushes = (0..<options.requests).map { BenchSetup.push(msgId: 1_000_000 * (round + 1) + $0) }
+                    ceilings.append(await LoadGenerator.run(client: client, concurrency: options.concurrency,
+                                                            requests: Self.requests(pushes, barePort), expect: expect))
+                    relays.append(await LoadGenerator.run(client: client, concurrency: options.concurrency,
+                                                          requests: Self.requests(pushes.dropLast(100) + warmUp.prefix(100), relayPort), expect: expect))
+                }
+                return (ceilings, relays)
+            }
         }
         try await store.close()
         try? FileManager.default.removeItem(atPath: directory)
-        return Self.compare(relay, against: ceiling)
+        return Self.compare(relays, against: ceilings)
     }
 
     static func requests(_ pushes: some Sequence<ComposedPush>, _ port: Int) -> [HTTPClientRequest] {
@@ -125,14 +135,25 @@ public struct Benchmark: Sendable {
         }
     }
 
-    static func compare(_ measured: LoadResult, against ceiling: LoadResult) -> JSONValue {
-        .object([
-            ("per_second", .number(measured.perSecond.rounded())), ("p50_ms", .number(ms(measured.percentile(0.5)))),
-            ("p99_ms", .number(ms(measured.percentile(0.99)))), ("failures", .number(Double(measured.failures))),
-            ("ceiling_per_second", .number(ceiling.perSecond.rounded())), ("ceiling_p50_ms", .number(ms(ceiling.percentile(0.5)))),
-            ("ceiling_p99_ms", .number(ms(ceiling.percentile(0.99)))),
-            ("ratio", .number((measured.perSecond / max(ceiling.perSecond, 1) * 100).rounded() / 100)),
+    /// Medians over the rounds: throughput, and the latency percentiles of the median round.
+    static func compare(_ measured: [LoadResult], against ceiling: [LoadResult]) -> JSONValue {
+        let relay = median(measured), base = median(ceiling)
+        return .object([
+            ("per_second", .number(relay.perSecond.rounded())), ("p50_ms", .number(ms(relay.percentile(0.5)))),
+            ("p99_ms", .number(ms(relay.percentile(0.99)))), ("failures", .number(Double(measured.map(\.failures).reduce(0, +)))),
+            ("ceiling_per_second", .number(base.perSecond.rounded())), ("ceiling_p50_ms", .number(ms(base.percentile(0.5)))),
+            ("ceiling_p99_ms", .number(ms(base.percentile(0.99)))),
+            ("ratio", .number(ratio(relay.perSecond, base.perSecond))),
+            ("round_ratios", .array(zip(measured, ceiling).map { .number(ratio($0.perSecond, $1.perSecond)) })),
         ])
+    }
+
+    static func median(_ results: [LoadResult]) -> LoadResult {
+        results.sorted { $0.perSecond < $1.perSecond }[results.count / 2]
+    }
+
+    static func ratio(_ measured: Double, _ ceiling: Double) -> Double {
+        (measured / max(ceiling, 1) * 100).rounded() / 100
     }
 
     static func ms(_ seconds: Double) -> Double { (seconds * 10_000).rounded() / 10 }
@@ -159,60 +180,78 @@ public struct Benchmark: Sendable {
     // MARK: Delivery
 
     func deliveryScenario() async throws -> JSONValue {
-        let count = options.requests
         let subscriber = BenchSubscriber()
         return try await withServer({ subscriber.server(onListening: $0) }) { subscriberPort in
-            // Ceiling: the same signed bodies posted with raw AsyncHTTPClient at the dispatcher's concurrency.
-            let events = (0..<count).map { i in
-                RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxbenchaccount0001", componentAppid: BenchSetup.component,
-                           receivedAt: Date(), dataJSON: #"{"MsgType":"text","Content":"bench","MsgId":"\#(i)"}"#,
-                           dedupKey: "msg:\(i)", fromUser: "oBench\(i % 1000)")
+            var ceilings: [Double] = [], relays: [Double] = []
+            for _ in 0..<options.rounds {
+                let events = Self.deliveryEvents(options.requests)
+                ceilings.append(try await deliveryCeiling(events, subscriberPort: subscriberPort))
+                relays.append(try await deliveryRound(events, subscriberPort: subscriberPort))
             }
-            let requests: [HTTPClientRequest] = events.map { event in
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(subscriberPort)/hook")
-                request.method = .POST
-                let body = ByteBuffer(string: event.envelopeJSON)
-                let timestamp = Int(Date().timeIntervalSince1970)
-                request.headers.add(name: "webhook-id", value: event.id)
-                request.headers.add(name: "webhook-timestamp", value: String(timestamp))
-                request.headers.add(name: "webhook-signature", value: WebhookSigner.header(
-                    secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], id: event.id, timestamp: timestamp, body: body.readableBytesView))
-                request.body = .bytes(body)
-                return request
-            }
-            let ceiling = try await Self.withClient(32) { client in
-                await LoadGenerator.run(client: client, concurrency: 32, requests: requests) { status, _ in status == .noContent }
-            }
-
-            let directory = BenchSetup.temporaryDirectory()
-            let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
-            let store = try await StoreFactory.open(config.storage, logger: quietLogger)
-            let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
-                Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
-            }, now: Date())
-            try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
-            let delivered = Counter()
-            let (done, finished) = AsyncStream.makeStream(of: Void.self)
-            let started = ContinuousClock.now
-            try await withServer({ onListening in
-                try await RelayApplication.build(config: config, dependencies: RelayDependencies(
-                    store: store, logger: quietLogger, onListening: onListening,
-                    onDeliveryAttempt: { report in
-                        if report.verdict == .succeeded, delivered.increment() + 1 == count { finished.yield() }
-                    }))
-            }) { _ in
-                var iterator = done.makeAsyncIterator()
-                await iterator.next()
-            }
-            let seconds = (ContinuousClock.now - started).seconds
-            try await store.close()
-            try? FileManager.default.removeItem(atPath: directory)
-            let perSecond = Double(count) / seconds
+            let relay = relays.sorted()[relays.count / 2], ceiling = ceilings.sorted()[ceilings.count / 2]
             return .object([
-                ("per_second", .number(perSecond.rounded())), ("ceiling_per_second", .number(ceiling.perSecond.rounded())),
-                ("ratio", .number((perSecond / max(ceiling.perSecond, 1) * 100).rounded() / 100)),
+                ("per_second", .number(relay.rounded())), ("ceiling_per_second", .number(ceiling.rounded())),
+                ("ratio", .number(Self.ratio(relay, ceiling))),
+                ("round_ratios", .array(zip(relays, ceilings).map { .number(Self.ratio($0, $1)) })),
             ])
         }
+    }
+
+    static func deliveryEvents(_ count: Int) -> [RelayEvent] {
+        (0..<count).map { i in
+            RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxbenchaccount0001", componentAppid: BenchSetup.component,
+                       receivedAt: Date(), dataJSON: #"{"MsgType":"text","Content":"bench","MsgId":"\#(i)"}"#,
+                       dedupKey: "msg:\(i)", fromUser: "oBench\(i % 1000)")
+        }
+    }
+
+    /// The same signed bodies posted with raw AsyncHTTPClient at the dispatcher's concurrency.
+    func deliveryCeiling(_ events: [RelayEvent], subscriberPort: Int) async throws -> Double {
+        let requests: [HTTPClientRequest] = events.map { event in
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(subscriberPort)/hook")
+            request.method = .POST
+            let body = ByteBuffer(string: event.envelopeJSON)
+            let timestamp = Int(Date().timeIntervalSince1970)
+            request.headers.add(name: "webhook-id", value: event.id)
+            request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+            request.headers.add(name: "webhook-signature", value: WebhookSigner.header(
+                secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], id: event.id, timestamp: timestamp, body: body.readableBytesView))
+            request.body = .bytes(body)
+            return request
+        }
+        let concurrency = try BenchSetup.config(directory: "/tmp", subscriberPort: subscriberPort).delivery.maxInFlightPerSubscription
+        return try await Self.withClient(concurrency) { client in
+            await LoadGenerator.run(client: client, concurrency: concurrency, requests: requests) { status, _ in status == .noContent }
+        }.perSecond
+    }
+
+    /// Events stored with their deliveries, then a relay started: events/s until the last is acknowledged.
+    func deliveryRound(_ events: [RelayEvent], subscriberPort: Int) async throws -> Double {
+        let directory = BenchSetup.temporaryDirectory()
+        let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
+        let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+        let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
+            Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
+        }, now: Date())
+        try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
+        let delivered = Counter()
+        let count = events.count
+        let (done, finished) = AsyncStream.makeStream(of: Void.self)
+        let started = ContinuousClock.now
+        try await withServer({ onListening in
+            try await RelayApplication.build(config: config, dependencies: RelayDependencies(
+                store: store, logger: quietLogger, onListening: onListening,
+                onDeliveryAttempt: { report in
+                    if report.verdict == .succeeded, delivered.increment() + 1 == count { finished.yield() }
+                }))
+        }) { _ in
+            var iterator = done.makeAsyncIterator()
+            await iterator.next()
+        }
+        let seconds = (ContinuousClock.now - started).seconds
+        try await store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+        return Double(count) / seconds
     }
 
     /// Commits events with their deliveries, as intake would, without HTTP.

@@ -13,6 +13,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Undelivered events for the memory figure.") var backlog = 100_000
     @Option(help: "Offered pushes per second for the end-to-end run.") var rate = 1000
     @Option(help: "Where to write the JSON report.") var output = "bench.json"
+    @Option(help: "Intake and delivery rounds, each alternating baseline and relay; medians are reported.") var rounds = 3
     @Option(help: "Run only these scenarios, comma-separated: crypto, intake, delivery, end_to_end, memory.")
     var only: String?
 
@@ -32,7 +33,7 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let report = try await Benchmark(options: .init(requests: requests, concurrency: concurrency, backlog: backlog, rate: rate,
-                                                        scenarios: try scenarios()))
+                                                        scenarios: try scenarios(), rounds: rounds))
             .run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         try (report.serialized + "\n").write(toFile: output, atomically: true, encoding: .utf8)
         print(BenchTable.render(report))
