@@ -1,122 +1,342 @@
-import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
-
-/// Parses a document into an `XMLNode` tree with Foundation's `XMLParser`, within `XMLLimits`.
+/// Parses a document into an `XMLNode` tree, within `XMLLimits`.
 ///
-/// A DTD or any other `<!…>` declaration is refused before the parser sees the bytes, so no entity
-/// can ever be declared, let alone expanded; only XML's five predefined entities and character
-/// references are decoded.
+/// WeChat's XML is a small subset of XML 1.0 — elements, text, CDATA, the five predefined entities
+/// and character references — and this parser accepts exactly well-formed documents of that
+/// subset, in UTF-8. A DTD or any other `<!…>` declaration is refused, so no entity can ever be
+/// declared, let alone expanded. Comments and processing instructions are skipped.
+///
+/// It replaced Foundation's `XMLParser`, which cost two thirds of verifying a push (a delegate
+/// object, bridged strings and a thread-dictionary lookup per callback) and crashed on invalid
+/// UTF-8 in an element name. A differential fuzz test keeps the two in agreement.
 public enum XMLTreeParser {
     /// Parses `bytes` and returns the root element.
     public static func parse(_ bytes: some Collection<UInt8>, limits: XMLLimits = .default) throws(WeChatXMLError) -> XMLNode {
         guard !bytes.isEmpty else { throw .empty }
         guard bytes.count <= limits.maxBytes else { throw .tooLarge(limit: limits.maxBytes) }
-        // Foundation's parser on Linux crashes on invalid UTF-8 in an element name (found by
-        // fuzzing), and the envelope is parsed before its signature is checked: validate first.
-        guard String(validating: bytes, as: UTF8.self) != nil else { throw .malformed("not valid UTF-8") }
-        let data = Data(bytes)
-        try rejectDeclarations(data)
-
-        let builder = TreeBuilder(limits: limits)
-        let parser = XMLParser(data: data)
-        parser.delegate = builder
-        parser.shouldResolveExternalEntities = false
-        parser.shouldProcessNamespaces = false
-        let ok = parser.parse()
-        if let failure = builder.failure { throw failure }
-        // On Linux, parse() can return true after reporting an error (e.g. content after the
-        // root element), so the reported error is what decides.
-        guard ok, parser.parserError == nil, let root = builder.root else {
-            let reason = parser.parserError.map { "\(($0 as NSError).code)" } ?? "no root element"
-            throw .malformed("parser error \(reason)")
-        }
-        return root
-    }
-
-    /// Refuses `<!DOCTYPE`, `<!ENTITY` and every other `<!` construct except comments and CDATA,
-    /// skipping over the contents of those two so that user text mentioning `<!DOCTYPE` is fine.
-    static func rejectDeclarations(_ data: Data) throws(WeChatXMLError) {
-        let bytes = [UInt8](data)
-        let cdataOpen = Array("<![CDATA[".utf8), cdataClose = Array("]]>".utf8)
-        let commentOpen = Array("<!--".utf8), commentClose = Array("-->".utf8)
-        var i = 0
-        while i + 1 < bytes.count {
-            guard bytes[i] == UInt8(ascii: "<"), bytes[i + 1] == UInt8(ascii: "!") else {
-                i += 1
-                continue
-            }
-            if hasPrefix(bytes, cdataOpen, at: i) {
-                i = try skip(bytes, past: cdataClose, from: i + cdataOpen.count)
-            } else if hasPrefix(bytes, commentOpen, at: i) {
-                i = try skip(bytes, past: commentClose, from: i + commentOpen.count)
-            } else {
-                throw .forbiddenDeclaration
-            }
-        }
-    }
-
-    private static func hasPrefix(_ bytes: [UInt8], _ prefix: [UInt8], at index: Int) -> Bool {
-        guard index + prefix.count <= bytes.count else { return false }
-        for j in prefix.indices where bytes[index + j] != prefix[j] { return false }
-        return true
-    }
-
-    private static func skip(_ bytes: [UInt8], past terminator: [UInt8], from start: Int) throws(WeChatXMLError) -> Int {
-        var i = start
-        while i + terminator.count <= bytes.count {
-            if hasPrefix(bytes, terminator, at: i) { return i + terminator.count }
-            i += 1
-        }
-        throw .malformed("unterminated CDATA section or comment")
+        let input = Array(bytes)
+        guard String(validating: input, as: UTF8.self) != nil else { throw .malformed("not valid UTF-8") }
+        var parser = Parser(input: input, limits: limits)
+        return try parser.document()
     }
 }
 
-/// SAX delegate that builds the tree and enforces the limits as elements open.
-private final class TreeBuilder: NSObject, XMLParserDelegate {
+private struct Parser {
+    let input: [UInt8]
     let limits: XMLLimits
-    var stack: [XMLNode] = []
-    var root: XMLNode?
+    var position = 0
     var elementCount = 0
-    var failure: WeChatXMLError?
 
-    init(limits: XMLLimits) { self.limits = limits }
+    init(input: [UInt8], limits: XMLLimits) {
+        self.input = input
+        self.limits = limits
+    }
 
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+    /// An element being read: what the tree gets when it closes.
+    struct Open {
+        let name: [UInt8]
+        let attributes: [String: String]
+        var text: [UInt8] = []
+        var children: [XMLNode] = []
+    }
+
+    mutating func document() throws(WeChatXMLError) -> XMLNode {
+        try rejectForbiddenCharacters()
+        if starts(with: [0xEF, 0xBB, 0xBF]) { position += 3 }
+        if starts(with: "<?xml"), position + 5 < input.count, isSpace(input[position + 5]) {
+            try skipPast("?>", what: "XML declaration")
+        }
+        try misc()
+        guard starts(with: "<"), position + 1 < input.count, isNameStart(input[position + 1]) else {
+            throw .malformed(position >= input.count ? "no root element" : "text or markup before the root element")
+        }
+        let root = try element()
+        try misc()
+        guard position == input.count else { throw .malformed("content after the root element") }
+        return root
+    }
+
+    /// Whitespace, comments and processing instructions, outside the root element.
+    mutating func misc() throws(WeChatXMLError) {
+        while position < input.count {
+            if isSpace(input[position]) {
+                position += 1
+            } else if starts(with: "<!--") {
+                try comment()
+            } else if starts(with: "<?") {
+                try processingInstruction()
+            } else if starts(with: "<!") {
+                throw .forbiddenDeclaration
+            } else {
+                return
+            }
+        }
+    }
+
+    /// Reads an element starting at `<`; iterative, so depth costs no stack.
+    mutating func element() throws(WeChatXMLError) -> XMLNode {
+        var stack: [Open] = [try startTag()]
+        if consumeEmptyTagEnd() { return node(stack.removeLast()) }
+        while true {
+            guard position < input.count else { throw .malformed("unclosed element <\(String(decoding: stack[stack.count - 1].name, as: UTF8.self))>") }
+            let byte = input[position]
+            if byte == UInt8(ascii: "<") {
+                if starts(with: "</") {
+                    let closed = stack.removeLast()
+                    try endTag(closed.name)
+                    let done = node(closed)
+                    if stack.isEmpty { return done }
+                    stack[stack.count - 1].children.append(done)
+                } else if starts(with: "<![CDATA[") {
+                    position += 9
+                    let end = try find("]]>", what: "CDATA section")
+                    stack[stack.count - 1].text += input[position..<end]
+                    position = end + 3
+                } else if starts(with: "<!--") {
+                    try comment()
+                } else if starts(with: "<?") {
+                    try processingInstruction()
+                } else if starts(with: "<!") {
+                    throw .forbiddenDeclaration
+                } else {
+                    guard stack.count < limits.maxDepth else { throw .tooDeep(limit: limits.maxDepth) }
+                    let child = try startTag()
+                    if consumeEmptyTagEnd() {
+                        stack[stack.count - 1].children.append(node(child))
+                    } else {
+                        stack.append(child)
+                    }
+                }
+            } else if byte == UInt8(ascii: "&") {
+                try reference(into: &stack[stack.count - 1].text)
+            } else {
+                let start = position
+                var carriageReturn = false
+                while position < input.count, input[position] != UInt8(ascii: "<"), input[position] != UInt8(ascii: "&") {
+                    if input[position] == UInt8(ascii: ">"), position >= start + 2,
+                       input[position - 1] == UInt8(ascii: "]"), input[position - 2] == UInt8(ascii: "]") {
+                        throw .malformed("']]>' in text")
+                    }
+                    carriageReturn = carriageReturn || input[position] == 0x0D
+                    position += 1
+                }
+                if carriageReturn {
+                    stack[stack.count - 1].text += Self.normalizingLineEnds(input[start..<position])
+                } else {
+                    stack[stack.count - 1].text += input[start..<position]
+                }
+            }
+        }
+    }
+
+    func node(_ open: Open) -> XMLNode {
+        XMLNode(name: String(decoding: open.name, as: UTF8.self), attributes: open.attributes,
+                text: String(decoding: open.text, as: UTF8.self), children: open.children)
+    }
+
+    /// `<name attr="value" …` up to (not including) `>` or `/>`.
+    mutating func startTag() throws(WeChatXMLError) -> Open {
         elementCount += 1
-        if elementCount > limits.maxElements { return fail(parser, .tooManyElements(limit: limits.maxElements)) }
-        if stack.count + 1 > limits.maxDepth { return fail(parser, .tooDeep(limit: limits.maxDepth)) }
-        if root != nil, stack.isEmpty { return fail(parser, .malformed("more than one root element")) }
-        stack.append(XMLNode(name: elementName, attributes: attributeDict))
+        guard elementCount <= limits.maxElements else { throw .tooManyElements(limit: limits.maxElements) }
+        position += 1
+        let name = try self.name()
+        var attributes: [String: String] = [:]
+        while true {
+            let hadSpace = skipSpaces()
+            guard position < input.count else { throw .malformed("unterminated start tag") }
+            if input[position] == UInt8(ascii: ">") || starts(with: "/>") { return Open(name: name, attributes: attributes) }
+            guard hadSpace else { throw .malformed("attributes must be separated by whitespace") }
+            let key = String(decoding: try self.name(), as: UTF8.self)
+            skipSpaces()
+            guard position < input.count, input[position] == UInt8(ascii: "=") else { throw .malformed("attribute \(key) has no value") }
+            position += 1
+            skipSpaces()
+            guard position < input.count, input[position] == UInt8(ascii: "\"") || input[position] == UInt8(ascii: "'") else {
+                throw .malformed("attribute \(key) is not quoted")
+            }
+            let quote = input[position]
+            position += 1
+            var value: [UInt8] = []
+            while true {
+                guard position < input.count else { throw .malformed("unterminated attribute \(key)") }
+                let byte = input[position]
+                if byte == quote { break }
+                if byte == UInt8(ascii: "<") { throw .malformed("'<' in attribute \(key)") }
+                if byte == UInt8(ascii: "&") {
+                    try reference(into: &value)
+                } else {
+                    // Attribute-value normalisation: literal tab, line end (CR LF counts as one)
+                    // and LF read as a space.
+                    if byte == 0x0D, position + 1 < input.count, input[position + 1] == 0x0A { position += 1 }
+                    value.append(byte == 0x09 || byte == 0x0A || byte == 0x0D ? 0x20 : byte)
+                    position += 1
+                }
+            }
+            position += 1
+            guard attributes.updateValue(String(decoding: value, as: UTF8.self), forKey: key) == nil else {
+                throw .malformed("attribute \(key) appears twice")
+            }
+        }
     }
 
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        guard let node = stack.popLast() else { return }
-        if stack.isEmpty { root = node } else { stack[stack.count - 1].children.append(node) }
+    /// Text outside CDATA reads CR LF and a lone CR as LF, as XML 1.0 (§2.11) and libxml2 do.
+    static func normalizingLineEnds(_ text: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count)
+        var index = text.startIndex
+        while index < text.endIndex {
+            if text[index] == 0x0D {
+                out.append(0x0A)
+                if index + 1 < text.endIndex, text[index + 1] == 0x0A { index += 1 }
+            } else {
+                out.append(text[index])
+            }
+            index += 1
+        }
+        return out
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        guard !stack.isEmpty else { return }
-        stack[stack.count - 1].text += string
+    /// After a start tag: `/>` (consumed, true) or `>` (consumed, false).
+    mutating func consumeEmptyTagEnd() -> Bool {
+        if input[position] == UInt8(ascii: ">") {
+            position += 1
+            return false
+        }
+        position += 2
+        return true
     }
 
-    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
-        guard !stack.isEmpty else { return }
-        stack[stack.count - 1].text += String(decoding: CDATABlock, as: UTF8.self)
+    /// `</name>` closing the element named `expected`.
+    mutating func endTag(_ expected: [UInt8]) throws(WeChatXMLError) {
+        position += 2
+        let name = try self.name()
+        skipSpaces()
+        guard name == expected else {
+            throw .malformed("</\(String(decoding: name, as: UTF8.self))> closes <\(String(decoding: expected, as: UTF8.self))>")
+        }
+        guard position < input.count, input[position] == UInt8(ascii: ">") else { throw .malformed("unterminated end tag") }
+        position += 1
     }
 
-    func parser(_ parser: XMLParser, foundInternalEntityDeclarationWithName name: String, value: String?) {
-        fail(parser, .forbiddenDeclaration)
+    mutating func name() throws(WeChatXMLError) -> [UInt8] {
+        let start = position
+        guard position < input.count, isNameStart(input[position]) else { throw .malformed("a name was expected") }
+        position += 1
+        while position < input.count, isNameStart(input[position]) || isNameRest(input[position]) { position += 1 }
+        return Array(input[start..<position])
     }
 
-    func parser(_ parser: XMLParser, foundExternalEntityDeclarationWithName name: String, publicID: String?, systemID: String?) {
-        fail(parser, .forbiddenDeclaration)
+    /// `&lt;` `&gt;` `&amp;` `&apos;` `&quot;` `&#N;` `&#xH;`, appended to `out` as UTF-8.
+    mutating func reference(into out: inout [UInt8]) throws(WeChatXMLError) {
+        let end = try find(";", what: "entity reference")
+        let body = input[(position + 1)..<end]
+        position = end + 1
+        switch String(decoding: body, as: UTF8.self) {
+        case "lt": out.append(UInt8(ascii: "<"))
+        case "gt": out.append(UInt8(ascii: ">"))
+        case "amp": out.append(UInt8(ascii: "&"))
+        case "apos": out.append(UInt8(ascii: "'"))
+        case "quot": out.append(UInt8(ascii: "\""))
+        case let reference where reference.hasPrefix("#"):
+            let hex = reference.hasPrefix("#x")
+            let digits = reference.dropFirst(hex ? 2 : 1)
+            let isDigit: (UInt8) -> Bool = { hex ? ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) : $0 >= 0x30 && $0 <= 0x39 }
+            guard !digits.isEmpty, digits.count <= 8, digits.utf8.allSatisfy(isDigit), let value = UInt32(digits, radix: hex ? 16 : 10),
+                  let scalar = Unicode.Scalar(value), isXMLChar(value) else {
+                throw .malformed("invalid character reference &\(reference);")
+            }
+            out += Array(String(Character(scalar)).utf8)
+        case let other:
+            throw .malformed("undefined entity &\(other.prefix(32));")
+        }
     }
 
-    private func fail(_ parser: XMLParser, _ error: WeChatXMLError) {
-        if failure == nil { failure = error }
-        parser.abortParsing()
+    mutating func comment() throws(WeChatXMLError) {
+        position += 4
+        let end = try find("--", what: "comment")
+        guard end + 2 < input.count, input[end + 2] == UInt8(ascii: ">") else { throw .malformed("'--' inside a comment") }
+        position = end + 3
+    }
+
+    /// `<?target …?>`; an XML declaration is only allowed at the very start.
+    mutating func processingInstruction() throws(WeChatXMLError) {
+        let target = input[(position + 2)...].prefix { !isSpace($0) && $0 != UInt8(ascii: "?") }
+        guard !target.isEmpty, isNameStart(target.first!) else { throw .malformed("a processing instruction has no target") }
+        guard String(decoding: target, as: UTF8.self).lowercased() != "xml" else {
+            throw .malformed("an XML declaration is only allowed at the start")
+        }
+        try skipPast("?>", what: "processing instruction")
+    }
+
+    /// XML forbids most control characters and U+FFFE/U+FFFF anywhere, even as text.
+    func rejectForbiddenCharacters() throws(WeChatXMLError) {
+        for index in input.indices {
+            let byte = input[index]
+            if byte < 0x20 && byte != 0x09 && byte != 0x0A && byte != 0x0D {
+                throw .malformed("control character 0x\(String(byte, radix: 16)) at byte \(index)")
+            }
+            if byte == 0xEF, index + 2 < input.count, input[index + 1] == 0xBF, input[index + 2] >= 0xBE {
+                throw .malformed("non-character U+FFF\(input[index + 2] == 0xBE ? "E" : "F") at byte \(index)")
+            }
+        }
+    }
+
+    // MARK: Scanning
+
+    func starts(with prefix: StaticString) -> Bool {
+        starts(with: UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+    }
+
+    func starts(with prefix: some Collection<UInt8>) -> Bool {
+        guard position + prefix.count <= input.count else { return false }
+        var index = position
+        for byte in prefix {
+            if input[index] != byte { return false }
+            index += 1
+        }
+        return true
+    }
+
+    /// The index of the next `terminator` at or after `position`.
+    func find(_ terminator: StaticString, what: String) throws(WeChatXMLError) -> Int {
+        let pattern = UnsafeBufferPointer(start: terminator.utf8Start, count: terminator.utf8CodeUnitCount)
+        let first = pattern[0]
+        var index = position
+        while index + pattern.count <= input.count {
+            if input[index] == first {
+                var matched = true
+                for offset in 1..<pattern.count where input[index + offset] != pattern[offset] {
+                    matched = false
+                    break
+                }
+                if matched { return index }
+            }
+            index += 1
+        }
+        throw .malformed("unterminated \(what)")
+    }
+
+    mutating func skipPast(_ terminator: StaticString, what: String) throws(WeChatXMLError) {
+        position = try find(terminator, what: what) + terminator.utf8CodeUnitCount
+    }
+
+    @discardableResult
+    mutating func skipSpaces() -> Bool {
+        let start = position
+        while position < input.count, isSpace(input[position]) { position += 1 }
+        return position > start
+    }
+
+    func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
+
+    /// Letters, `_`, `:` and anything non-ASCII (names in other scripts).
+    func isNameStart(_ byte: UInt8) -> Bool {
+        (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F || byte == 0x3A || byte >= 0x80
+    }
+
+    func isNameRest(_ byte: UInt8) -> Bool { (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x2E }
+
+    func isXMLChar(_ value: UInt32) -> Bool {
+        value == 0x9 || value == 0xA || value == 0xD || (0x20...0xD7FF).contains(value) || (0xE000...0xFFFD).contains(value)
+            || (0x10000...0x10FFFF).contains(value)
     }
 }

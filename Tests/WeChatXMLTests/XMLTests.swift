@@ -85,6 +85,13 @@ import WeChatXML
         #expect(throws: WeChatXMLError.empty) { try XMLTreeParser.parse([UInt8]()) }
     }
 
+    /// Foundation's `XMLParser` on Linux crashed (NULL passed to strlen) on a processing
+    /// instruction without data — reachable before the signature check, through the envelope.
+    @Test func processingInstructionWithoutDataIsSkipped() throws {
+        let root = try XMLTreeParser.parse(Array("<xml><?pi?><A>1</A><?pi   ?></xml>".utf8))
+        #expect(root.childText("A") == "1")
+    }
+
     @Test func malformedInputsThrowAndNeverCrash() {
         for bad in ["<xml>", "<xml></other>", "plain text", "<xml><![CDATA[unterminated</xml>", "<a/><b/>", "\u{0}\u{1}"] {
             #expect(throws: WeChatXMLError.self) { try XMLTreeParser.parse(Array(bad.utf8)) }
