@@ -36,7 +36,8 @@ public struct PushQuery: Sendable, Equatable {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let raw = parts.count > 1 ? String(parts[1]) : ""
             // Foundation's decoding is slow and WeChat's values are almost always plain.
-            var value: String { raw.contains("%") ? raw.removingPercentEncoding ?? raw : raw }
+            // (`utf8.contains`: `String.contains(String)` goes through Foundation too.)
+            var value: String { raw.utf8.contains(UInt8(ascii: "%")) ? raw.removingPercentEncoding ?? raw : raw }
             switch parts[0] {
             case "timestamp": timestamp = value
             case "nonce": nonce = value
