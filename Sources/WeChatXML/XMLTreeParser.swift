@@ -42,9 +42,7 @@ private struct Parser {
     mutating func document() throws(WeChatXMLError) -> XMLNode {
         try rejectForbiddenCharacters()
         if starts(with: [0xEF, 0xBB, 0xBF]) { position += 3 }
-        if starts(with: "<?xml"), position + 5 < input.count, isSpace(input[position + 5]) {
-            try skipPast("?>", what: "XML declaration")
-        }
+        if starts(with: "<?xml"), position + 5 < input.count, isSpace(input[position + 5]) { try xmlDeclaration() }
         try misc()
         guard starts(with: "<"), position + 1 < input.count, isNameStart(input[position + 1]) else {
             throw .malformed(position >= input.count ? "no root element" : "text or markup before the root element")
@@ -257,12 +255,68 @@ private struct Parser {
         position = end + 3
     }
 
-    /// `<?target …?>`; an XML declaration is only allowed at the very start.
+    /// `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>`, the last two optional. Only
+    /// UTF-8 is read, so another encoding is refused rather than misread.
+    mutating func xmlDeclaration() throws(WeChatXMLError) {
+        position += 5
+        skipSpaces()
+        let version = try pseudoAttribute("version")
+        // XML 1.1 is refused, as libxml2 does; WeChat writes no declaration at all.
+        guard version == Array("1.0".utf8) else { throw .malformed("unsupported XML version") }
+        var hadSpace = skipSpaces()
+        if hadSpace, starts(with: "encoding") {
+            let encoding = String(decoding: try pseudoAttribute("encoding"), as: UTF8.self).lowercased()
+            guard encoding == "utf-8" || encoding == "utf8" else { throw .malformed("only UTF-8 is accepted, not \(encoding.prefix(32))") }
+            hadSpace = skipSpaces()
+        }
+        if hadSpace, starts(with: "standalone") {
+            let standalone = try pseudoAttribute("standalone")
+            guard standalone == Array("yes".utf8) || standalone == Array("no".utf8) else { throw .malformed("standalone must be yes or no") }
+            skipSpaces()
+        }
+        guard starts(with: "?>") else { throw .malformed("malformed XML declaration") }
+        position += 2
+    }
+
+    /// `name = "value"` inside the XML declaration; returns the value.
+    mutating func pseudoAttribute(_ name: StaticString) throws(WeChatXMLError) -> [UInt8] {
+        guard starts(with: name) else { throw .malformed("malformed XML declaration") }
+        position += name.utf8CodeUnitCount
+        skipSpaces()
+        guard position < input.count, input[position] == UInt8(ascii: "=") else { throw .malformed("malformed XML declaration") }
+        position += 1
+        skipSpaces()
+        guard position < input.count, input[position] == UInt8(ascii: "\"") || input[position] == UInt8(ascii: "'") else {
+            throw .malformed("malformed XML declaration")
+        }
+        let quote = input[position]
+        let start = position + 1
+        position = start
+        while position < input.count, input[position] != quote {
+            guard isNameStart(input[position]) || isNameRest(input[position]), input[position] < 0x80 else {
+                throw .malformed("malformed XML declaration")
+            }
+            position += 1
+        }
+        guard position < input.count else { throw .malformed("malformed XML declaration") }
+        position += 1
+        return Array(input[start..<(position - 1)])
+    }
+
+    /// `<?target …?>`: a name, then `?>` or whitespace and anything up to `?>`. An XML
+    /// declaration is only allowed at the very start.
     mutating func processingInstruction() throws(WeChatXMLError) {
-        let target = input[(position + 2)...].prefix { !isSpace($0) && $0 != UInt8(ascii: "?") }
-        guard !target.isEmpty, isNameStart(target.first!) else { throw .malformed("a processing instruction has no target") }
+        position += 2
+        let target = try name()
         guard String(decoding: target, as: UTF8.self).lowercased() != "xml" else {
             throw .malformed("an XML declaration is only allowed at the start")
+        }
+        if starts(with: "?>") {
+            position += 2
+            return
+        }
+        guard position < input.count, isSpace(input[position]) else {
+            throw .malformed("a processing instruction's target must be followed by whitespace or '?>'")
         }
         try skipPast("?>", what: "processing instruction")
     }

@@ -52,6 +52,21 @@ import Testing
         #expect(!good.output.contains(TestCredentials.aesKey) && !good.output.contains(TestCredentials.secret))
     }
 
+    @Test func benchRunsAChosenScenarioAndNamesAnUnknownOne() throws {
+        let directory = makeTemporaryDirectory()
+        let wrong = try run(["bench", "--only", "crypto,nope"], directory: directory)
+        #expect(wrong.status != 0)
+        #expect(wrong.output.contains("--only: unknown scenario 'nope'"), "\(wrong.output)")
+
+        let result = try run(["bench", "--only", "crypto", "--output", "report.json"], directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/report.json"))) as? [String: Any]
+        let crypto = report?["crypto"] as? [String: Double]
+        #expect((crypto?["operations_per_second"] ?? 0) > 0)
+        #expect((crypto?["event_builds_per_second"] ?? 0) > 0)
+        #expect(report?["intake"] == nil)
+    }
+
     @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
         let directory = makeTemporaryDirectory()
         try TestCredentials.yaml(storePath: "relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)

@@ -89,6 +89,32 @@ import Testing
         }
     }
 
+    /// Deliveries claimed to wait for a slot are given back at shutdown, not left in flight
+    /// until their lease expires.
+    @Test func gracefulShutdownReleasesClaimedDeliveriesThatNeverStarted() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 204, delay: .milliseconds(300)) }) { receiver, port in
+            let yaml = DeliveryRecoveryTests.yaml(port: port).replacingOccurrences(
+                of: "  allow_private_networks: true", with: "  allow_private_networks: true\n  max_in_flight_per_subscription: 1")
+            try await TestRelay.with(extraYAML: yaml) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    for i in 0..<3 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(700 + i)")) }
+                    _ = try await receiver.next()
+                    // One being sent and one claimed beside it, waiting for the slot.
+                    var inFlight = 0
+                    for _ in 0..<200 where inFlight < 2 {
+                        inFlight = try await relay.store.deliveries(DeliveryQuery(status: .inFlight)).count
+                        if inFlight < 2 { try await Task.sleep(for: .milliseconds(5)) }
+                    }
+                    #expect(inFlight == 2)
+                }
+                let statuses = try await relay.store.deliveries(DeliveryQuery()).map(\.status)
+                #expect(statuses.filter { $0 == .succeeded }.count == 1)
+                #expect(statuses.filter { $0 == .pending }.count == 2)
+                #expect(try await relay.store.deliveries(DeliveryQuery()).allSatisfy { $0.status == .succeeded || $0.attemptCount == 0 })
+            }
+        }
+    }
+
     @Test func secretsAreSealedAtRestWithAnEncryptionKey() async throws {
         let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
         let directory = makeTemporaryDirectory()

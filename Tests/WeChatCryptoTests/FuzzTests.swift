@@ -27,6 +27,7 @@ import WeChatCrypto
             }
             runs += 1
         }
+        print("fuzz: \(runs) inputs thrown at the crypto framing in \(budget)")
         #expect(runs > 100)
     }
 
