@@ -163,6 +163,8 @@ public struct Benchmark: Sendable {
         results.sorted { $0.perSecond < $1.perSecond }[results.count / 2]
     }
 
+    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
     static func ratio(_ measured: Double, _ ceiling: Double) -> Double {
         (measured / max(ceiling, 1) * 100).rounded() / 100
     }
@@ -199,7 +201,7 @@ public struct Benchmark: Sendable {
                 ceilings.append(try await deliveryCeiling(events, subscriberPort: subscriberPort))
                 relays.append(try await deliveryRound(events, subscriberPort: subscriberPort))
             }
-            let relay = relays.sorted()[relays.count / 2], ceiling = ceilings.sorted()[ceilings.count / 2]
+            let relay = Self.median(relays), ceiling = Self.median(ceilings)
             return .object([
                 ("per_second", .number(relay.rounded())), ("ceiling_per_second", .number(ceiling.rounded())),
                 ("ratio", .number(Self.ratio(relay, ceiling))),

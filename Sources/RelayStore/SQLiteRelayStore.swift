@@ -6,8 +6,10 @@ import RelayCore
 import SQLiteNIO
 import Synchronization
 
-/// The single-node store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
-/// transaction survives `kill -9` and power loss.
+/// The single-node store: one SQLite file in WAL mode. A group holding anything but delivery
+/// bookkeeping commits with `synchronous=FULL`, so an acknowledged push survives `kill -9` and
+/// power loss; claims and attempt records alone commit with `NORMAL` (they survive `kill -9`; a
+/// power cut may only send a delivery again).
 ///
 /// Every write goes through one `GroupCommitter` on one connection: concurrent writes share a
 /// transaction (one fsync per group) and never interleave. Reads use their own connection, which

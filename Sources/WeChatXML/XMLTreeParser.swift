@@ -144,15 +144,7 @@ private struct Parser {
             if input[position] == UInt8(ascii: ">") || starts(with: "/>") { return Open(name: name, attributes: attributes) }
             guard hadSpace else { throw .malformed("attributes must be separated by whitespace") }
             let key = String(decoding: try self.name(), as: UTF8.self)
-            skipSpaces()
-            guard position < input.count, input[position] == UInt8(ascii: "=") else { throw .malformed("attribute \(key) has no value") }
-            position += 1
-            skipSpaces()
-            guard position < input.count, input[position] == UInt8(ascii: "\"") || input[position] == UInt8(ascii: "'") else {
-                throw .malformed("attribute \(key) is not quoted")
-            }
-            let quote = input[position]
-            position += 1
+            let quote = try openingQuote(else: "attribute \(key) needs a quoted value")
             var value: [UInt8] = []
             while true {
                 guard position < input.count else { throw .malformed("unterminated attribute \(key)") }
@@ -282,16 +274,8 @@ private struct Parser {
     mutating func pseudoAttribute(_ name: StaticString) throws(WeChatXMLError) -> [UInt8] {
         guard starts(with: name) else { throw .malformed("malformed XML declaration") }
         position += name.utf8CodeUnitCount
-        skipSpaces()
-        guard position < input.count, input[position] == UInt8(ascii: "=") else { throw .malformed("malformed XML declaration") }
-        position += 1
-        skipSpaces()
-        guard position < input.count, input[position] == UInt8(ascii: "\"") || input[position] == UInt8(ascii: "'") else {
-            throw .malformed("malformed XML declaration")
-        }
-        let quote = input[position]
-        let start = position + 1
-        position = start
+        let quote = try openingQuote(else: "malformed XML declaration")
+        let start = position
         while position < input.count, input[position] != quote {
             guard isNameStart(input[position]) || isNameRest(input[position]), input[position] < 0x80 else {
                 throw .malformed("malformed XML declaration")
@@ -301,6 +285,19 @@ private struct Parser {
         guard position < input.count else { throw .malformed("malformed XML declaration") }
         position += 1
         return Array(input[start..<(position - 1)])
+    }
+
+    /// `= "` or `= '` after a name (spaces allowed around `=`): consumes it, returns the quote.
+    mutating func openingQuote(else problem: String) throws(WeChatXMLError) -> UInt8 {
+        skipSpaces()
+        guard position < input.count, input[position] == UInt8(ascii: "=") else { throw .malformed(problem) }
+        position += 1
+        skipSpaces()
+        guard position < input.count, input[position] == UInt8(ascii: "\"") || input[position] == UInt8(ascii: "'") else {
+            throw .malformed(problem)
+        }
+        position += 1
+        return input[position - 1]
     }
 
     /// `<?target …?>`: a name, then `?>` or whitespace and anything up to `?>`. An XML
