@@ -12,7 +12,7 @@ extension SQLiteRelayStore {
     public func saveComponentToken(appid: String, _ token: StoredToken) async throws {
         let sealed = sealer.seal(token.token)
         try await write { db in
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 INSERT INTO component_tokens (component_appid, access_token, expires_at) VALUES (?, ?, ?)
                 ON CONFLICT (component_appid) DO UPDATE SET access_token = excluded.access_token, expires_at = excluded.expires_at
@@ -22,7 +22,7 @@ extension SQLiteRelayStore {
 
     public func acquireLock(name: String, owner: String, until: Date, now: Date) async throws -> Bool {
         try await write { db in
-            let rows = try await db.query(
+            let rows = try db.query(
                 """
                 INSERT INTO locks (name, owner, expires_at) VALUES (?1, ?2, ?3)
                 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
@@ -35,7 +35,7 @@ extension SQLiteRelayStore {
 
     public func releaseLock(name: String, owner: String) async throws {
         try await write { db in
-            _ = try await db.query("DELETE FROM locks WHERE name = ? AND owner = ?", [.text(name), .text(owner)])
+            _ = try db.query("DELETE FROM locks WHERE name = ? AND owner = ?", [.text(name), .text(owner)])
         }
     }
 
@@ -55,7 +55,7 @@ extension SQLiteRelayStore {
             a.accessToken.map { .integer(Self.millis($0.expiresAt)) } ?? .null, .integer(Self.millis(a.authorizedAt)),
         ]
         try await write { db in
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 INSERT INTO authorizers (appid, component_appid, name, type, user_name, status, permissions, refresh_token,
                                          access_token, access_token_expires_at, authorized_at, version)
@@ -73,7 +73,7 @@ extension SQLiteRelayStore {
             .text(appid), .integer(expectedVersion),
         ]
         return try await write { db in
-            !(try await db.query(
+            !(try db.query(
                 """
                 UPDATE authorizers SET access_token = ?, access_token_expires_at = ?, refresh_token = ?, version = version + 1
                 WHERE appid = ? AND version = ? AND status = 'active' RETURNING appid
@@ -83,7 +83,7 @@ extension SQLiteRelayStore {
 
     public func revokeAuthorizer(appid: String) async throws {
         try await write { db in
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 UPDATE authorizers SET status = 'revoked', refresh_token = NULL, access_token = NULL, access_token_expires_at = NULL,
                     version = version + 1 WHERE appid = ?
@@ -98,12 +98,12 @@ extension SQLiteRelayStore {
 
     public func recordExchange(code: String, authorizerAppid: String, at date: Date) async throws {
         try await write { db in
-            _ = try await db.query("INSERT INTO exchanged_codes (code, authorizer_appid, exchanged_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            _ = try db.query("INSERT INTO exchanged_codes (code, authorizer_appid, exchanged_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                                    [.text(code), .text(authorizerAppid), .integer(Self.millis(date))])
         }
     }
 
-    private func authorizer(from row: SQLiteRow) throws -> Authorizer {
+    private func authorizer(from row: StoreRow) throws -> Authorizer {
         let permissions = (try? JSONDecoder().decode([Int].self, from: Data((row.column("permissions")?.string ?? "[]").utf8))) ?? []
         let access = try row.column("access_token")?.string.map { token in
             StoredToken(token: try sealer.open(token), expiresAt: Self.date(row.column("access_token_expires_at")))

@@ -6,7 +6,7 @@ extension SQLiteRelayStore {
     public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
         guard limit > 0 else { return [] }
         let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false, durable: false) { db in
-            try await db.query(
+            try db.query(
                 Self.claimSQL,
                 [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId), .integer(limit)]
             ).map { ($0.column("id")?.string ?? "", $0.column("attempts")?.integer ?? 0, $0.column("event_id")?.string ?? "") }
@@ -68,15 +68,15 @@ extension SQLiteRelayStore {
 
     /// The attempts of one group in two statements. Only the lease holder moves a delivery on: a
     /// cancelled or re-claimed one stays as it is (its attempt is still recorded).
-    static func bulkAttempts(_ writes: [AttemptWrite], on db: SQLiteConnection) async throws {
+    static func bulkAttempts(_ writes: [AttemptWrite], on db: SQLiteHandle) throws {
         let rows = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
-        _ = try await db.query("INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES \(rows)",
+        _ = try db.query("INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES \(rows)",
                                writes.flatMap { w -> [SQLiteData] in
                                    [.text(w.deliveryId), .integer(millis(w.attempt.at)), w.attempt.statusCode.map { .integer($0) } ?? .null,
                                     text(w.attempt.error), .integer(w.attempt.durationMs), text(w.attempt.responseExcerpt)]
                                })
         let values = Array(repeating: "(?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
-        _ = try await db.query(
+        _ = try db.query(
             """
             UPDATE deliveries SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, lease_owner = NULL,
                 lease_expires_at = NULL, updated_at = v.column5
@@ -92,7 +92,7 @@ extension SQLiteRelayStore {
     /// One SQLite file serves one relay process, so at start every claim belongs to a dead one.
     public func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int {
         try await write { db in
-            try await db.query(
+            try db.query(
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
@@ -105,7 +105,7 @@ extension SQLiteRelayStore {
         guard !deliveryIds.isEmpty else { return }
         let placeholders = Array(repeating: "?", count: deliveryIds.count).joined(separator: ",")
         try await write(isolated: false, durable: false) { db in
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
@@ -156,13 +156,13 @@ extension SQLiteRelayStore {
 
     public func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? {
         try await write { db in
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
                     updated_at = ?
                 WHERE id = ? AND status != 'in_flight'
                 """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(id)])
-            return try await db.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
+            return try db.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
         }
     }
 
@@ -175,18 +175,18 @@ extension SQLiteRelayStore {
         return try await write { db in
             var count = 0
             for event in candidates {
-                let existing = try await db.query("SELECT status FROM deliveries WHERE event_id = ? AND subscription_id = ?",
+                let existing = try db.query("SELECT status FROM deliveries WHERE event_id = ? AND subscription_id = ?",
                                                   [.text(event.id), .text(subscription.id)]).first?.column("status")?.string
                 if let existing {
                     guard existing != DeliveryStatus.inFlight.rawValue, status == nil || status?.rawValue == existing else { continue }
-                    _ = try await db.query(
+                    _ = try db.query(
                         """
                         UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
                             next_attempt_at = ?, updated_at = ? WHERE event_id = ? AND subscription_id = ?
                         """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(event.id), .text(subscription.id)])
                 } else {
                     guard status == nil else { continue }
-                    try await Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)],
+                    try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)],
                                                     for: event.id, at: now, on: db)
                 }
                 count += 1
@@ -205,7 +205,7 @@ extension SQLiteRelayStore {
         return QueueStats(depth: row?.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row?.column("oldest")))
     }
 
-    static func delivery(from row: SQLiteRow) -> DeliveryRecord {
+    static func delivery(from row: StoreRow) -> DeliveryRecord {
         DeliveryRecord(
             id: row.column("id")?.string ?? "", eventId: row.column("event_id")?.string ?? "",
             subscriptionId: row.column("subscription_id")?.string ?? "",

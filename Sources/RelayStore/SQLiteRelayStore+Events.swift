@@ -11,12 +11,12 @@ extension SQLiteRelayStore {
     /// record: events (dedup by ON CONFLICT, so a retry in the same group is a duplicate too),
     /// the ids of duplicates, then every delivery. Rows keep the records' order, so `seq` is the
     /// order of arrival.
-    static func bulkIntake(_ records: [IntakeRecord], on db: SQLiteConnection, sealer: SecretSealer) async throws -> [IntakeOutcome] {
-        for ticket in records.compactMap(\.ticket) { try await upsert(ticket, on: db, sealer: sealer) }
+    static func bulkIntake(_ records: [IntakeRecord], on db: SQLiteHandle, sealer: SecretSealer) throws -> [IntakeOutcome] {
+        for ticket in records.compactMap(\.ticket) { try upsert(ticket, on: db, sealer: sealer) }
         let events = records.compactMap(\.event)
         guard !events.isEmpty else { return records.map { _ in .ticketOnly } }
         let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: events.count).joined(separator: ", ")
-        let inserted = Set(try await db.query(
+        let inserted = Set(try db.query(
             """
             INSERT INTO events (id, type, appid, component_appid, received_at, dedup_key, from_user, data) VALUES \(rows)
             ON CONFLICT (appid, dedup_key) DO NOTHING RETURNING id
@@ -29,7 +29,7 @@ extension SQLiteRelayStore {
         let duplicates = events.filter { !inserted.contains($0.id) }
         if !duplicates.isEmpty {
             let pairs = Array(repeating: "(?, ?)", count: duplicates.count).joined(separator: ", ")
-            for row in try await db.query("SELECT id, appid, dedup_key FROM events WHERE (appid, dedup_key) IN (VALUES \(pairs))",
+            for row in try db.query("SELECT id, appid, dedup_key FROM events WHERE (appid, dedup_key) IN (VALUES \(pairs))",
                                           duplicates.flatMap { [SQLiteData.text($0.appid), .text($0.dedupKey)] }) {
                 existing[(row.column("appid")?.string ?? "") + " " + (row.column("dedup_key")?.string ?? "")] = row.column("id")?.string
             }
@@ -38,7 +38,7 @@ extension SQLiteRelayStore {
             .flatMap { record in record.deliveries.map { (record.event!, $0) } }
         if !planned.isEmpty {
             let values = Array(repeating: "(?, ?, ?, ?, ?)", count: planned.count).joined(separator: ", ")
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 INSERT INTO deliveries (id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key,
                                         created_at, updated_at)
@@ -87,13 +87,13 @@ extension SQLiteRelayStore {
 
     public func purgeEvents(before cutoff: Date) async throws -> Int {
         try await write { db in
-            try await db.query("DELETE FROM events WHERE received_at < ? RETURNING seq", [.integer(Self.millis(cutoff))]).count
+            try db.query("DELETE FROM events WHERE received_at < ? RETURNING seq", [.integer(Self.millis(cutoff))]).count
         }
     }
 
-    static func insertDeliveries(_ planned: [PlannedDelivery], for eventId: String, at date: Date, on db: SQLiteConnection) async throws {
+    static func insertDeliveries(_ planned: [PlannedDelivery], for eventId: String, at date: Date, on db: SQLiteHandle) throws {
         for delivery in planned {
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 INSERT INTO deliveries (id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key,
                                         created_at, updated_at)
@@ -105,8 +105,8 @@ extension SQLiteRelayStore {
         }
     }
 
-    private static func upsert(_ ticket: ComponentTicket, on db: SQLiteConnection, sealer: SecretSealer) async throws {
-        _ = try await db.query(
+    private static func upsert(_ ticket: ComponentTicket, on db: SQLiteHandle, sealer: SecretSealer) throws {
+        _ = try db.query(
             """
             INSERT INTO component_tickets (component_appid, ticket, create_time, received_at) VALUES (?, ?, ?, ?)
             ON CONFLICT (component_appid) DO UPDATE SET ticket = excluded.ticket, create_time = excluded.create_time,
@@ -117,7 +117,7 @@ extension SQLiteRelayStore {
              .integer(millis(ticket.receivedAt))])
     }
 
-    static func event(from row: SQLiteRow) -> RelayEvent {
+    static func event(from row: StoreRow) -> RelayEvent {
         RelayEvent(
             id: row.column("id")?.string ?? "", type: row.column("type")?.string ?? "",
             appid: row.column("appid")?.string ?? "", componentAppid: row.column("component_appid")?.string,

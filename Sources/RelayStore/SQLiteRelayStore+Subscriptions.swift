@@ -42,9 +42,9 @@ extension SQLiteRelayStore {
     public func insertSubscription(_ subscription: Subscription) async throws {
         let binds = try binds(for: subscription)
         try await write { db in
-            let taken = try await db.query("SELECT 1 FROM subscriptions WHERE id = ?", [.text(subscription.id)])
+            let taken = try db.query("SELECT 1 FROM subscriptions WHERE id = ?", [.text(subscription.id)])
             guard taken.isEmpty else { throw StoreError(.conflict, "a subscription with id \(subscription.id) exists") }
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 INSERT INTO subscriptions (id, url, appids, events, reply, ordered, status, source, created_at, secret,
                                            previous_secret, previous_secret_expires_at)
@@ -56,29 +56,29 @@ extension SQLiteRelayStore {
     public func updateSubscription(_ subscription: Subscription, now: Date) async throws {
         let binds = try binds(for: subscription)
         try await write { db in
-            _ = try await db.query(
+            _ = try db.query(
                 """
                 UPDATE subscriptions SET url = ?2, appids = ?3, events = ?4, reply = ?5, ordered = ?6, status = ?7, source = ?8,
                     created_at = ?9, secret = ?10, previous_secret = ?11, previous_secret_expires_at = ?12
                 WHERE id = ?1
                 """, binds)
             if subscription.status == .disabled {
-                try await Self.cancelUnfinished(subscriptionId: subscription.id, now: now, on: db)
+                try Self.cancelUnfinished(subscriptionId: subscription.id, now: now, on: db)
             }
         }
     }
 
     public func deleteSubscription(id: String, now: Date) async throws -> Bool {
         try await write { db in
-            let deleted = try await db.query("DELETE FROM subscriptions WHERE id = ? RETURNING id", [.text(id)])
-            try await Self.cancelUnfinished(subscriptionId: id, now: now, on: db)
+            let deleted = try db.query("DELETE FROM subscriptions WHERE id = ? RETURNING id", [.text(id)])
+            try Self.cancelUnfinished(subscriptionId: id, now: now, on: db)
             return !deleted.isEmpty
         }
     }
 
     /// Cancels what has not finished; in-flight ones too (their result will be ignored).
-    static func cancelUnfinished(subscriptionId: String, now: Date, on db: SQLiteConnection) async throws {
-        _ = try await db.query(
+    static func cancelUnfinished(subscriptionId: String, now: Date, on db: SQLiteHandle) throws {
+        _ = try db.query(
             """
             UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = ?
@@ -97,7 +97,7 @@ extension SQLiteRelayStore {
         ]
     }
 
-    private func subscription(from row: SQLiteRow) throws -> Subscription {
+    private func subscription(from row: StoreRow) throws -> Subscription {
         func list(_ name: String) -> [String] {
             (try? JSONDecoder().decode([String].self, from: Data((row.column(name)?.string ?? "[]").utf8))) ?? []
         }

@@ -19,7 +19,7 @@ public final class SQLiteRelayStore: RelayStore {
     /// failure (a constraint, say) rolls back only themselves.
     struct WriteOperation: Sendable {
         let isolated: Bool
-        let run: @Sendable (SQLiteConnection) async throws -> any Sendable
+        let run: @Sendable (SQLiteHandle) throws -> any Sendable
         /// Intake records are written together, a few statements for the whole group.
         var intake: IntakeRecord? = nil
         /// So are delivery attempts.
@@ -40,21 +40,22 @@ public final class SQLiteRelayStore: RelayStore {
         let now: Date
     }
 
-    let writer: SQLiteConnection
-    let reader: SQLiteConnection
+    let writer: SQLiteQueue
+    let reader: SQLiteQueue
     let sealer: SecretSealer
     private let committer: GroupCommitter<WriteOperation, any Sendable>
     /// Whether the writer connection is at `synchronous = FULL` (else NORMAL).
     private let synchronousFull = SynchronousMode()
     public let path: String
 
-    private init(path: String, writer: SQLiteConnection, reader: SQLiteConnection, sealer: SecretSealer) {
+    private init(path: String, writer: SQLiteQueue, reader: SQLiteQueue, sealer: SecretSealer) {
         self.path = path
         self.writer = writer
         self.reader = reader
         self.sealer = sealer
         self.committer = GroupCommitter { [writer, sealer, synchronousFull] operations in
-            try await Self.flush(operations, on: writer, sealer: sealer, mode: synchronousFull)
+            // The whole group is one work item on the pool.
+            try await writer.run { db in try Self.flush(operations, on: db, sealer: sealer, mode: synchronousFull) }
         }
     }
 
@@ -64,10 +65,14 @@ public final class SQLiteRelayStore: RelayStore {
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             throw StoreError(.unavailable, "storage.url: the directory \(directory) does not exist")
         }
-        func connect() async throws -> SQLiteConnection {
-            let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-            _ = try await connection.query("PRAGMA busy_timeout = 5000")
-            _ = try await connection.query("PRAGMA foreign_keys = ON")
+        func connect() async throws -> SQLiteQueue {
+            let connection: SQLiteQueue
+            do {
+                connection = try await SQLiteQueue.open(path: path)
+            } catch {
+                throw StoreError(.unavailable, "storage.url: cannot open \(path): \(error)")
+            }
+            try await connection.query("PRAGMA foreign_keys = ON")
             return connection
         }
         let writer = try await connect()
@@ -78,22 +83,23 @@ public final class SQLiteRelayStore: RelayStore {
     }
 
     public func migrate() async throws {
-        let db = writer
-        _ = try await db.query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        let current = try await db.query("SELECT MAX(version) AS v FROM schema_migrations").first?.column("v")?.integer ?? 0
-        guard current <= SQLiteSchema.migrations.count else {
-            throw StoreError(.corrupt, "the database was written by a newer relay (schema \(current)); upgrade the relay")
-        }
-        for (index, statements) in SQLiteSchema.migrations.enumerated() where index + 1 > current {
-            _ = try await db.query("BEGIN IMMEDIATE")
-            do {
-                for statement in statements { _ = try await db.query(statement) }
-                _ = try await db.query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                                       [.integer(index + 1), .integer(Int(Date().timeIntervalSince1970))])
-                _ = try await db.query("COMMIT")
-            } catch {
-                _ = try? await db.query("ROLLBACK")
-                throw error
+        try await writer.run { db in
+            try db.query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            let current = try db.query("SELECT MAX(version) AS v FROM schema_migrations").first?.column("v")?.integer ?? 0
+            guard current <= SQLiteSchema.migrations.count else {
+                throw StoreError(.corrupt, "the database was written by a newer relay (schema \(current)); upgrade the relay")
+            }
+            for (index, statements) in SQLiteSchema.migrations.enumerated() where index + 1 > current {
+                try db.query("BEGIN IMMEDIATE")
+                do {
+                    for statement in statements { try db.query(statement) }
+                    try db.query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                                 [.integer(index + 1), .integer(Int(Date().timeIntervalSince1970))])
+                    try db.query("COMMIT")
+                } catch {
+                    _ = try? db.query("ROLLBACK")
+                    throw error
+                }
             }
         }
     }
@@ -111,8 +117,8 @@ public final class SQLiteRelayStore: RelayStore {
 
     /// Runs `body` inside the next group transaction and returns its result once committed.
     func write<T: Sendable>(isolated: Bool = true, durable: Bool = true,
-                            _ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        let result = try await committer.submit(WriteOperation(isolated: isolated, run: { try await body($0) }, durable: durable))
+                            _ body: @escaping @Sendable (SQLiteHandle) throws -> T) async throws -> T {
+        let result = try await committer.submit(WriteOperation(isolated: isolated, run: { try body($0) }, durable: durable))
         return result as! T  // the operation above returns a T
     }
 
@@ -127,42 +133,42 @@ public final class SQLiteRelayStore: RelayStore {
         return result as! IntakeOutcome  // flush answers intake operations with their outcome
     }
 
-    private static func flush(_ operations: [WriteOperation], on db: SQLiteConnection, sealer: SecretSealer,
-                              mode: SynchronousMode) async throws -> [Result<any Sendable, any Error>] {
+    private static func flush(_ operations: [WriteOperation], on db: SQLiteHandle, sealer: SecretSealer,
+                              mode: SynchronousMode) throws -> [Result<any Sendable, any Error>] {
         let durable = operations.contains(where: \.durable)
         if mode.full != durable {
-            _ = try await db.query(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            try db.query(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
             mode.full = durable
         }
-        _ = try await db.query("BEGIN IMMEDIATE")
+        try db.query("BEGIN IMMEDIATE")
         var results: [Result<any Sendable, any Error>] = Array(repeating: .success(IntakeOutcome.ticketOnly), count: operations.count)
         do {
             let intake = operations.indices.filter { operations[$0].intake != nil }
             if !intake.isEmpty {
-                let outcomes = try await bulkIntake(intake.map { operations[$0].intake! }, on: db, sealer: sealer)
+                let outcomes = try bulkIntake(intake.map { operations[$0].intake! }, on: db, sealer: sealer)
                 for (index, outcome) in zip(intake, outcomes) { results[index] = .success(outcome) }
             }
             let attempts = operations.compactMap(\.attempt)
-            if !attempts.isEmpty { try await bulkAttempts(attempts, on: db) }
+            if !attempts.isEmpty { try bulkAttempts(attempts, on: db) }
             for (index, operation) in operations.enumerated() where operation.intake == nil && operation.attempt == nil {
                 guard operation.isolated else {
-                    results[index] = .success(try await operation.run(db))
+                    results[index] = .success(try operation.run(db))
                     continue
                 }
-                _ = try await db.query("SAVEPOINT op")
+                try db.query("SAVEPOINT op")
                 do {
-                    results[index] = .success(try await operation.run(db))
-                    _ = try await db.query("RELEASE op")
+                    results[index] = .success(try operation.run(db))
+                    try db.query("RELEASE op")
                 } catch {
-                    _ = try await db.query("ROLLBACK TO op")
-                    _ = try await db.query("RELEASE op")
+                    try db.query("ROLLBACK TO op")
+                    try db.query("RELEASE op")
                     results[index] = .failure(error)
                 }
             }
-            _ = try await db.query("COMMIT")
+            try db.query("COMMIT")
             return results
         } catch {
-            _ = try? await db.query("ROLLBACK")
+            _ = try? db.query("ROLLBACK")
             throw StoreError(.unavailable, "SQLite write failed: \(error)")
         }
     }

@@ -63,22 +63,25 @@ final class Dispatcher: Service {
         } catch {
             logger.error("cannot release claims of dead processes; they are taken when their leases expire", metadata: ["error": "\(error)"])
         }
-        await withDiscardingTaskGroup { group in
-            var lastReload = ContinuousClock.now
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                for subscription in registry.all where subscription.receivesDeliveries {
-                    let started = running.withLock { $0.insert(subscription.id).inserted }
-                    if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                var lastReload = ContinuousClock.now
+                while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                    for subscription in registry.all where subscription.receivesDeliveries {
+                        let started = running.withLock { $0.insert(subscription.id).inserted }
+                        if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
+                    }
+                    await supervisorBell.wait(upTo: .seconds(1))
+                    if ContinuousClock.now - lastReload > .seconds(10) {
+                        lastReload = ContinuousClock.now
+                        if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }
+                    }
                 }
-                await cancelWhenGracefulShutdownOrReturn { await self.supervisorBell.wait(upTo: .seconds(1)) }
-                if ContinuousClock.now - lastReload > .seconds(10) {
-                    lastReload = ContinuousClock.now
-                    if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }
-                }
+                // In-flight attempts finish (each bounded by the per-attempt timeout) before the
+                // group returns.
             }
-            // Graceful shutdown: wake every loop so it stops claiming; in-flight attempts finish
-            // (each bounded by the per-attempt timeout) before the group returns.
-            for bell in doorbells.withLock({ Array($0.values) }) { bell.ring() }
+        } onGracefulShutdown: {
+            self.supervisorBell.ring()
         }
         logger.info("dispatcher stopped")
     }
@@ -102,6 +105,17 @@ final class Dispatcher: Service {
         let claimBell = doorbell(for: id)
         let startBell = Doorbell()
         let queue = SubscriptionQueue()
+        // One shutdown handler for the loops' lifetime: waiting is on the hot path (about once
+        // per delivery), and `cancelWhenGracefulShutdown` around each wait cost two child tasks.
+        await withGracefulShutdownHandler {
+            await runLoop(subscriptionId: id, queue: queue, claimBell: claimBell, startBell: startBell)
+        } onGracefulShutdown: {
+            claimBell.ring()
+            startBell.ring()
+        }
+    }
+
+    private func runLoop(subscriptionId id: String, queue: SubscriptionQueue, claimBell: Doorbell, startBell: Doorbell) async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 await self.claimLoop(subscriptionId: id, queue: queue, claimBell: claimBell, startBell: startBell)
@@ -126,7 +140,8 @@ final class Dispatcher: Service {
                         claimBell.ring()  // recorded: an ordered user's next event may be due now
                     }
                 }
-                await cancelWhenGracefulShutdownOrReturn { await startBell.wait(upTo: .seconds(1)) }
+                // The claimer, a finished attempt, the subscription's end and shutdown all ring.
+                await startBell.wait()
             }
             // Claimed but never started: give them back so they are due at once (here after a
             // restart, or on another node), without an attempt counted.
@@ -150,8 +165,9 @@ final class Dispatcher: Service {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
             let held = queue.held
             let room = 2 * maxInFlightPerSubscription - held
+            let worthClaiming = room > 0 && (room >= claimBatch || held == 0)
             var claimed: [ClaimedDelivery] = []
-            if room > 0 && (room >= claimBatch || held == 0) {
+            if worthClaiming {
                 let now = clock.now()
                 do {
                     claimed = try await store.claimDeliveries(
@@ -167,8 +183,12 @@ final class Dispatcher: Service {
                 return
             }
             if !claimed.isEmpty { startBell.ring() }
-            if room > 0 && claimed.count == room { continue }  // there may be more due right now
-            await cancelWhenGracefulShutdownOrReturn { await claimBell.wait(upTo: await self.waitBeforeNextClaim(subscriptionId: id)) }
+            if worthClaiming && claimed.count == room { continue }  // there may be more due right now
+            if worthClaiming {
+                await claimBell.wait(upTo: await waitBeforeNextClaim(subscriptionId: id))
+            } else {
+                await claimBell.wait()  // the queue is full: an attempt that finishes rings
+            }
         }
     }
 

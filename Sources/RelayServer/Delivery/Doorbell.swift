@@ -22,17 +22,27 @@ final class Doorbell: Sendable {
         waiter?.resume()
     }
 
+    /// Returns when rung or on cancellation.
+    func wait() async {
+        if takeRing() { return }
+        await waitForRing()
+    }
+
     /// Returns when rung, after `timeout`, or on cancellation, whichever comes first.
     func wait(upTo timeout: Duration) async {
-        if state.withLock({ state in
-            defer { state.rung = false }
-            return state.rung
-        }) { return }
+        if takeRing() { return }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.waitForRing() }
             group.addTask { try? await Task.sleep(for: timeout) }
             await group.next()
             group.cancelAll()
+        }
+    }
+
+    private func takeRing() -> Bool {
+        state.withLock { state in
+            defer { state.rung = false }
+            return state.rung
         }
     }
 

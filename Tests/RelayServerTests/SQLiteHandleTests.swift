@@ -1,0 +1,70 @@
+import Foundation
+import NIOCore
+@testable import RelayStore
+import RelayTestSupport
+import SQLiteNIO
+import Testing
+
+/// The store's own SQLite layer: values round-trip, cached statements are reused safely, errors
+/// say what failed.
+@Suite struct SQLiteHandleTests {
+    static func withQueue<T>(_ body: (SQLiteQueue) async throws -> T) async throws -> T {
+        let queue = try await SQLiteQueue.open(path: makeTemporaryDirectory() + "/handle.sqlite")
+        do {
+            let result = try await body(queue)
+            try await queue.close()
+            return result
+        } catch {
+            try? await queue.close()
+            throw error
+        }
+    }
+
+    @Test func everyKindOfValueRoundTrips() async throws {
+        try await Self.withQueue { db in
+            try await db.query("CREATE TABLE t (i INTEGER, f REAL, s TEXT, b BLOB, n TEXT)")
+            let values: [SQLiteData] = [.integer(-(1 << 53)), .float(2.5), .text("héllo\u{0}wörld 🎉"), .blob(ByteBuffer(bytes: [0, 1, 255])), .null]
+            try await db.query("INSERT INTO t VALUES (?, ?, ?, ?, ?)", values)
+            let row = try #require(try await db.query("SELECT * FROM t").first)
+            #expect(row.values == values)
+            #expect(row.column("s") == .text("héllo\u{0}wörld 🎉"))
+            #expect(row.column("missing") == nil)
+        }
+    }
+
+    /// A Swift string with no bytes may have no address; bound as a null pointer SQLite would store NULL.
+    @Test func anEmptyStringIsStoredAsEmptyTextNotNull() async throws {
+        try await Self.withQueue { db in
+            try await db.query("CREATE TABLE t (s TEXT)")
+            try await db.query("INSERT INTO t VALUES (?)", [.text("")])
+            let rows = try await db.query("SELECT s, s IS NULL AS absent FROM t")
+            #expect(rows.first?.column("s") == .text(""))
+            #expect(rows.first?.column("absent") == .integer(0))
+        }
+    }
+
+    /// Cached statements are reset and their bindings cleared, so a reused one starts afresh, even
+    /// after a failure half-way, and a cache past its limit keeps working.
+    @Test func cachedStatementsStartAfreshAndTheCacheIsBounded() async throws {
+        try await Self.withQueue { db in
+            try await db.query("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            try await db.query("INSERT INTO t VALUES (?, ?)", [.integer(1), .text("a")])
+            await #expect(throws: SQLiteFailure.self) { try await db.query("INSERT INTO t VALUES (?, ?)", [.integer(1), .text("b")]) }
+            try await db.query("INSERT INTO t VALUES (?, ?)", [.integer(2), .text("c")])
+            #expect(try await db.query("SELECT v FROM t ORDER BY k").map { $0.column("v") } == [.text("a"), .text("c")])
+            for n in 0...(SQLiteHandle.cacheLimit + 10) {
+                let rows = try await db.query("SELECT \(n) AS n, v FROM t WHERE k = ?", [.integer(2)])
+                #expect(rows.first?.column("n") == .integer(n))
+            }
+            #expect(try await db.query("SELECT v FROM t WHERE k = ?", [.integer(1)]).first?.column("v") == .text("a"))
+        }
+    }
+
+    @Test func aFailureNamesTheStatementAndSQLitesReason() async throws {
+        try await Self.withQueue { db in
+            let failure = await #expect(throws: SQLiteFailure.self) { try await db.query("SELECT * FROM nowhere") }
+            #expect(failure?.description.contains("no such table: nowhere") == true)
+            #expect(failure?.description.contains("SELECT * FROM nowhere") == true)
+        }
+    }
+}
