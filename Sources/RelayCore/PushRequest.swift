@@ -32,19 +32,21 @@ public struct PushQuery: Sendable, Equatable {
     public init(rawQuery: String?) {
         self.init()
         guard let rawQuery else { return }
-        for pair in rawQuery.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let raw = parts.count > 1 ? String(parts[1]) : ""
+        // Split on bytes: splitting and comparing Characters (grapheme breaking) made this
+        // parse a tenth of the intake handler's time.
+        for pair in rawQuery.utf8.split(separator: UInt8(ascii: "&")) {
+            let equals = pair.firstIndex(of: UInt8(ascii: "="))
+            let name = equals.map { pair[..<$0] } ?? pair
+            let raw = equals.map { String(Substring(pair[pair.index(after: $0)...])) } ?? ""
             // Foundation's decoding is slow and WeChat's values are almost always plain.
-            // (`utf8.contains`: `String.contains(String)` goes through Foundation too.)
             var value: String { raw.utf8.contains(UInt8(ascii: "%")) ? raw.removingPercentEncoding ?? raw : raw }
-            switch parts[0] {
-            case "timestamp": timestamp = value
-            case "nonce": nonce = value
-            case "signature": signature = value
-            case "msg_signature": msgSignature = value
-            case "encrypt_type": encryptType = value
-            case "echostr": echostr = value
+            switch name {
+            case let n where n.elementsEqual("timestamp".utf8): timestamp = value
+            case let n where n.elementsEqual("nonce".utf8): nonce = value
+            case let n where n.elementsEqual("signature".utf8): signature = value
+            case let n where n.elementsEqual("msg_signature".utf8): msgSignature = value
+            case let n where n.elementsEqual("encrypt_type".utf8): encryptType = value
+            case let n where n.elementsEqual("echostr".utf8): echostr = value
             default: continue
             }
         }

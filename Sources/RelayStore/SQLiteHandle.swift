@@ -80,6 +80,11 @@ final class SQLiteHandle {
         }
     }
 
+    /// How often SQLite had to prepare the cached `sql` again (0 when it is not cached).
+    func reprepares(of sql: String) -> Int32 {
+        statements[sql].map { sqlite_nio_sqlite3_stmt_status($0, SQLITE_STMTSTATUS_REPREPARE, 0) } ?? 0
+    }
+
     private func prepared(_ sql: String) throws -> OpaquePointer {
         if let statement = statements[sql] { return statement }
         var statement: OpaquePointer?

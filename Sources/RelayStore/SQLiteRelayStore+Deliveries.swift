@@ -7,8 +7,8 @@ extension SQLiteRelayStore {
         guard limit > 0 else { return [] }
         let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false, durable: false) { db in
             try db.query(
-                Self.claimSQL,
-                [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId), .integer(limit)]
+                Self.claimSQL(limit: limit),
+                [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId)]
             ).map { ($0.column("id")?.string ?? "", $0.column("attempts")?.integer ?? 0, $0.column("event_id")?.string ?? "") }
         }
         guard !rows.isEmpty else { return [] }
@@ -22,36 +22,44 @@ extension SQLiteRelayStore {
         }
     }
 
-    /// Takes up to ?5 due deliveries of subscription ?4 at time ?3 under owner ?1's lease until ?2.
-    static let claimSQL = """
+    /// Takes up to `limit` due deliveries of subscription ?4 at time ?3 under owner ?1's lease
+    /// until ?2. The limit is written into the statement: SQLite prepares a statement again
+    /// whenever a bound LIMIT changes, and the room to claim changes all the time.
+    static func claimSQL(limit: Int) -> String {
+        """
         UPDATE deliveries SET status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
         WHERE id IN (SELECT id FROM (
-            \(dueBranches.map { "SELECT * FROM (\($0))" }.joined(separator: " UNION ALL "))
-        ) ORDER BY due, event_seq LIMIT ?5)
+            \(dueBranches(limit: limit).map { "SELECT * FROM (\($0))" }.joined(separator: " UNION ALL "))
+        ) ORDER BY due, event_seq LIMIT \(limit))
         RETURNING id, attempts, event_id
         """
+    }
 
     /// Pending and failed deliveries come in index order; in-flight ones with an expired lease are
     /// sorted, but there are at most `max_in_flight_per_subscription` per relay process of those.
-    static let dueBranches = [
-        dueBranch("d.status = 'pending' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at"),
-        dueBranch("d.status = 'failed' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at"),
-        dueBranch("d.status = 'in_flight' AND d.lease_expires_at <= ?3", due: "d.lease_expires_at"),
-    ]
+    static func dueBranches(limit: Int) -> [String] {
+        [
+            dueBranch("d.status = 'pending' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at", limit: limit),
+            dueBranch("d.status = 'failed' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at", limit: limit),
+            dueBranch("d.status = 'in_flight' AND d.lease_expires_at <= ?3", due: "d.lease_expires_at", limit: limit),
+        ]
+    }
 
     /// One kind of due delivery, read in `deliveries_due` order and cut at the limit, so a claim
     /// costs the same with a backlog of a million as with ten. (One query with an `OR` across
     /// statuses made SQLite sort the whole backlog on every claim: 24 ms at 20,000 pending.)
     /// An ordered user's delivery waits while an earlier one of the same user is unfinished.
-    static func dueBranch(_ condition: String, due: String) -> String {
+    /// (`CAST`: with a plain `= ?4` before an ORDER BY, SQLite prepares the statement again each
+    /// time ?4 is bound.)
+    static func dueBranch(_ condition: String, due: String, limit: Int) -> String {
         """
         SELECT d.id, \(due) AS due, d.event_seq FROM deliveries d
-        WHERE d.subscription_id = ?4 AND \(condition)
+        WHERE d.subscription_id = CAST(?4 AS TEXT) AND \(condition) AND d.\(SQLiteSchema.unfinished)
           AND (d.order_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM deliveries e
                 WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
                   AND e.event_seq < d.event_seq AND e.status IN ('pending', 'failed', 'in_flight')))
-        ORDER BY \(due), d.event_seq LIMIT ?5
+        ORDER BY \(due), d.event_seq LIMIT \(limit)
         """
     }
 
@@ -96,7 +104,7 @@ extension SQLiteRelayStore {
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                WHERE status = 'in_flight' RETURNING id
+                WHERE status = 'in_flight' AND \(SQLiteSchema.unfinished) RETURNING id
                 """, [.integer(Self.millis(now)), .integer(Self.millis(now))]).count
         }
     }
@@ -116,15 +124,17 @@ extension SQLiteRelayStore {
     }
 
     public func nextDueTime(subscriptionId: String) async throws -> Date? {
-        let row = try await reader.query(
-            """
-            SELECT MIN(due) AS due FROM (
-                SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE subscription_id = ?1 AND status = 'pending'
-                UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'failed'
-                UNION ALL SELECT MIN(lease_expires_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'in_flight')
-            """, [.text(subscriptionId)]).first
-        return Self.optionalDate(row?.column("due"))
+        Self.optionalDate(try await reader.query(Self.nextDueSQL, [.text(subscriptionId)]).first?.column("due"))
     }
+
+    /// When the next delivery of subscription ?1 is due, whatever its status.
+    static let nextDueSQL = """
+        SELECT MIN(due) AS due FROM (
+            SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE subscription_id = ?1 AND status = 'pending' AND \(SQLiteSchema.unfinished)
+            UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'failed' AND \(SQLiteSchema.unfinished)
+            UNION ALL SELECT MIN(lease_expires_at) FROM deliveries
+                WHERE subscription_id = ?1 AND status = 'in_flight' AND \(SQLiteSchema.unfinished))
+        """
 
     public func delivery(id: String) async throws -> DeliveryRecord? {
         try await reader.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
@@ -196,14 +206,14 @@ extension SQLiteRelayStore {
     }
 
     public func queueStats() async throws -> QueueStats {
-        let row = try await reader.query(
-            """
-            SELECT COUNT(*) AS depth,
-                   MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
-            FROM deliveries WHERE status IN ('pending', 'failed', 'in_flight')
-            """).first
+        let row = try await reader.query(Self.queueStatsSQL).first
         return QueueStats(depth: row?.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row?.column("oldest")))
     }
+
+    static let queueStatsSQL = """
+        SELECT COUNT(*) AS depth, MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
+        FROM deliveries WHERE \(SQLiteSchema.unfinished)
+        """
 
     static func delivery(from row: StoreRow) -> DeliveryRecord {
         DeliveryRecord(

@@ -82,7 +82,7 @@ extension SQLiteRelayStore {
             """
             UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = ?
-            WHERE subscription_id = ? AND status IN ('pending', 'failed', 'in_flight')
+            WHERE subscription_id = ? AND \(SQLiteSchema.unfinished)
             """, [.integer(millis(now)), .text(subscriptionId)])
     }
 

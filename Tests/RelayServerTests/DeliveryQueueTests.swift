@@ -39,17 +39,49 @@ import Testing
     @Test func claimReadsTheDueIndexInsteadOfSortingTheBacklog() async throws {
         try await Self.withStore { store, _ in
             func plan(_ sql: String) async throws -> [String] {
-                try await store.reader.query("EXPLAIN QUERY PLAN " + sql, [.text("o"), .integer(0), .integer(0), .text("sink"), .integer(8)])
+                try await store.reader.query("EXPLAIN QUERY PLAN " + sql, [.text("o"), .integer(0), .integer(0), .text("sink")])
                     .compactMap { $0.column("detail")?.string }
             }
-            let claim = try await plan(SQLiteRelayStore.claimSQL)
+            let claim = try await plan(SQLiteRelayStore.claimSQL(limit: 8))
             #expect(claim.filter { $0.contains("USING INDEX deliveries_due (subscription_id=? AND status=?") }.count == 3, "\(claim)")
-            for branch in SQLiteRelayStore.dueBranches.prefix(2) {  // pending, failed: the backlog
+            for branch in SQLiteRelayStore.dueBranches(limit: 8).prefix(2) {  // pending, failed: the backlog
                 let steps = try await plan(branch)
                 #expect(steps.contains { $0.contains("USING INDEX deliveries_due (subscription_id=? AND status=? AND next_attempt_at<?)") },
                         "\(steps)")
                 #expect(!steps.contains { $0.contains("TEMP B-TREE") }, "\(steps)")
             }
+        }
+    }
+
+    /// The queue's indexes hold unfinished deliveries only (migration 5); SQLite uses a partial
+    /// index only when the query names its condition, so every queue query must.
+    @Test func queueQueriesUseThePartialIndexes() async throws {
+        try await Self.withStore { store, _ in
+            func plan(_ sql: String, _ binds: [SQLiteData]) async throws -> String {
+                try await store.reader.query("EXPLAIN QUERY PLAN " + sql, binds).compactMap { $0.column("detail")?.string }
+                    .joined(separator: "; ")
+            }
+            let nextDue = try await plan(SQLiteRelayStore.nextDueSQL, [.text("sink")])
+            #expect(nextDue.components(separatedBy: "INDEX deliveries_due (subscription_id=? AND status=?)").count - 1 == 3, "\(nextDue)")
+            let stats = try await plan(SQLiteRelayStore.queueStatsSQL, [])
+            #expect(stats.contains("deliveries_unfinished"), "\(stats)")
+            #expect(!stats.contains("SCAN deliveries;") && !stats.hasSuffix("SCAN deliveries"), "\(stats)")
+        }
+    }
+
+    /// A bound LIMIT makes SQLite prepare the statement again whenever its value changes, and
+    /// every claim's room differs: the limit is part of the statement instead.
+    @Test func claimsWithVaryingRoomReuseTheirPreparedStatements() async throws {
+        try await Self.withStore { store, subscription in
+            let now = Date(timeIntervalSince1970: 1_800_000_000)
+            try await Self.commitEvents(10, at: now, to: subscription, in: store)
+            for limit in [2, 3, 2, 3, 2] {
+                _ = try await store.claimDeliveries(subscriptionId: "sink", limit: limit, now: now, leaseUntil: now + 30, owner: "me")
+            }
+            let reprepares = try await store.writer.run { db in
+                [2, 3].map { db.reprepares(of: SQLiteRelayStore.claimSQL(limit: $0)) }
+            }
+            #expect(reprepares == [0, 0])
         }
     }
 
