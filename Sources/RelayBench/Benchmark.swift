@@ -156,7 +156,17 @@ public struct Benchmark: Sendable {
             ("ceiling_p99_ms", .number(ms(base.percentile(0.99)))),
             ("ratio", .number(ratio(relay.perSecond, base.perSecond))),
             ("round_ratios", .array(zip(measured, ceiling).map { .number(ratio($0.perSecond, $1.perSecond)) })),
-        ])
+        ] + cpuFigures(measured.map(\.cpuMicrosPerRequest), ceiling.map(\.cpuMicrosPerRequest)))
+    }
+
+    /// CPU per request of the whole process, relay against ceiling: the ratio the throughput
+    /// ratio would be if the cores were ours alone (medians over the rounds).
+    static func cpuFigures(_ measured: [Double], _ ceiling: [Double]) -> [(String, JSONValue)] {
+        let relay = median(measured), base = median(ceiling)
+        return [
+            ("cpu_us_per_request", .number((relay * 10).rounded() / 10)), ("ceiling_cpu_us_per_request", .number((base * 10).rounded() / 10)),
+            ("cpu_ratio", .number(ratio(base, relay))),
+        ]
     }
 
     static func median(_ results: [LoadResult]) -> LoadResult {
@@ -195,18 +205,18 @@ public struct Benchmark: Sendable {
     func deliveryScenario() async throws -> JSONValue {
         let subscriber = BenchSubscriber()
         return try await withServer({ subscriber.server(onListening: $0) }) { subscriberPort in
-            var ceilings: [Double] = [], relays: [Double] = []
+            var ceilings: [LoadResult] = [], relays: [LoadResult] = []
             for _ in 0..<options.rounds {
                 let events = Self.deliveryEvents(options.requests)
                 ceilings.append(try await deliveryCeiling(events, subscriberPort: subscriberPort))
                 relays.append(try await deliveryRound(events, subscriberPort: subscriberPort))
             }
-            let relay = Self.median(relays), ceiling = Self.median(ceilings)
+            let relay = Self.median(relays).perSecond, ceiling = Self.median(ceilings).perSecond
             return .object([
                 ("per_second", .number(relay.rounded())), ("ceiling_per_second", .number(ceiling.rounded())),
                 ("ratio", .number(Self.ratio(relay, ceiling))),
-                ("round_ratios", .array(zip(relays, ceilings).map { .number(Self.ratio($0, $1)) })),
-            ])
+                ("round_ratios", .array(zip(relays, ceilings).map { .number(Self.ratio($0.perSecond, $1.perSecond)) })),
+            ] + Self.cpuFigures(relays.map(\.cpuMicrosPerRequest), ceilings.map(\.cpuMicrosPerRequest)))
         }
     }
 
@@ -219,7 +229,7 @@ public struct Benchmark: Sendable {
     }
 
     /// The same signed bodies posted with raw AsyncHTTPClient at the dispatcher's concurrency.
-    func deliveryCeiling(_ events: [RelayEvent], subscriberPort: Int) async throws -> Double {
+    func deliveryCeiling(_ events: [RelayEvent], subscriberPort: Int) async throws -> LoadResult {
         let requests: [HTTPClientRequest] = events.map { event in
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(subscriberPort)/hook")
             request.method = .POST
@@ -235,11 +245,11 @@ public struct Benchmark: Sendable {
         let concurrency = try BenchSetup.config(directory: "/tmp", subscriberPort: subscriberPort).delivery.maxInFlightPerSubscription
         return try await Self.withClient(concurrency) { client in
             await LoadGenerator.run(client: client, concurrency: concurrency, requests: requests) { status, _ in status == .noContent }
-        }.perSecond
+        }
     }
 
     /// Events stored with their deliveries, then a relay started: events/s until the last is acknowledged.
-    func deliveryRound(_ events: [RelayEvent], subscriberPort: Int) async throws -> Double {
+    func deliveryRound(_ events: [RelayEvent], subscriberPort: Int) async throws -> LoadResult {
         let directory = BenchSetup.temporaryDirectory()
         let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
         let store = try await StoreFactory.open(config.storage, logger: quietLogger)
@@ -251,6 +261,7 @@ public struct Benchmark: Sendable {
         let count = events.count
         let (done, finished) = AsyncStream.makeStream(of: Void.self)
         let started = ContinuousClock.now
+        let cpuStarted = ProcessCPU.seconds()
         try await withServer({ onListening in
             try await RelayApplication.build(config: config, dependencies: RelayDependencies(
                 store: store, logger: quietLogger, onListening: onListening,
@@ -262,9 +273,10 @@ public struct Benchmark: Sendable {
             await iterator.next()
         }
         let seconds = (ContinuousClock.now - started).seconds
+        let cpu = ProcessCPU.seconds() - cpuStarted
         try await store.close()
         try? FileManager.default.removeItem(atPath: directory)
-        return Double(count) / seconds
+        return LoadResult(requests: count, failures: 0, seconds: seconds, latencies: [], cpuSeconds: cpu)
     }
 
     /// Commits events with their deliveries, as intake would, without HTTP.

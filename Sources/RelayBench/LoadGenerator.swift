@@ -9,8 +9,11 @@ public struct LoadResult: Sendable {
     public let failures: Int
     public let seconds: Double
     public let latencies: [Double]  // seconds, sorted
+    /// CPU time the whole process used meanwhile (load generator and server alike).
+    public var cpuSeconds: Double = 0
 
     public var perSecond: Double { Double(requests) / seconds }
+    public var cpuMicrosPerRequest: Double { cpuSeconds * 1e6 / Double(max(requests, 1)) }
     public func percentile(_ p: Double) -> Double {
         guard !latencies.isEmpty else { return 0 }
         return latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
@@ -23,6 +26,7 @@ enum LoadGenerator {
     static func run(client: HTTPClient, concurrency: Int, requests: [HTTPClientRequest],
                     expect: @escaping @Sendable (HTTPResponseStatus, ByteBuffer) -> Bool) async -> LoadResult {
         let started = ContinuousClock.now
+        let cpuStarted = ProcessCPU.seconds()
         let next = Counter()
         let results = await withTaskGroup(of: ([Double], Int).self) { group in
             for _ in 0..<concurrency {
@@ -48,7 +52,17 @@ enum LoadGenerator {
         }
         let seconds = (ContinuousClock.now - started).seconds
         return LoadResult(requests: requests.count, failures: results.map(\.1).reduce(0, +), seconds: seconds,
-                          latencies: results.flatMap(\.0).sorted())
+                          latencies: results.flatMap(\.0).sorted(), cpuSeconds: ProcessCPU.seconds() - cpuStarted)
+    }
+}
+
+/// CPU time used by this process so far. Unlike throughput, it hardly moves when other tenants
+/// of a shared machine take the cores, so CPU per request is the steadier comparison.
+enum ProcessCPU {
+    static func seconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }
 

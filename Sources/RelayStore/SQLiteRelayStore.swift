@@ -53,7 +53,9 @@ public final class SQLiteRelayStore: RelayStore {
         self.writer = writer
         self.reader = reader
         self.sealer = sealer
-        self.committer = GroupCommitter { [writer, sealer, synchronousFull] operations in
+        // Attempt records linger up to 2 ms: the dispatcher frees the subscriber slot when the
+        // answer is in, so only the record waits, and its groups get several times larger.
+        self.committer = GroupCommitter(linger: .milliseconds(2), mayWait: { $0.attempt != nil }) { [writer, sealer, synchronousFull] operations in
             // The whole group is one work item on the pool.
             try await writer.run { db in try Self.flush(operations, on: db, sealer: sealer, mode: synchronousFull) }
         }

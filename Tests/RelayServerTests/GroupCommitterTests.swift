@@ -1,0 +1,66 @@
+import NIOCore
+@testable import RelayStore
+import Synchronization
+import Testing
+
+/// Group commit: items that may wait let the leader linger for company; anything else, or a full
+/// batch, ends the lingering at once.
+@Suite(.timeLimit(.minutes(1))) struct GroupCommitterTests {
+    /// Records each group it is asked to commit.
+    final class Groups: Sendable {
+        let seen = Mutex<[[String]]>([])
+        func flush(_ items: [String]) -> [Result<String, any Error>] {
+            seen.withLock { $0.append(items) }
+            return items.map { .success($0) }
+        }
+    }
+
+    static func committer(_ groups: Groups, maxBatch: Int = 256, linger: TimeAmount) -> GroupCommitter<String, String> {
+        GroupCommitter(maxBatch: maxBatch, linger: linger, mayWait: { $0.hasPrefix("record") }) { groups.flush($0) }
+    }
+
+    static func untilLingering(_ committer: GroupCommitter<String, String>) async {
+        while !committer.isLingering { await Task.yield() }
+    }
+
+    /// The linger is an hour: only the claim's arrival can end it within the time limit.
+    @Test func anItemThatMayNotWaitEndsTheLingeringAtOnce() async throws {
+        let groups = Groups()
+        let committer = Self.committer(groups, linger: .hours(1))
+        try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask { try await committer.submit("record 1") }
+            await Self.untilLingering(committer)
+            group.addTask { try await committer.submit("claim") }
+            let first = try await group.next(), second = try await group.next()
+            #expect(Set([first, second]) == ["record 1", "claim"])
+        }
+        #expect(groups.seen.withLock { $0 } == [["record 1", "claim"]])
+    }
+
+    @Test func aFullBatchEndsTheLingering() async throws {
+        let groups = Groups()
+        let committer = Self.committer(groups, maxBatch: 4, linger: .hours(1))
+        try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask { try await committer.submit("record 0") }
+            await Self.untilLingering(committer)
+            for i in 1...3 { group.addTask { try await committer.submit("record \(i)") } }
+            for try await _ in group {}
+        }
+        #expect(groups.seen.withLock { $0.map { Set($0) } } == [["record 0", "record 1", "record 2", "record 3"]])
+    }
+
+    @Test func aLoneRecordIsCommittedWhenTheLingerEnds() async throws {
+        let groups = Groups()
+        let committer = Self.committer(groups, linger: .milliseconds(5))
+        #expect(try await committer.submit("record") == "record")
+        #expect(groups.seen.withLock { $0 } == [["record"]])
+    }
+
+    @Test func withoutRecordsNobodyLingers() async throws {
+        let groups = Groups()
+        let committer = Self.committer(groups, linger: .hours(1))
+        #expect(try await committer.submit("claim") == "claim")
+        #expect(try await committer.submit("intake") == "intake")
+        #expect(groups.seen.withLock { $0 } == [["claim"], ["intake"]])
+    }
+}
