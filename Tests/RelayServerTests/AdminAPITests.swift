@@ -108,6 +108,19 @@ import Testing
         }
     }
 
+    /// Allowing private networks lifts the address check only: the URL's form is still checked.
+    @Test(arguments: ["ftp://example.com/", "not a url", "http:///nohost"])
+    func malformedURLsAreRefusedEvenWithPrivateNetworksAllowed(url: String) async throws {
+        try await TestRelay.with(extraYAML: Self.yaml(allowPrivate: true)) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let answer = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "\#(url)"}"#)
+                #expect(answer.status == 400)
+                #expect(((answer.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("url:") == true)
+            }
+            #expect(try await relay.store.subscriptions().isEmpty)
+        }
+    }
+
     @Test func rotationSignsWithBothSecretsAndPingReachesOnlyThatSubscription() async throws {
         try await TestReceiver.run { receiver, port in
             try await TestRelay.with(extraYAML: Self.yaml()) { relay in

@@ -143,6 +143,7 @@ struct SubscriptionRoutes: Sendable {
 
     private func checkURL(_ url: String) async throws {
         do {
+            _ = try egress.checkURL(url)
             try await egress.checkResolved(url)
         } catch {
             throw AdminError.badRequest("url: \(error)")

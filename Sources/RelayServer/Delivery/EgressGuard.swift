@@ -41,8 +41,11 @@ struct EgressGuard: Sendable {
 
     /// Resolves the host and refuses if any address it has is not public.
     func checkResolved(_ text: String) async throws(Refusal) {
+        // The URL's form was checked when it was registered; with private networks allowed
+        // there is nothing left to check (and parsing it was a cost on every attempt).
+        guard !allowPrivateNetworks else { return }
         let (host, _) = try checkURL(text)
-        guard !allowPrivateNetworks, !isLiteralAddress(host) else { return }
+        guard !isLiteralAddress(host) else { return }
         let addresses: [String]
         do {
             addresses = try await NIOThreadPool.singleton.runIfActive { Self.resolve(host) }

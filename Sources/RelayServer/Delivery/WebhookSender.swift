@@ -43,8 +43,9 @@ struct WebhookSender: Sendable {
         request.headers.add(name: "User-Agent", value: "wechat-relay")
         request.headers.add(name: "webhook-id", value: eventId)
         request.headers.add(name: "webhook-timestamp", value: String(timestamp))
-        request.headers.add(name: "webhook-signature", value: WebhookSigner.header(
-            secrets: secrets, id: eventId, timestamp: timestamp, body: bytes.readableBytesView))
+        request.headers.add(name: "webhook-signature", value: bytes.withUnsafeReadableBytes {
+            WebhookSigner.header(secrets: secrets, id: eventId, timestamp: timestamp, body: $0)
+        })
         request.body = .bytes(bytes)
         do {
             let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
