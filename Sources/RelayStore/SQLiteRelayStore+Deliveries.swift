@@ -5,19 +5,18 @@ import SQLiteNIO
 extension SQLiteRelayStore {
     public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
         guard limit > 0 else { return [] }
-        let rows: [(id: String, attempts: Int, eventId: String)] = try await write(isolated: false, durable: false) { db in
-            try db.query(
+        return try await write(isolated: false, durable: false) { db in
+            let rows = try db.query(
                 Self.claimSQL(limit: limit),
                 [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId)]
-            ).map { ($0.column("id")?.string ?? "", $0.column("attempts")?.integer ?? 0, $0.column("event_id")?.string ?? "") }
-        }
-        guard !rows.isEmpty else { return [] }
-        let placeholders = Array(repeating: "?", count: rows.count).joined(separator: ",")
-        let events = try await reader.query("SELECT * FROM events WHERE id IN (\(placeholders)) ORDER BY seq",
-                                            rows.map { .text($0.eventId) }).map(Self.event(from:))
-        return events.compactMap { event in
-            rows.first { $0.eventId == event.id }.map {
-                ClaimedDelivery(id: $0.id, subscriptionId: subscriptionId, attemptsMade: $0.attempts, event: event)
+            ).map { (id: $0.column("id")?.string ?? "", attempts: $0.column("attempts")?.integer ?? 0, eventId: $0.column("event_id")?.string ?? "") }
+            guard !rows.isEmpty else { return [] }
+            // The events are read in the same work item, from the writer's warm cache.
+            let placeholders = Array(repeating: "?", count: rows.count).joined(separator: ",")
+            let events = try db.query("SELECT * FROM events WHERE id IN (\(placeholders)) ORDER BY seq", rows.map { .text($0.eventId) })
+            let byEvent = Dictionary(rows.map { ($0.eventId, $0) }, uniquingKeysWith: { first, _ in first })
+            return events.map(Self.event(from:)).compactMap { event in
+                byEvent[event.id].map { ClaimedDelivery(id: $0.id, subscriptionId: subscriptionId, attemptsMade: $0.attempts, event: event) }
             }
         }
     }
