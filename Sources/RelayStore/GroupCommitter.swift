@@ -16,7 +16,7 @@ import Synchronization
 /// linger up to `linger` for more before committing, so their groups are a few times larger and
 /// the pages each commit writes are shared by more records. Any other item, or a full batch,
 /// ends the lingering at once.
-actor GroupCommitter<Item: Sendable, Output: Sendable> {
+final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     typealias Flush = @Sendable ([Item]) async throws -> [Result<Output, any Error>]
 
     private enum Signal {
@@ -24,9 +24,34 @@ actor GroupCommitter<Item: Sendable, Output: Sendable> {
         case lead
     }
 
+    private enum Entry {
+        case lead, queued(endsLinger: Bool), overloaded
+    }
+
     private struct Waiter {
         let item: Item
         let continuation: CheckedContinuation<Signal, Never>
+    }
+
+    /// A lock rather than an actor: a caller queues itself and is resumed once, instead of
+    /// hopping onto an actor and off it again around every write.
+    private struct State {
+        var queue: [Waiter] = []
+        var head = 0
+        var leading = false
+
+        var pending: Int { queue.count - head }
+
+        mutating func dequeue(upTo count: Int) -> [Waiter] {
+            let end = min(queue.count, head + count)
+            let taken = Array(queue[head..<end])
+            head = end
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            return taken
+        }
     }
 
     private let flush: Flush
@@ -35,11 +60,9 @@ actor GroupCommitter<Item: Sendable, Output: Sendable> {
     private let mayWait: @Sendable (Item) -> Bool
     private let linger: TimeAmount
     private let lingering = LingerBell()
+    private let state = Mutex(State())
     /// Whether a leader is lingering now (for tests).
-    nonisolated var isLingering: Bool { lingering.isWaiting }
-    private var queue: [Waiter] = []
-    private var queueHead = 0
-    private var leading = false
+    var isLingering: Bool { lingering.isWaiting }
 
     init(maxBatch: Int = 256, maxPending: Int = 4096, linger: TimeAmount = .zero,
          mayWait: @escaping @Sendable (Item) -> Bool = { _ in false }, flush: @escaping Flush) {
@@ -52,23 +75,29 @@ actor GroupCommitter<Item: Sendable, Output: Sendable> {
 
     /// Commits `item` (in a group with others) and returns its output.
     func submit(_ item: Item) async throws -> Output {
-        if leading {
-            guard queue.count - queueHead < maxPending else {
-                throw StoreError(.overloaded, "too many writes waiting for the store")
+        let signal = await withCheckedContinuation { continuation in
+            let entry = state.withLock { state -> Entry in
+                guard state.leading else {
+                    state.leading = true
+                    return .lead
+                }
+                guard state.pending < maxPending else { return .overloaded }
+                state.queue.append(Waiter(item: item, continuation: continuation))
+                return .queued(endsLinger: !mayWait(item) || state.pending >= maxBatch - 1)
             }
-            let signal = await withCheckedContinuation { continuation in
-                queue.append(Waiter(item: item, continuation: continuation))
-                if !mayWait(item) || queue.count - queueHead >= maxBatch - 1 { lingering.ring() }
+            switch entry {
+            case .lead: continuation.resume(returning: .lead)
+            case .queued(let endsLinger): if endsLinger { lingering.ring() }
+            case .overloaded:
+                continuation.resume(returning: .done(.failure(StoreError(.overloaded, "too many writes waiting for the store"))))
             }
-            if case .done(let result) = signal { return try result.get() }
-            // Promoted to leader: `leading` is still true, carry on below.
-        } else {
-            leading = true
         }
-        if linger > .zero, mayWait(item), queue[queueHead...].allSatisfy({ mayWait($0.item) }) {
+        if case .done(let result) = signal { return try result.get() }
+        // The leader: commit this item with whatever queued up meanwhile.
+        if linger > .zero, mayWait(item), state.withLock({ $0.queue[$0.head...].allSatisfy { mayWait($0.item) } }) {
             await lingering.wait(upTo: linger)
         }
-        let followers = dequeue(upTo: maxBatch - 1)
+        let followers = state.withLock { $0.dequeue(upTo: maxBatch - 1) }
         let outcome: Result<[Result<Output, any Error>], any Error>
         do {
             let outputs = try await flush([item] + followers.map(\.item))
@@ -80,23 +109,13 @@ actor GroupCommitter<Item: Sendable, Output: Sendable> {
         for (index, follower) in followers.enumerated() {
             follower.continuation.resume(returning: .done(outcome.flatMap { $0[index + 1] }))
         }
-        if let next = dequeue(upTo: 1).first {
-            next.continuation.resume(returning: .lead)
-        } else {
-            leading = false
+        let next = state.withLock { state -> Waiter? in
+            if let next = state.dequeue(upTo: 1).first { return next }
+            state.leading = false
+            return nil
         }
+        next?.continuation.resume(returning: .lead)
         return try outcome.get()[0].get()
-    }
-
-    private func dequeue(upTo count: Int) -> [Waiter] {
-        let end = min(queue.count, queueHead + count)
-        let taken = Array(queue[queueHead..<end])
-        queueHead = end
-        if queueHead == queue.count {
-            queue.removeAll(keepingCapacity: true)
-            queueHead = 0
-        }
-        return taken
     }
 }
 
