@@ -132,12 +132,14 @@ final class Dispatcher: Service {
                     group.addTask {
                         // The slot bounds requests to the subscriber: it is given back as soon as the
                         // answer is in, while the attempt's record waits for its group commit.
-                        await self.attempt(delivery, subscription: subscription) {
-                            queue.finishedSending()
+                        let verdict = await self.attempt(delivery, subscription: subscription) {
+                            let held = queue.finishedSending()
                             startBell.ring()
-                            claimBell.ring()
+                            // Waking the claimer for less than a batch of room would only put it back to sleep.
+                            if self.worthClaiming(held: held) { claimBell.ring() }
                         }
-                        claimBell.ring()  // recorded: an ordered user's next event may be due now
+                        // Recorded: an ordered user's next event may be due now, or a retry was scheduled.
+                        if subscription.ordered || verdict != .succeeded { claimBell.ring() }
                     }
                 }
                 // The claimer, a finished attempt, the subscription's end and shutdown all ring.
@@ -165,7 +167,7 @@ final class Dispatcher: Service {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
             let held = queue.held
             let room = 2 * maxInFlightPerSubscription - held
-            let worthClaiming = room > 0 && (room >= claimBatch || held == 0)
+            let worthClaiming = worthClaiming(held: held)
             var claimed: [ClaimedDelivery] = []
             if worthClaiming {
                 let now = clock.now()
@@ -192,6 +194,12 @@ final class Dispatcher: Service {
         }
     }
 
+    /// Whether a claim is worth its transaction with `held` deliveries claimed and unanswered.
+    private func worthClaiming(held: Int) -> Bool {
+        let room = 2 * maxInFlightPerSubscription - held
+        return room > 0 && (room >= claimBatch || held == 0)
+    }
+
     /// Until the next delivery of the subscription is due, at most one second.
     private func waitBeforeNextClaim(subscriptionId: String) async -> Duration {
         guard let due = try? await store.nextDueTime(subscriptionId: subscriptionId) else { return .seconds(1) }
@@ -200,7 +208,8 @@ final class Dispatcher: Service {
     }
 
     /// One attempt of one delivery, and what it leads to.
-    private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription, answered: () -> Void) async {
+    @discardableResult
+    private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription, answered: () -> Void) async -> DeliveryVerdict {
         let now = clock.now()
         let result = await sender.send(url: subscription.url, eventId: delivery.event.id, body: delivery.event.envelopeJSON,
                                        secrets: subscription.signingSecrets(at: now), at: now)
@@ -239,6 +248,7 @@ final class Dispatcher: Service {
         ])
         onFinished(DeliveryReport(deliveryId: delivery.id, subscriptionId: subscription.id, eventId: delivery.event.id,
                                   verdict: verdict, statusCode: result.statusCode, error: result.error))
+        return verdict
     }
 
     /// A subscriber answered 410 Gone: it does not want events any more.
@@ -305,7 +315,14 @@ private final class SubscriptionQueue: Sendable {
         }
     }
 
-    func finishedSending() { state.withLock { $0.sending -= 1 } }
+    /// Gives a slot back; returns how many are still held (waiting or being sent).
+    @discardableResult
+    func finishedSending() -> Int {
+        state.withLock { state in
+            state.sending -= 1
+            return state.waiting.count + state.sending
+        }
+    }
 
     /// Empties the queue (at the end) and returns what was waiting.
     func drain() -> [ClaimedDelivery] {
