@@ -170,5 +170,13 @@ import WeChatXML
         // A malformed escape is kept as sent rather than dropped.
         #expect(PushQuery(rawQuery: "nonce=50%").nonce == "50%")
         #expect(PushQuery(rawQuery: "signature=&nonce").signature == "")
+        #expect(PushQuery(rawQuery: "signature=&nonce").nonce == "")
+    }
+
+    @Test func oddShapesAreReadByteByByte() {
+        #expect(PushQuery(rawQuery: "") == PushQuery())
+        #expect(PushQuery(rawQuery: "&&=x&nonce=2&") == PushQuery(nonce: "2"))
+        #expect(PushQuery(rawQuery: "nonce=ä€&timestamp=1=2") == PushQuery(timestamp: "1=2", nonce: "ä€"))
+        #expect(PushQuery(rawQuery: "noncex=1&xnonce=2&NONCE=3") == PushQuery())
     }
 }
