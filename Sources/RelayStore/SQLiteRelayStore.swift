@@ -77,6 +77,8 @@ public final class SQLiteRelayStore: RelayStore {
             try await connection.query("PRAGMA foreign_keys = ON")
             // 32 MiB of page cache (the default is 2): the queue's pages stay in memory.
             try await connection.query("PRAGMA cache_size = -32768")
+            // Statement journals (a multi-row insert's undo) stay in memory instead of spilling to a file.
+            try await connection.query("PRAGMA temp_store = MEMORY")
             return connection
         }
         let writer = try await connect()
