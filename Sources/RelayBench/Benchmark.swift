@@ -154,18 +154,24 @@ public struct Benchmark: Sendable {
             ("p99_ms", .number(ms(relay.percentile(0.99)))), ("failures", .number(Double(measured.map(\.failures).reduce(0, +)))),
             ("ceiling_per_second", .number(base.perSecond.rounded())), ("ceiling_p50_ms", .number(ms(base.percentile(0.5)))),
             ("ceiling_p99_ms", .number(ms(base.percentile(0.99)))),
-            ("ratio", .number(ratio(relay.perSecond, base.perSecond))),
-            ("round_ratios", .array(zip(measured, ceiling).map { .number(ratio($0.perSecond, $1.perSecond)) })),
-        ] + cpuFigures(measured.map(\.cpuMicrosPerRequest), ceiling.map(\.cpuMicrosPerRequest)))
+        ] + ratios(measured, ceiling) + cpuFigures(measured.map(\.cpuMicrosPerRequest), ceiling.map(\.cpuMicrosPerRequest)))
     }
 
-    /// CPU per request of the whole process, relay against ceiling: the ratio the throughput
-    /// ratio would be if the cores were ours alone (medians over the rounds).
+    /// Each round's relay run against the baseline run just before it, and the median of those:
+    /// a pair runs seconds apart on the same machine state, while the medians of the two series
+    /// may come from moments when other tenants took different shares of the cores.
+    static func ratios(_ measured: [LoadResult], _ ceiling: [LoadResult]) -> [(String, JSONValue)] {
+        let rounds = zip(measured, ceiling).map { ratio($0.perSecond, $1.perSecond) }
+        return [("ratio", .number(median(rounds))), ("round_ratios", .array(rounds.map { .number($0) }))]
+    }
+
+    /// CPU per request of the whole process, relay against ceiling: near what the throughput
+    /// ratio would be if the cores were ours alone (medians over the rounds, the ratio per pair).
     static func cpuFigures(_ measured: [Double], _ ceiling: [Double]) -> [(String, JSONValue)] {
         let relay = median(measured), base = median(ceiling)
         return [
             ("cpu_us_per_request", .number((relay * 10).rounded() / 10)), ("ceiling_cpu_us_per_request", .number((base * 10).rounded() / 10)),
-            ("cpu_ratio", .number(ratio(base, relay))),
+            ("cpu_ratio", .number(median(zip(measured, ceiling).map { ratio($1, $0) }))),
         ]
     }
 
@@ -214,9 +220,7 @@ public struct Benchmark: Sendable {
             let relay = Self.median(relays).perSecond, ceiling = Self.median(ceilings).perSecond
             return .object([
                 ("per_second", .number(relay.rounded())), ("ceiling_per_second", .number(ceiling.rounded())),
-                ("ratio", .number(Self.ratio(relay, ceiling))),
-                ("round_ratios", .array(zip(relays, ceilings).map { .number(Self.ratio($0.perSecond, $1.perSecond)) })),
-            ] + Self.cpuFigures(relays.map(\.cpuMicrosPerRequest), ceilings.map(\.cpuMicrosPerRequest)))
+            ] + Self.ratios(relays, ceilings) + Self.cpuFigures(relays.map(\.cpuMicrosPerRequest), ceilings.map(\.cpuMicrosPerRequest)))
         }
     }
 
