@@ -24,8 +24,10 @@ final class Dispatcher: Service {
     /// How long a claim stays ours: it may wait for a slot for up to one attempt, then take one
     /// attempt, plus a margin.
     let leaseDuration: Duration
-    /// The fewest free places in a subscription's queue worth a claim transaction.
-    var claimBatch: Int { max(1, maxInFlightPerSubscription / 2) }
+    /// The fewest free places in a subscription's queue worth a claim transaction. Small batches
+    /// keep the queue fuller: in the bench, a quarter of `max_in_flight` beat a half (5 of 6
+    /// paired runs) and a whole one clearly lost.
+    var claimBatch: Int { max(1, maxInFlightPerSubscription / 4) }
 
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
