@@ -94,8 +94,21 @@ final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
         }
         if case .done(let result) = signal { return try result.get() }
         // The leader: commit this item with whatever queued up meanwhile.
-        if linger > .zero, mayWait(item), state.withLock({ $0.queue[$0.head...].allSatisfy { mayWait($0.item) } }) {
-            await lingering.wait(upTo: linger)
+        if linger > .zero, mayWait(item) {
+            await withCheckedContinuation { continuation in
+                // Decided and armed under the queue's lock, so a writer that queues meanwhile
+                // either is seen here or finds the bell armed and rings it.
+                let lingers = state.withLock { state in
+                    guard state.pending < maxBatch - 1, state.queue[state.head...].allSatisfy({ mayWait($0.item) }) else { return false }
+                    lingering.arm(continuation)
+                    return true
+                }
+                if lingers {
+                    MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: linger) { [lingering] in lingering.ring() }
+                } else {
+                    continuation.resume()
+                }
+            }
         }
         let followers = state.withLock { $0.dequeue(upTo: maxBatch - 1) }
         let outcome: Result<[Result<Output, any Error>], any Error>
@@ -119,17 +132,17 @@ final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     }
 }
 
-/// Ends a leader's lingering when rung or after a timeout (an event-loop timer: no task).
+/// Ends a leader's lingering: rung by a writer that may not wait, a full batch, or an event-loop
+/// timer (no task). A timer left from an earlier linger may end a later one early; that only
+/// makes a group smaller.
 private final class LingerBell: Sendable {
     private let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
 
     var isWaiting: Bool { waiter.withLock { $0 != nil } }
 
-    func wait(upTo timeout: TimeAmount) async {
-        await withCheckedContinuation { continuation in
-            waiter.withLock { $0 = continuation }
-            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: timeout) { self.ring() }
-        }
+    /// Makes `continuation` the one the next ring resumes.
+    func arm(_ continuation: CheckedContinuation<Void, Never>) {
+        waiter.withLock { $0 = continuation }
     }
 
     func ring() {
