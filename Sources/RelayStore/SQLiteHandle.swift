@@ -166,7 +166,7 @@ final class SQLiteQueue: Sendable {
         self.pool = pool
     }
 
-    static func open(path: String, pool: NIOThreadPool = .singleton) async throws -> SQLiteQueue {
+    static func open(path: String, pool: NIOThreadPool) async throws -> SQLiteQueue {
         // Opening happens once, at start, so it may block here.
         let queue = SQLiteQueue(handle: try SQLiteHandle(path: path), pool: pool)
         try await queue.query("PRAGMA busy_timeout = 5000")

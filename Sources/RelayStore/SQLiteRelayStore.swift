@@ -42,14 +42,18 @@ public final class SQLiteRelayStore: RelayStore {
 
     let writer: SQLiteQueue
     let reader: SQLiteQueue
+    /// The store's own threads: on the shared pool its writes queued behind whatever else
+    /// blocks there (the egress check's DNS lookups, file I/O).
+    private let pool: NIOThreadPool
     let sealer: SecretSealer
     private let committer: GroupCommitter<WriteOperation, any Sendable>
     /// Whether the writer connection is at `synchronous = FULL` (else NORMAL).
     private let synchronousFull = SynchronousMode()
     public let path: String
 
-    private init(path: String, writer: SQLiteQueue, reader: SQLiteQueue, sealer: SecretSealer) {
+    private init(path: String, pool: NIOThreadPool, writer: SQLiteQueue, reader: SQLiteQueue, sealer: SecretSealer) {
         self.path = path
+        self.pool = pool
         self.writer = writer
         self.reader = reader
         self.sealer = sealer
@@ -67,10 +71,10 @@ public final class SQLiteRelayStore: RelayStore {
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             throw StoreError(.unavailable, "storage.url: the directory \(directory) does not exist")
         }
-        func connect() async throws -> SQLiteQueue {
+        func connect(_ pool: NIOThreadPool) async throws -> SQLiteQueue {
             let connection: SQLiteQueue
             do {
-                connection = try await SQLiteQueue.open(path: path)
+                connection = try await SQLiteQueue.open(path: path, pool: pool)
             } catch {
                 throw StoreError(.unavailable, "storage.url: cannot open \(path): \(error)")
             }
@@ -81,11 +85,19 @@ public final class SQLiteRelayStore: RelayStore {
             try await connection.query("PRAGMA temp_store = MEMORY")
             return connection
         }
-        let writer = try await connect()
-        _ = try await writer.query("PRAGMA journal_mode = WAL")
-        _ = try await writer.query("PRAGMA synchronous = FULL")
-        let reader = try await connect()
-        return SQLiteRelayStore(path: path, writer: writer, reader: reader, sealer: sealer)
+        // A writer and a reader, one thread each.
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        do {
+            let writer = try await connect(pool)
+            _ = try await writer.query("PRAGMA journal_mode = WAL")
+            _ = try await writer.query("PRAGMA synchronous = FULL")
+            let reader = try await connect(pool)
+            return SQLiteRelayStore(path: path, pool: pool, writer: writer, reader: reader, sealer: sealer)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
     }
 
     public func migrate() async throws {
@@ -115,6 +127,7 @@ public final class SQLiteRelayStore: RelayStore {
     }
 
     public func close() async throws {
+        defer { pool.shutdownGracefully { _ in } }
         try await writer.close()
         try await reader.close()
     }

@@ -1,15 +1,19 @@
 import Foundation
+import Logging
 import NIOCore
+import NIOPosix
+import RelayCore
 @testable import RelayStore
 import RelayTestSupport
 import SQLiteNIO
+import Synchronization
 import Testing
 
 /// The store's own SQLite layer: values round-trip, cached statements are reused safely, errors
 /// say what failed.
 @Suite struct SQLiteHandleTests {
     static func withQueue<T>(_ body: (SQLiteQueue) async throws -> T) async throws -> T {
-        let queue = try await SQLiteQueue.open(path: makeTemporaryDirectory() + "/handle.sqlite")
+        let queue = try await SQLiteQueue.open(path: makeTemporaryDirectory() + "/handle.sqlite", pool: .singleton)
         do {
             let result = try await body(queue)
             try await queue.close()
@@ -67,4 +71,43 @@ import Testing
             #expect(failure?.description.contains("SELECT * FROM nowhere") == true)
         }
     }
+
+    /// The store has threads of its own: with every thread of NIO's shared pool blocked (as by
+    /// slow DNS lookups of the egress check), a push is still stored.
+    @Test(.timeLimit(.minutes(1))) func storeWritesDoNotWaitForTheSharedBlockingPool() async throws {
+        try await DeliveryQueueTests.withStore { store, subscription in
+            let threads = NIOSingletons.blockingPoolThreadCountSuggestion
+            let busy = ManagedAtomicCounter()
+            let release = DispatchSemaphore(value: 0)
+            for _ in 0..<threads {
+                NIOThreadPool.singleton.submit { _ in
+                    busy.increment()
+                    release.wait()
+                }
+            }
+            while busy.value < threads { await Task.yield() }
+            let stored = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    (try? await DeliveryQueueTests.commitEvents(1, at: Date(), to: subscription, in: store)) != nil
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(10))  // a bound on failure, not a wait for work
+                    return false
+                }
+                let first = await group.next() ?? false
+                // Freed before the group ends: a commit stuck behind them must be able to finish.
+                for _ in 0..<threads { release.signal() }
+                group.cancelAll()
+                return first
+            }
+            #expect(stored, "the commit waited for the shared pool")
+        }
+    }
+}
+
+/// Counts threads that reached a point.
+final class ManagedAtomicCounter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
