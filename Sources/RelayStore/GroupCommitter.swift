@@ -63,6 +63,8 @@ final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     private let state = Mutex(State())
     /// Whether a leader is lingering now (for tests).
     var isLingering: Bool { lingering.isWaiting }
+    /// Writers queued behind the group being committed (for tests).
+    var pending: Int { state.withLock { $0.pending } }
 
     init(maxBatch: Int = 256, maxPending: Int = 4096, linger: TimeAmount = .zero,
          mayWait: @escaping @Sendable (Item) -> Bool = { _ in false }, flush: @escaping Flush) {

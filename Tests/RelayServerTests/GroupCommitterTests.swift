@@ -1,6 +1,7 @@
 import NIOCore
 @testable import RelayStore
 import Synchronization
+import RelayCore
 import Testing
 
 /// Group commit: items that may wait let the leader linger for company; anything else, or a full
@@ -62,5 +63,33 @@ import Testing
         #expect(try await committer.submit("claim") == "claim")
         #expect(try await committer.submit("intake") == "intake")
         #expect(groups.seen.withLock { $0 } == [["claim"], ["intake"]])
+    }
+
+    /// Past `maxPending` queued writers a write is refused at once (the store answers 503 upstream)
+    /// rather than queued without bound.
+    @Test func pastMaxPendingAWriteIsRefusedAtOnce() async throws {
+        let (gate, open) = AsyncStream.makeStream(of: Void.self)
+        let groups = Groups()
+        let flushing = Mutex(false)
+        let committer = GroupCommitter<String, String>(maxPending: 2) { items in
+            if items == ["first"] {
+                flushing.withLock { $0 = true }
+                for await _ in gate { break }
+            }
+            return groups.flush(items)
+        }
+        try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask { try await committer.submit("first") }
+            while !flushing.withLock({ $0 }) { await Task.yield() }
+            group.addTask { try await committer.submit("second") }
+            group.addTask { try await committer.submit("third") }
+            while committer.pending < 2 { await Task.yield() }
+            await #expect(throws: StoreError.self) { try await committer.submit("fourth") }
+            open.yield()
+            var answered: Set<String> = []
+            for try await answer in group { answered.insert(answer) }
+            #expect(answered == ["first", "second", "third"])
+        }
+        #expect(groups.seen.withLock { $0.map { Set($0) } } == [["first"], ["second", "third"]])
     }
 }
