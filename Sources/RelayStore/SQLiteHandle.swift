@@ -106,14 +106,14 @@ final class SQLiteHandle {
             sqlite_nio_sqlite3_bind_double(statement, index, value)
         case .text(var value):
             value.withUTF8 { bytes in
-                // An empty buffer may have no address, which SQLite would read as NULL.
+                // An empty buffer may have no address, which SQLite would read as NULL (blobs too).
                 bytes.withMemoryRebound(to: CChar.self) {
                     sqlite_nio_sqlite3_bind_text64(statement, index, $0.baseAddress ?? emptyText, UInt64($0.count), transient, UInt8(SQLITE_UTF8))
                 }
             }
         case .blob(let value):
             value.withUnsafeReadableBytes {
-                sqlite_nio_sqlite3_bind_blob64(statement, index, $0.baseAddress, UInt64($0.count), transient)
+                sqlite_nio_sqlite3_bind_blob64(statement, index, $0.baseAddress ?? UnsafeRawPointer(emptyText), UInt64($0.count), transient)
             }
         case .null:
             sqlite_nio_sqlite3_bind_null(statement, index)

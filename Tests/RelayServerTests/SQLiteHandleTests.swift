@@ -36,14 +36,16 @@ import Testing
         }
     }
 
-    /// A Swift string with no bytes may have no address; bound as a null pointer SQLite would store NULL.
-    @Test func anEmptyStringIsStoredAsEmptyTextNotNull() async throws {
+    /// An empty Swift string or buffer may have no address; bound as a null pointer SQLite would store NULL.
+    @Test func anEmptyStringOrBlobIsStoredAsEmptyNotNull() async throws {
         try await Self.withQueue { db in
-            try await db.query("CREATE TABLE t (s TEXT)")
-            try await db.query("INSERT INTO t VALUES (?)", [.text("")])
-            let rows = try await db.query("SELECT s, s IS NULL AS absent FROM t")
+            try await db.query("CREATE TABLE t (s TEXT, b BLOB)")
+            try await db.query("INSERT INTO t VALUES (?, ?)", [.text(""), .blob(ByteBuffer())])
+            let rows = try await db.query("SELECT s, s IS NULL AS absent, b IS NULL AS noblob, length(b) AS size FROM t")
             #expect(rows.first?.column("s") == .text(""))
             #expect(rows.first?.column("absent") == .integer(0))
+            #expect(rows.first?.column("noblob") == .integer(0))
+            #expect(rows.first?.column("size") == .integer(0))
         }
     }
 
