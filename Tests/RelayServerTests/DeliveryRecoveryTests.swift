@@ -91,10 +91,13 @@ import Testing
 
     /// Deliveries claimed to wait for a slot are given back at shutdown, not left in flight
     /// until their lease expires.
+    /// (The answer takes 2 s, well inside the 10 s timeout, so that a loaded machine cannot finish
+    /// the first attempt, and start the next, before the test has seen both and shut down.)
     @Test func gracefulShutdownReleasesClaimedDeliveriesThatNeverStarted() async throws {
-        try await TestReceiver.run(respond: { _, _ in .init(status: 204, delay: .milliseconds(300)) }) { receiver, port in
-            let yaml = DeliveryRecoveryTests.yaml(port: port).replacingOccurrences(
-                of: "  allow_private_networks: true", with: "  allow_private_networks: true\n  max_in_flight_per_subscription: 1")
+        try await TestReceiver.run(respond: { _, _ in .init(status: 204, delay: .seconds(2)) }) { receiver, port in
+            let yaml = DeliveryRecoveryTests.yaml(port: port)
+                .replacingOccurrences(of: "  allow_private_networks: true", with: "  allow_private_networks: true\n  max_in_flight_per_subscription: 1")
+                .replacingOccurrences(of: "  timeout: 1s", with: "  timeout: 10s")
             try await TestRelay.with(extraYAML: yaml) { relay in
                 try await relay.application().test(.router) { client async throws in
                     for i in 0..<3 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(700 + i)")) }
