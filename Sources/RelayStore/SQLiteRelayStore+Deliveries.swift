@@ -57,7 +57,7 @@ extension SQLiteRelayStore {
           AND (d.order_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM deliveries e
                 WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
-                  AND e.event_seq < d.event_seq AND e.status IN ('pending', 'failed', 'in_flight')))
+                  AND e.event_seq < d.event_seq AND e.\(SQLiteSchema.unfinished)))
         ORDER BY \(due), d.event_seq LIMIT \(limit)
         """
     }

@@ -137,8 +137,15 @@ enum SQLiteSchema {
             "DROP INDEX deliveries_status",
             "CREATE INDEX deliveries_unfinished ON deliveries (status, created_at) WHERE \(unfinished)",
         ],
+        // 6: so does the ordering index: a claim for an ordered user looks for an earlier
+        // unfinished delivery of that user, and with every finished one still indexed it walked
+        // the user's whole history (within retention) on every claim.
+        [
+            "DROP INDEX deliveries_order",
+            "CREATE INDEX deliveries_order ON deliveries (subscription_id, order_key, event_seq) WHERE order_key IS NOT NULL AND \(unfinished)",
+        ],
     ]
 
-    /// The condition of the partial queue indexes (migration 5); never change it, add a migration.
+    /// The condition of the partial queue indexes (migrations 5 and 6); never change it, add a migration.
     static let unfinished = "status IN ('pending', 'failed', 'in_flight')"
 }

@@ -44,6 +44,9 @@ import Testing
             }
             let claim = try await plan(SQLiteRelayStore.claimSQL(limit: 8))
             #expect(claim.filter { $0.contains("USING INDEX deliveries_due (subscription_id=? AND status=?") }.count == 3, "\(claim)")
+            // An ordered user's earlier unfinished delivery is looked up in the (partial) order index.
+            #expect(claim.filter { $0.contains("INDEX deliveries_order (subscription_id=? AND order_key=? AND event_seq<?)") }.count == 3,
+                    "\(claim)")
             for branch in SQLiteRelayStore.dueBranches(limit: 8).prefix(2) {  // pending, failed: the backlog
                 let steps = try await plan(branch)
                 #expect(steps.contains { $0.contains("USING INDEX deliveries_due (subscription_id=? AND status=? AND next_attempt_at<?)") },
@@ -66,6 +69,35 @@ import Testing
             let stats = try await plan(SQLiteRelayStore.queueStatsSQL, [])
             #expect(stats.contains("deliveries_unfinished"), "\(stats)")
             #expect(!stats.contains("SCAN deliveries;") && !stats.hasSuffix("SCAN deliveries"), "\(stats)")
+        }
+    }
+
+    /// Finished deliveries leave the queue's indexes (migrations 5 and 6), so they stay the size
+    /// of the backlog and an ordered user's claim does not walk that user's history.
+    @Test func finishedDeliveriesLeaveTheQueueIndexes() async throws {
+        try await Self.withStore { store, subscription in
+            var ordered = subscription
+            ordered.ordered = true
+            let now = Date(timeIntervalSince1970: 1_800_000_000)
+            for i in 0..<3 {  // one user, so all three share an order key
+                let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wxqueue", componentAppid: nil, receivedAt: now,
+                                       dataJSON: #"{"MsgId":"\#(i)"}"#, dedupKey: "msg:\(i)", fromUser: "oSameUser")
+                _ = try await store.commit(IntakeRecord(event: event, ticket: nil,
+                                                        deliveries: PlannedDelivery.plan(for: event, subscriptions: [ordered])))
+            }
+            func entries(_ index: String) async throws -> Int? {
+                try await store.reader.query("SELECT SUM(ncell) AS n FROM dbstat WHERE name = ? AND pagetype = 'leaf'", [.text(index)])
+                    .first?.column("n")?.integer
+            }
+            let indexes = ["deliveries_due", "deliveries_unfinished", "deliveries_order"]
+            for index in indexes { #expect(try await entries(index) == 3, "\(index)") }
+            let attempt = DeliveryAttempt(at: now, statusCode: 204, error: nil, durationMs: 1, responseExcerpt: nil)
+            for _ in 0..<2 {  // ordered: one at a time
+                let claimed = try await store.claimDeliveries(subscriptionId: "sink", limit: 3, now: now, leaseUntil: now + 30, owner: "me")
+                #expect(claimed.count == 1)
+                try await store.recordAttempt(deliveryId: claimed[0].id, owner: "me", attempt: attempt, verdict: .succeeded, now: now)
+            }
+            for index in indexes { #expect(try await entries(index) == 1, "\(index)") }
         }
     }
 
