@@ -98,22 +98,19 @@ import Testing
     @Test(arguments: ["http://127.0.0.1/", "http://10.0.0.1/", "http://[::1]/", "http://169.254.169.254/latest/meta-data",
                       "ftp://example.com/", "http://localhost:8080/", "not a url", "https://192.168.0.10/"])
     func privateOrNonHTTPURLsAreRefusedAtRegistration(url: String) async throws {
-        try await TestRelay.with(extraYAML: Self.yaml(allowPrivate: false)) { relay in
-            try await relay.application().test(.router) { client async throws in
-                let answer = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "\#(url)"}"#)
-                #expect(answer.status == 400)
-                #expect(((answer.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("url:") == true)
-            }
-            #expect(try await relay.store.subscriptions().isEmpty)
-        }
+        try await Self.expectRefusedAtRegistration(url, allowPrivate: false)
     }
 
     /// Allowing private networks lifts the address check only: the URL's form is still checked.
     @Test(arguments: ["ftp://example.com/", "not a url", "http:///nohost"])
     func malformedURLsAreRefusedEvenWithPrivateNetworksAllowed(url: String) async throws {
-        try await TestRelay.with(extraYAML: Self.yaml(allowPrivate: true)) { relay in
+        try await Self.expectRefusedAtRegistration(url, allowPrivate: true)
+    }
+
+    static func expectRefusedAtRegistration(_ url: String, allowPrivate: Bool) async throws {
+        try await TestRelay.with(extraYAML: yaml(allowPrivate: allowPrivate)) { relay in
             try await relay.application().test(.router) { client async throws in
-                let answer = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "\#(url)"}"#)
+                let answer = try await call(client, .post, "/v1/subscriptions", json: #"{"url": "\#(url)"}"#)
                 #expect(answer.status == 400)
                 #expect(((answer.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("url:") == true)
             }
