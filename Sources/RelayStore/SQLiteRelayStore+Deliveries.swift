@@ -9,28 +9,32 @@ extension SQLiteRelayStore {
             let rows = try db.query(
                 Self.claimSQL(limit: limit),
                 [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId)]
-            ).map { (id: $0.column("id")?.string ?? "", attempts: $0.column("attempts")?.integer ?? 0, eventId: $0.column("event_id")?.string ?? "") }
+            ).map { (id: $0.column("id")?.string ?? "", attempts: $0.column("attempts")?.integer ?? 0, eventSeq: $0.column("event_seq")?.integer ?? 0) }
             guard !rows.isEmpty else { return [] }
-            // The events are read in the same work item, from the writer's warm cache.
+            // The events are read in the same work item, from the writer's warm cache, by their
+            // rowid (`seq`) rather than through the index on their text id.
             let placeholders = Array(repeating: "?", count: rows.count).joined(separator: ",")
-            let events = try db.query("SELECT * FROM events WHERE id IN (\(placeholders)) ORDER BY seq", rows.map { .text($0.eventId) })
-            let byEvent = Dictionary(rows.map { ($0.eventId, $0) }, uniquingKeysWith: { first, _ in first })
-            return events.map(Self.event(from:)).compactMap { event in
-                byEvent[event.id].map { ClaimedDelivery(id: $0.id, subscriptionId: subscriptionId, attemptsMade: $0.attempts, event: event) }
+            let events = try db.query("SELECT * FROM events WHERE seq IN (\(placeholders)) ORDER BY seq", rows.map { .integer($0.eventSeq) })
+            let bySeq = Dictionary(rows.map { ($0.eventSeq, $0) }, uniquingKeysWith: { first, _ in first })
+            return events.compactMap { row in
+                row.column("seq")?.integer.flatMap { bySeq[$0] }.map {
+                    ClaimedDelivery(id: $0.id, subscriptionId: subscriptionId, attemptsMade: $0.attempts, event: Self.event(from: row))
+                }
             }
         }
     }
 
     /// Takes up to `limit` due deliveries of subscription ?4 at time ?3 under owner ?1's lease
     /// until ?2. The limit is written into the statement: SQLite prepares a statement again
-    /// whenever a bound LIMIT changes, and the room to claim changes all the time.
+    /// whenever a bound LIMIT changes, and the room to claim changes all the time. Rows are
+    /// picked by rowid, which the due index carries, instead of a second lookup by text id.
     static func claimSQL(limit: Int) -> String {
         """
         UPDATE deliveries SET status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
-        WHERE id IN (SELECT id FROM (
+        WHERE rowid IN (SELECT rid FROM (
             \(dueBranches(limit: limit).map { "SELECT * FROM (\($0))" }.joined(separator: " UNION ALL "))
         ) ORDER BY due, event_seq LIMIT \(limit))
-        RETURNING id, attempts, event_id
+        RETURNING id, attempts, event_seq
         """
     }
 
@@ -52,7 +56,7 @@ extension SQLiteRelayStore {
     /// time ?4 is bound.)
     static func dueBranch(_ condition: String, due: String, limit: Int) -> String {
         """
-        SELECT d.id, \(due) AS due, d.event_seq FROM deliveries d
+        SELECT d.rowid AS rid, \(due) AS due, d.event_seq FROM deliveries d
         WHERE d.subscription_id = CAST(?4 AS TEXT) AND \(condition) AND d.\(SQLiteSchema.unfinished)
           AND (d.order_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM deliveries e
