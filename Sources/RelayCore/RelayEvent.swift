@@ -38,20 +38,22 @@ public struct RelayEvent: Sendable, Equatable {
 
     /// The exact JSON body subscribers receive (and that their signature covers).
     public var envelopeJSON: String {
-        var out = "{\"id\":"
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + dataJSON.utf8.count)
+        out += #"{"id":"#.utf8
         JSONValue.writeString(id, to: &out)
-        out += ",\"type\":"
+        out += #","type":"#.utf8
         JSONValue.writeString(type, to: &out)
-        out += ",\"timestamp\":"
+        out += #","timestamp":"#.utf8
         JSONValue.writeString(Timestamp.iso8601Millis(receivedAt), to: &out)
-        out += ",\"appid\":"
+        out += #","appid":"#.utf8
         JSONValue.writeString(appid, to: &out)
-        out += ",\"component_appid\":"
-        if let componentAppid { JSONValue.writeString(componentAppid, to: &out) } else { out += "null" }
-        out += ",\"data\":"
-        out += dataJSON
-        out += "}"
-        return out
+        out += #","component_appid":"#.utf8
+        if let componentAppid { JSONValue.writeString(componentAppid, to: &out) } else { out += "null".utf8 }
+        out += #","data":"#.utf8
+        out += dataJSON.utf8
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

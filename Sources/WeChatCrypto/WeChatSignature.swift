@@ -5,15 +5,31 @@ import Crypto
 public enum WeChatSignature {
     /// The lowercase hex SHA-1 of the byte-wise sorted, concatenated parts.
     public static func compute(_ parts: [String]) -> String {
-        let sorted = parts.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
-        var hasher = Insecure.SHA1()
-        for part in sorted { hasher.update(data: part) }
-        return Hex.encode(hasher.finalize())
+        Hex.encode(digest(parts))
     }
 
-    /// Checks `candidate` against the signature of `parts` without leaking where they differ.
+    /// Checks `candidate` (hex, either case) against the signature of `parts` without leaking
+    /// where they differ.
     public static func verify(_ candidate: String, parts: [String]) -> Bool {
-        constantTimeEquals(Array(compute(parts).utf8), Array(candidate.lowercased().utf8))
+        let expected = digest(parts)
+        let hex = candidate.utf8
+        guard hex.count == 2 * Insecure.SHA1Digest.byteCount else { return false }
+        var difference: UInt8 = 0
+        var digits = hex.makeIterator()
+        for byte in expected {
+            difference |= (Hex.value(of: digits.next()!) ?? 0xFF) ^ (byte >> 4)
+            difference |= (Hex.value(of: digits.next()!) ?? 0xFF) ^ (byte & 0x0F)
+        }
+        return difference == 0
+    }
+
+    /// The parts are hashed in place: copying each into an array to sort it cost more than the hash.
+    static func digest(_ parts: [String]) -> Insecure.SHA1Digest {
+        var hasher = Insecure.SHA1()
+        for var part in parts.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            part.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        }
+        return hasher.finalize()
     }
 }
 

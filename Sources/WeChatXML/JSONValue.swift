@@ -37,44 +37,46 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     /// Compact JSON text.
     public var serialized: String {
-        var out = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
         write(to: &out)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends compact JSON text to `out`.
-    public func write(to out: inout String) {
+    /// Appends compact JSON text to `out`, as UTF-8: building bytes and making one string at the
+    /// end costs a fraction of appending piece by piece to a `String`.
+    public func write(to out: inout [UInt8]) {
         switch self {
         case .string(let s): Self.writeString(s, to: &out)
         case .number(let n):
-            if n.rounded() == n, abs(n) < 1e15 { out += String(Int64(n)) } else { out += "\(n)" }
-        case .bool(let b): out += b ? "true" : "false"
-        case .null: out += "null"
-        case .raw(let text): out += text
+            out += (n.rounded() == n && abs(n) < 1e15 ? String(Int64(n)) : "\(n)").utf8
+        case .bool(let b): out += (b ? "true" : "false").utf8
+        case .null: out += "null".utf8
+        case .raw(let text): out += text.utf8
         case .array(let items):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 item.write(to: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, (key, value)) in members.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 Self.writeString(key, to: &out)
-                out += ":"
+                out.append(UInt8(ascii: ":"))
                 value.write(to: &out)
             }
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
     /// Writes `s` as a JSON string literal (RFC 8259 escaping, plus U+2028 and U+2029 for
     /// JavaScript). Runs of bytes that need no escaping are copied whole: appending scalar by
     /// scalar was the largest cost of building an event.
-    public static func writeString(_ s: String, to out: inout String) {
-        out += "\""
+    public static func writeString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
             var runStart = 0
@@ -82,7 +84,8 @@ public indirect enum JSONValue: Sendable, Equatable {
             while i < bytes.count {
                 let byte = bytes[i]
                 var width = 1
-                let escape: String
+                var hexCode = false  // \u00 followed by the byte in two hex digits
+                let escape: StaticString
                 switch byte {
                 case 0x22: escape = "\\\""
                 case 0x5C: escape = "\\\\"
@@ -92,8 +95,8 @@ public indirect enum JSONValue: Sendable, Equatable {
                 case 0x08: escape = "\\b"
                 case 0x0C: escape = "\\f"
                 case 0x00..<0x20:
-                    let hex = String(byte, radix: 16)
-                    escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                    escape = "\\u00"
+                    hexCode = true
                 case 0xE2 where i + 2 < bytes.count && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9):
                     escape = bytes[i + 2] == 0xA8 ? "\\u2028" : "\\u2029"
                     width = 3
@@ -101,13 +104,19 @@ public indirect enum JSONValue: Sendable, Equatable {
                     i += 1
                     continue
                 }
-                if i > runStart { out += String(decoding: UnsafeBufferPointer(rebasing: bytes[runStart..<i]), as: UTF8.self) }
-                out += escape
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
+                escape.withUTF8Buffer { out.append(contentsOf: $0) }
+                if hexCode {
+                    out.append(hexDigits[Int(byte >> 4)])
+                    out.append(hexDigits[Int(byte & 0x0F)])
+                }
                 i += width
                 runStart = i
             }
-            if bytes.count > runStart { out += String(decoding: UnsafeBufferPointer(rebasing: bytes[runStart...]), as: UTF8.self) }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }

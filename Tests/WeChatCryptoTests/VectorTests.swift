@@ -42,6 +42,21 @@ import WeChatCrypto
         #expect(WeChatSignature.verify(v.signature, parts: [v.token, v.timestamp, v.nonce]))
     }
 
+    /// Verification compares digits, not strings: either case passes; any other length or a
+    /// non-hex character fails, however close.
+    @Test(arguments: vectors.map(\.name))
+    func signatureVerificationIgnoresCaseAndRefusesMalformedHex(name: String) {
+        let v = CryptoVectors.shared.vector(name)
+        let parts = [v.token, v.timestamp, v.nonce]
+        #expect(WeChatSignature.verify(v.signature.uppercased(), parts: parts))
+        #expect(!WeChatSignature.verify(String(v.signature.dropLast()), parts: parts))
+        #expect(!WeChatSignature.verify(v.signature + "0", parts: parts))
+        #expect(!WeChatSignature.verify(String(v.signature.dropLast()) + "g", parts: parts))
+        let flipped = String(v.signature.dropLast()) + (v.signature.hasSuffix("0") ? "1" : "0")
+        #expect(!WeChatSignature.verify(flipped, parts: parts))
+        #expect(!WeChatSignature.verify("", parts: parts))
+    }
+
     @Test func plainURLVerificationVector() throws {
         let v = try #require(CryptoVectors.shared.url_verification_vectors.first { $0.signature != nil })
         #expect(WeChatSignature.compute([v.token, v.timestamp, v.nonce]) == v.signature)

@@ -35,6 +35,7 @@ import WeChatXML
 
     @Test func jsonEscapesControlCharacters() {
         #expect(JSONValue.string("q\"\\\u{01}\u{2028}").serialized == #""q\"\\\u0001\u2028""#)
+        #expect(JSONValue.string("\u{1F}\u{00}\t\u{2029}é\u{08}\u{0C}\r").serialized == #""\u001f\u0000\t\u2029é\b\f\r""#)
     }
 
     /// Any string comes back unchanged through a standard JSON parser (the byte-run writer must

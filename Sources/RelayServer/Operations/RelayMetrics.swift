@@ -1,12 +1,17 @@
 import CoreMetrics
 import Metrics
 import Prometheus
+import Synchronization
 
 /// The relay's metrics, on a registry of its own (no process-global bootstrap), so each
 /// application — and each test — exposes exactly its own figures on `/metrics`.
 public struct RelayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
+    /// The hot metrics (one push, one delivery) keep their handles: making a swift-metrics
+    /// handle allocates it and looks it up in the registry under its lock, every time.
+    private let counters = HandleCache<CoreMetrics.Counter>()
+    private let timers = HandleCache<CoreMetrics.Timer>()
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -21,19 +26,25 @@ public struct RelayMetrics: Sendable {
 
     /// `relay_pushes_total{endpoint,outcome}`: every push and URL check, by how it ended.
     public func push(endpoint: String, outcome: String) {
-        Counter(label: "relay_pushes_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
+        counters.handle(endpoint + "\u{1F}" + outcome) {
+            Counter(label: "relay_pushes_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory)
+        }.increment()
     }
 
     /// `relay_push_seconds{endpoint}`: time from request to acknowledgement.
     public func pushLatency(endpoint: String, _ duration: Duration) {
-        Timer(label: "relay_push_seconds", dimensions: [("endpoint", endpoint)], factory: factory).recordNanoseconds(
+        timers.handle(endpoint) { Timer(label: "relay_push_seconds", dimensions: [("endpoint", endpoint)], factory: factory) }.recordNanoseconds(
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     /// `relay_deliveries_total{subscription,outcome}` and `relay_delivery_seconds{subscription}`.
     public func delivery(subscription: String, outcome: String, duration: Duration) {
-        Counter(label: "relay_deliveries_total", dimensions: [("subscription", subscription), ("outcome", outcome)], factory: factory).increment()
-        Timer(label: "relay_delivery_seconds", dimensions: [("subscription", subscription)], factory: factory).recordNanoseconds(
+        counters.handle(subscription + "\u{1F}" + outcome) {
+            Counter(label: "relay_deliveries_total", dimensions: [("subscription", subscription), ("outcome", outcome)], factory: factory)
+        }.increment()
+        timers.handle(subscription) {
+            Timer(label: "relay_delivery_seconds", dimensions: [("subscription", subscription)], factory: factory)
+        }.recordNanoseconds(
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
@@ -72,5 +83,18 @@ public struct RelayMetrics: Sendable {
     /// The Prometheus text exposition of every metric.
     public func exposition() -> String {
         registry.emitToString()
+    }
+}
+
+/// Metric handles by their dimension values. Bounded: past 1,024 (subscriptions come and go)
+/// handles are made afresh, as they were before the cache.
+private final class HandleCache<Handle: AnyObject & Sendable>: Sendable {
+    private let handles = Mutex<[String: Handle]>([:])
+
+    func handle(_ key: String, make: () -> Handle) -> Handle {
+        if let handle = handles.withLock({ $0[key] }) { return handle }
+        let handle = make()
+        handles.withLock { if $0.count < 1024 { $0[key] = handle } }
+        return handle
     }
 }
