@@ -14,7 +14,7 @@ public enum EventBuilder {
         let appid = eventAppid(of: root, push: push)
         let event = RelayEvent(
             id: id, type: type, appid: appid, componentAppid: push.componentAppid, receivedAt: push.receivedAt,
-            dataJSON: root.losslessJSON.serialized, dedupKey: dedupKey(root: root, plaintext: push.plaintext),
+            dataJSON: root.losslessJSONText, dedupKey: dedupKey(root: root, plaintext: push.plaintext),
             fromUser: root.childText("FromUserName"))
         guard type == EventType.verifyTicket else { return IntakeRecord(event: event, ticket: nil) }
         let ticket = root.childText("ComponentVerifyTicket").flatMap { value -> ComponentTicket? in

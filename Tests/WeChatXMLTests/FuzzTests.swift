@@ -24,6 +24,7 @@ import WeChatXML
     static func check(_ input: [UInt8]) {
         if let root = try? XMLTreeParser.parse(input) {
             let json = root.losslessJSON.serialized
+            #expect(root.losslessJSONText == json, "the direct writer differs from the tree for \(input)")
             #expect((try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed])) != nil, "invalid JSON for \(input)")
         }
         _ = try? EncryptedEnvelope.parse(input)

@@ -4,8 +4,11 @@ import Testing
 import WeChatXML
 
 @Suite struct LosslessJSONTests {
+    /// The event's `data` text; the direct writer and the `JSONValue` tree must agree on it.
     func json(_ xml: String) throws -> String {
-        try XMLTreeParser.parse(Array(xml.utf8)).losslessJSON.serialized
+        let root = try XMLTreeParser.parse(Array(xml.utf8))
+        #expect(root.losslessJSONText == root.losslessJSON.serialized)
+        return root.losslessJSONText
     }
 
     @Test func leavesAreStringsExactlyAsReceived() throws {
