@@ -31,12 +31,36 @@ private struct Parser {
         self.limits = limits
     }
 
-    /// An element being read: what the tree gets when it closes.
+    /// An element being read: what the tree gets when it closes. Its name, and its text while
+    /// that is one run of the input (nearly always), are ranges of the input, not copies.
     struct Open {
-        let name: [UInt8]
+        let name: Range<Int>
         let attributes: [String: String]
-        var text: [UInt8] = []
+        var textRun: Range<Int>? = nil
+        var text: [UInt8]? = nil
         var children: [XMLNode] = []
+    }
+
+    /// Adds `run` of the input to the element's text.
+    func appendText(_ run: Range<Int>, to open: inout Open) {
+        if open.text != nil {
+            open.text! += input[run]
+        } else if let first = open.textRun {
+            open.text = Array(input[first]) + input[run]
+            open.textRun = nil
+        } else {
+            open.textRun = run
+        }
+    }
+
+    /// Adds decoded bytes (a reference, normalised line ends) to the element's text.
+    func appendText(_ bytes: [UInt8], to open: inout Open) {
+        if let first = open.textRun {
+            open.text = Array(input[first])
+            open.textRun = nil
+        }
+        if open.text == nil { open.text = [] }
+        open.text! += bytes
     }
 
     mutating func document() throws(WeChatXMLError) -> XMLNode {
@@ -75,7 +99,7 @@ private struct Parser {
         var stack: [Open] = [try startTag()]
         if consumeEmptyTagEnd() { return node(stack.removeLast()) }
         while true {
-            guard position < input.count else { throw .malformed("unclosed element <\(String(decoding: stack[stack.count - 1].name, as: UTF8.self))>") }
+            guard position < input.count else { throw .malformed("unclosed element <\(String(decoding: input[stack[stack.count - 1].name], as: UTF8.self))>") }
             let byte = input[position]
             if byte == UInt8(ascii: "<") {
                 if starts(with: "</") {
@@ -87,7 +111,7 @@ private struct Parser {
                 } else if starts(with: "<![CDATA[") {
                     position += 9
                     let end = try find("]]>", what: "CDATA section")
-                    stack[stack.count - 1].text += input[position..<end]
+                    appendText(position..<end, to: &stack[stack.count - 1])
                     position = end + 3
                 } else if starts(with: "<!--") {
                     try comment()
@@ -105,7 +129,9 @@ private struct Parser {
                     }
                 }
             } else if byte == UInt8(ascii: "&") {
-                try reference(into: &stack[stack.count - 1].text)
+                var decoded: [UInt8] = []
+                try reference(into: &decoded)
+                appendText(decoded, to: &stack[stack.count - 1])
             } else {
                 let start = position
                 var carriageReturn = false
@@ -118,17 +144,18 @@ private struct Parser {
                     position += 1
                 }
                 if carriageReturn {
-                    stack[stack.count - 1].text += Self.normalizingLineEnds(input[start..<position])
+                    appendText(Self.normalizingLineEnds(input[start..<position]), to: &stack[stack.count - 1])
                 } else {
-                    stack[stack.count - 1].text += input[start..<position]
+                    appendText(start..<position, to: &stack[stack.count - 1])
                 }
             }
         }
     }
 
     func node(_ open: Open) -> XMLNode {
-        XMLNode(name: String(decoding: open.name, as: UTF8.self), attributes: open.attributes,
-                text: String(decoding: open.text, as: UTF8.self), children: open.children)
+        let text = if let run = open.textRun { String(decoding: input[run], as: UTF8.self) }
+            else { String(decoding: open.text ?? [], as: UTF8.self) }
+        return XMLNode(name: String(decoding: input[open.name], as: UTF8.self), attributes: open.attributes, text: text, children: open.children)
     }
 
     /// `<name attr="value" …` up to (not including) `>` or `/>`.
@@ -143,7 +170,7 @@ private struct Parser {
             guard position < input.count else { throw .malformed("unterminated start tag") }
             if input[position] == UInt8(ascii: ">") || starts(with: "/>") { return Open(name: name, attributes: attributes) }
             guard hadSpace else { throw .malformed("attributes must be separated by whitespace") }
-            let key = String(decoding: try self.name(), as: UTF8.self)
+            let key = String(decoding: input[try self.name()], as: UTF8.self)
             let quote = try openingQuote(else: "attribute \(key) needs a quoted value")
             var value: [UInt8] = []
             while true {
@@ -196,23 +223,24 @@ private struct Parser {
     }
 
     /// `</name>` closing the element named `expected`.
-    mutating func endTag(_ expected: [UInt8]) throws(WeChatXMLError) {
+    mutating func endTag(_ expected: Range<Int>) throws(WeChatXMLError) {
         position += 2
         let name = try self.name()
         skipSpaces()
-        guard name == expected else {
-            throw .malformed("</\(String(decoding: name, as: UTF8.self))> closes <\(String(decoding: expected, as: UTF8.self))>")
+        guard input[name].elementsEqual(input[expected]) else {
+            throw .malformed("</\(String(decoding: input[name], as: UTF8.self))> closes <\(String(decoding: input[expected], as: UTF8.self))>")
         }
         guard position < input.count, input[position] == UInt8(ascii: ">") else { throw .malformed("unterminated end tag") }
         position += 1
     }
 
-    mutating func name() throws(WeChatXMLError) -> [UInt8] {
+    /// A name, as its range in the input.
+    mutating func name() throws(WeChatXMLError) -> Range<Int> {
         let start = position
         guard position < input.count, isNameStart(input[position]) else { throw .malformed("a name was expected") }
         position += 1
         while position < input.count, isNameStart(input[position]) || isNameRest(input[position]) { position += 1 }
-        return Array(input[start..<position])
+        return start..<position
     }
 
     /// `&lt;` `&gt;` `&amp;` `&apos;` `&quot;` `&#N;` `&#xH;`, appended to `out` as UTF-8.
@@ -305,7 +333,7 @@ private struct Parser {
     mutating func processingInstruction() throws(WeChatXMLError) {
         position += 2
         let target = try name()
-        guard String(decoding: target, as: UTF8.self).lowercased() != "xml" else {
+        guard String(decoding: input[target], as: UTF8.self).lowercased() != "xml" else {
             throw .malformed("an XML declaration is only allowed at the start")
         }
         if starts(with: "?>") {
