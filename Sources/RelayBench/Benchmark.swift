@@ -266,7 +266,7 @@ public struct Benchmark: Sendable {
         let (done, finished) = AsyncStream.makeStream(of: Void.self)
         let started = ContinuousClock.now
         let cpuStarted = ProcessCPU.seconds()
-        try await withServer({ onListening in
+        let (seconds, cpu) = try await withServer({ onListening in
             try await RelayApplication.build(config: config, dependencies: RelayDependencies(
                 store: store, logger: quietLogger, onListening: onListening,
                 onDeliveryAttempt: { report in
@@ -275,9 +275,9 @@ public struct Benchmark: Sendable {
         }) { _ in
             var iterator = done.makeAsyncIterator()
             await iterator.next()
+            // Measured at the last acknowledgement, not after the relay has shut down.
+            return ((ContinuousClock.now - started).seconds, ProcessCPU.seconds() - cpuStarted)
         }
-        let seconds = (ContinuousClock.now - started).seconds
-        let cpu = ProcessCPU.seconds() - cpuStarted
         try await store.close()
         try? FileManager.default.removeItem(atPath: directory)
         return LoadResult(requests: count, failures: 0, seconds: seconds, latencies: [], cpuSeconds: cpu)

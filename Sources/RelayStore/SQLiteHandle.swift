@@ -32,7 +32,7 @@ struct SQLiteFailure: Error, CustomStringConvertible {
 /// (`SQLiteQueue`) with cached statements. Not thread-safe by itself: only `SQLiteQueue` uses it.
 final class SQLiteHandle {
     private var db: OpaquePointer?
-    private var statements: [String: OpaquePointer] = [:]
+    private var statements: [String: Prepared] = [:]
     /// Multi-row statements differ by their row count, so the cache is bounded.
     static let cacheLimit = 256
 
@@ -49,7 +49,7 @@ final class SQLiteHandle {
     deinit { close() }
 
     func close() {
-        for statement in statements.values { sqlite_nio_sqlite3_finalize(statement) }
+        for prepared in statements.values { sqlite_nio_sqlite3_finalize(prepared.statement) }
         statements = [:]
         if let db { sqlite_nio_sqlite3_close_v2(db) }
         db = nil
@@ -58,7 +58,7 @@ final class SQLiteHandle {
     /// Runs one statement and returns its rows.
     @discardableResult
     func query(_ sql: String, _ binds: [SQLiteData] = []) throws -> [StoreRow] {
-        let statement = try prepared(sql)
+        let (statement, cachedNames) = try prepared(sql)
         defer {
             sqlite_nio_sqlite3_reset(statement)
             sqlite_nio_sqlite3_clear_bindings(statement)
@@ -67,14 +67,15 @@ final class SQLiteHandle {
             try check(bind(value, at: Int32(index + 1), in: statement), sql)
         }
         var rows: [StoreRow] = []
-        var names: [String]?
+        var names = cachedNames
         while true {
             let code = sqlite_nio_sqlite3_step(statement)
             if code == SQLITE_DONE { return rows }
             guard code == SQLITE_ROW else { throw failure(code, sql) }
             let count = sqlite_nio_sqlite3_column_count(statement)
-            if names == nil {
+            if names?.count != Int(count) {
                 names = (0..<count).map { String(cString: sqlite_nio_sqlite3_column_name(statement, $0)) }
+                statements[sql]?.names = names
             }
             rows.append(StoreRow(names: names!, values: (0..<count).map { column($0, of: statement) }))
         }
@@ -82,20 +83,27 @@ final class SQLiteHandle {
 
     /// How often SQLite had to prepare the cached `sql` again (0 when it is not cached).
     func reprepares(of sql: String) -> Int32 {
-        statements[sql].map { sqlite_nio_sqlite3_stmt_status($0, SQLITE_STMTSTATUS_REPREPARE, 0) } ?? 0
+        statements[sql].map { sqlite_nio_sqlite3_stmt_status($0.statement, SQLITE_STMTSTATUS_REPREPARE, 0) } ?? 0
     }
 
-    private func prepared(_ sql: String) throws -> OpaquePointer {
-        if let statement = statements[sql] { return statement }
+    private func prepared(_ sql: String) throws -> (OpaquePointer, [String]?) {
+        if let prepared = statements[sql] { return (prepared.statement, prepared.names) }
         var statement: OpaquePointer?
         let code = sqlite_nio_sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard code == SQLITE_OK, let statement else { throw failure(code, sql) }
         if statements.count >= Self.cacheLimit {
-            for old in statements.values { sqlite_nio_sqlite3_finalize(old) }
+            for old in statements.values { sqlite_nio_sqlite3_finalize(old.statement) }
             statements = [:]
         }
-        statements[sql] = statement
-        return statement
+        statements[sql] = Prepared(statement: statement)
+        return (statement, nil)
+    }
+
+    /// A cached statement and its column names, read once (read again if a schema change gave
+    /// the statement a different number of columns).
+    private struct Prepared {
+        let statement: OpaquePointer
+        var names: [String]?
     }
 
     private func bind(_ value: SQLiteData, at index: Int32, in statement: OpaquePointer) -> Int32 {

@@ -8,8 +8,8 @@ extension SQLiteRelayStore {
         return try await write(isolated: false, durable: false) { db in
             let rows = try db.query(
                 Self.claimSQL(limit: limit),
-                [.text(owner), .integer(Self.millis(leaseUntil)), .integer(Self.millis(now)), .text(subscriptionId)]
-            ).map { (id: $0.column("id")?.string ?? "", attempts: $0.column("attempts")?.integer ?? 0, eventSeq: $0.column("event_seq")?.integer ?? 0) }
+                [.integer(Self.millis(now)), .text(subscriptionId), .text(owner), .integer(Self.millis(leaseUntil))]
+            ).map { (id: $0.values[0].string ?? "", attempts: $0.values[1].integer ?? 0, eventSeq: $0.values[2].integer ?? 0) }
             guard !rows.isEmpty else { return [] }
             // The events are read in the same work item, from the writer's warm cache, by their
             // rowid (`seq`) rather than through the index on their text id.
@@ -24,13 +24,15 @@ extension SQLiteRelayStore {
         }
     }
 
-    /// Takes up to `limit` due deliveries of subscription ?4 at time ?3 under owner ?1's lease
-    /// until ?2. The limit is written into the statement: SQLite prepares a statement again
-    /// whenever a bound LIMIT changes, and the room to claim changes all the time. Rows are
-    /// picked by rowid, which the due index carries, instead of a second lookup by text id.
+    /// Takes up to `limit` due deliveries of subscription ?2 at time ?1 under owner ?3's lease
+    /// until ?4. An in-flight delivery is due again when its lease expires, so `next_attempt_at`
+    /// holds the lease's end: the due index finds expired leases without reading every in-flight
+    /// row (which every claim and every wait for the next one did). The limit is written into the
+    /// statement: SQLite prepares a statement again whenever a bound LIMIT changes, and the room
+    /// to claim changes all the time. Rows are picked by rowid, which the due index carries.
     static func claimSQL(limit: Int) -> String {
         """
-        UPDATE deliveries SET status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+        UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?4, lease_owner = ?3, lease_expires_at = ?4, updated_at = ?1
         WHERE rowid IN (SELECT rid FROM (
             \(dueBranches(limit: limit).map { "SELECT * FROM (\($0))" }.joined(separator: " UNION ALL "))
         ) ORDER BY due, event_seq LIMIT \(limit))
@@ -38,31 +40,27 @@ extension SQLiteRelayStore {
         """
     }
 
-    /// Pending and failed deliveries come in index order; in-flight ones with an expired lease are
-    /// sorted, but there are at most `max_in_flight_per_subscription` per relay process of those.
+    /// Pending and failed deliveries are due at their next attempt, in-flight ones when their
+    /// lease expires (also `next_attempt_at`); each kind comes in index order.
     static func dueBranches(limit: Int) -> [String] {
-        [
-            dueBranch("d.status = 'pending' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at", limit: limit),
-            dueBranch("d.status = 'failed' AND d.next_attempt_at <= ?3", due: "d.next_attempt_at", limit: limit),
-            dueBranch("d.status = 'in_flight' AND d.lease_expires_at <= ?3", due: "d.lease_expires_at", limit: limit),
-        ]
+        ["pending", "failed", "in_flight"].map { dueBranch("d.status = '\($0)' AND d.next_attempt_at <= ?1", limit: limit) }
     }
 
     /// One kind of due delivery, read in `deliveries_due` order and cut at the limit, so a claim
     /// costs the same with a backlog of a million as with ten. (One query with an `OR` across
     /// statuses made SQLite sort the whole backlog on every claim: 24 ms at 20,000 pending.)
     /// An ordered user's delivery waits while an earlier one of the same user is unfinished.
-    /// (`CAST`: with a plain `= ?4` before an ORDER BY, SQLite prepares the statement again each
-    /// time ?4 is bound.)
-    static func dueBranch(_ condition: String, due: String, limit: Int) -> String {
+    /// (`CAST`: with a plain `= ?2` before an ORDER BY, SQLite prepares the statement again each
+    /// time ?2 is bound.)
+    static func dueBranch(_ condition: String, limit: Int) -> String {
         """
-        SELECT d.rowid AS rid, \(due) AS due, d.event_seq FROM deliveries d
-        WHERE d.subscription_id = CAST(?4 AS TEXT) AND \(condition) AND d.\(SQLiteSchema.unfinished)
+        SELECT d.rowid AS rid, d.next_attempt_at AS due, d.event_seq FROM deliveries d
+        WHERE d.subscription_id = CAST(?2 AS TEXT) AND \(condition) AND d.\(SQLiteSchema.unfinished)
           AND (d.order_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM deliveries e
                 WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
                   AND e.event_seq < d.event_seq AND e.\(SQLiteSchema.unfinished)))
-        ORDER BY \(due), d.event_seq LIMIT \(limit)
+        ORDER BY d.next_attempt_at, d.event_seq LIMIT \(limit)
         """
     }
 
@@ -130,12 +128,13 @@ extension SQLiteRelayStore {
         Self.optionalDate(try await reader.query(Self.nextDueSQL, [.text(subscriptionId)]).first?.column("due"))
     }
 
-    /// When the next delivery of subscription ?1 is due, whatever its status.
+    /// When the next delivery of subscription ?1 is due, whatever its status (an in-flight one's
+    /// `next_attempt_at` is its lease's end).
     static let nextDueSQL = """
         SELECT MIN(due) AS due FROM (
             SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE subscription_id = ?1 AND status = 'pending' AND \(SQLiteSchema.unfinished)
             UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'failed' AND \(SQLiteSchema.unfinished)
-            UNION ALL SELECT MIN(lease_expires_at) FROM deliveries
+            UNION ALL SELECT MIN(next_attempt_at) FROM deliveries
                 WHERE subscription_id = ?1 AND status = 'in_flight' AND \(SQLiteSchema.unfinished))
         """
 
