@@ -50,8 +50,10 @@ public protocol RelayStore: AuthorizationStore {
     func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int
     /// Gives claimed deliveries back (graceful shutdown): due again at once, no attempt counted.
     func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws
-    /// When the subscription's next delivery becomes due (nil when none is waiting).
-    func nextDueTime(subscriptionId: String) async throws -> Date?
+    /// When the subscription's next unclaimed delivery becomes due (nil when none is waiting).
+    /// Claimed ones are not counted: their attempts report back, and expired leases are found
+    /// by the claimer's regular wake-ups.
+    func nextDueTime(subscriptionId: String, now: Date) async throws -> Date?
     func delivery(id: String) async throws -> DeliveryRecord?
     func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord]
     func deliveries(eventId: String) async throws -> [DeliveryRecord]

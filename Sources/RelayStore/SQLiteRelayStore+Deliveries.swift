@@ -25,14 +25,19 @@ extension SQLiteRelayStore {
     }
 
     /// Takes up to `limit` due deliveries of subscription ?2 at time ?1 under owner ?3's lease
-    /// until ?4. An in-flight delivery is due again when its lease expires, so `next_attempt_at`
-    /// holds the lease's end: the due index finds expired leases without reading every in-flight
-    /// row (which every claim and every wait for the next one did). The limit is written into the
-    /// statement: SQLite prepares a statement again whenever a bound LIMIT changes, and the room
-    /// to claim changes all the time. Rows are picked by rowid, which the due index carries.
+    /// until ?4.
+    ///
+    /// A claim only writes the lease: the status stays `pending` or `failed` (reads show a leased
+    /// one as `in_flight`). Changing the status moved the delivery in two indexes, and that was
+    /// most of a claim's cost; now only the attempt's record touches the indexes. The due scan
+    /// steps over the leased deliveries at the head of the queue (at most twice
+    /// `max_in_flight_per_subscription` per process), and a lease that expires (its process died)
+    /// makes its delivery due again by itself. The limit is written into the statement: SQLite
+    /// prepares a statement again whenever a bound LIMIT changes, and the room to claim changes
+    /// all the time. Rows are picked by rowid, which the due index carries.
     static func claimSQL(limit: Int) -> String {
         """
-        UPDATE deliveries SET status = 'in_flight', next_attempt_at = ?4, lease_owner = ?3, lease_expires_at = ?4, updated_at = ?1
+        UPDATE deliveries SET lease_owner = ?3, lease_expires_at = ?4, updated_at = ?1
         WHERE rowid IN (SELECT rid FROM (
             \(dueBranches(limit: limit).map { "SELECT * FROM (\($0))" }.joined(separator: " UNION ALL "))
         ) ORDER BY due, event_seq LIMIT \(limit))
@@ -40,10 +45,17 @@ extension SQLiteRelayStore {
         """
     }
 
-    /// Pending and failed deliveries are due at their next attempt, in-flight ones when their
-    /// lease expires (also `next_attempt_at`); each kind comes in index order.
+    /// Pending and failed deliveries are due at their next attempt unless leased; each kind comes
+    /// in index order.
     static func dueBranches(limit: Int) -> [String] {
-        ["pending", "failed", "in_flight"].map { dueBranch("d.status = '\($0)' AND d.next_attempt_at <= ?1", limit: limit) }
+        ["pending", "failed"].map {
+            dueBranch("d.status = '\($0)' AND d.next_attempt_at <= ?1 AND \(unleased("d", at: "?1"))", limit: limit)
+        }
+    }
+
+    /// Not under a live lease at `time` (a parameter or column) — the condition is on `table`'s row.
+    static func unleased(_ table: String, at time: String) -> String {
+        "(\(table).lease_expires_at IS NULL OR \(table).lease_expires_at <= \(time))"
     }
 
     /// One kind of due delivery, read in `deliveries_due` order and cut at the limit, so a claim
@@ -90,7 +102,7 @@ extension SQLiteRelayStore {
             UPDATE deliveries SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, lease_owner = NULL,
                 lease_expires_at = NULL, updated_at = v.column5
             FROM (VALUES \(values)) AS v
-            WHERE deliveries.id = v.column1 AND deliveries.status = 'in_flight' AND deliveries.lease_owner = v.column2
+            WHERE deliveries.id = v.column1 AND deliveries.lease_owner = v.column2 AND deliveries.status IN ('pending', 'failed')
             """,
             writes.flatMap { w -> [SQLiteData] in
                 [.text(w.deliveryId), .text(w.owner), .text(w.status.rawValue), w.nextAttemptAt.map { .integer(millis($0)) } ?? .null,
@@ -99,14 +111,18 @@ extension SQLiteRelayStore {
     }
 
     /// One SQLite file serves one relay process, so at start every claim belongs to a dead one.
+    /// (Databases written before claims kept the status may hold `in_flight` rows: they become
+    /// due again too.)
     public func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int {
         try await write { db in
             try db.query(
                 """
-                UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                WHERE status = 'in_flight' AND \(SQLiteSchema.unfinished) RETURNING id
-                """, [.integer(Self.millis(now)), .integer(Self.millis(now))]).count
+                UPDATE deliveries SET
+                    status = CASE WHEN status != 'in_flight' THEN status WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
+                    next_attempt_at = CASE WHEN status = 'in_flight' THEN ?1 ELSE next_attempt_at END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+                WHERE (lease_owner IS NOT NULL OR status = 'in_flight') AND \(SQLiteSchema.unfinished) RETURNING id
+                """, [.integer(Self.millis(now))]).count
         }
     }
 
@@ -116,26 +132,26 @@ extension SQLiteRelayStore {
         try await write(isolated: false, durable: false) { db in
             _ = try db.query(
                 """
-                UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                WHERE status = 'in_flight' AND lease_owner = ? AND id IN (\(placeholders))
+                UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+                WHERE lease_owner = ? AND status IN ('pending', 'failed') AND id IN (\(placeholders))
                 """,
-                [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(owner)] + deliveryIds.map { .text($0) })
+                [.integer(Self.millis(now)), .text(owner)] + deliveryIds.map { .text($0) })
         }
     }
 
-    public func nextDueTime(subscriptionId: String) async throws -> Date? {
-        Self.optionalDate(try await reader.query(Self.nextDueSQL, [.text(subscriptionId)]).first?.column("due"))
+    public func nextDueTime(subscriptionId: String, now: Date) async throws -> Date? {
+        Self.optionalDate(try await reader.query(Self.nextDueSQL, [.text(subscriptionId), .integer(Self.millis(now))]).first?.column("due"))
     }
 
-    /// When the next delivery of subscription ?1 is due, whatever its status (an in-flight one's
-    /// `next_attempt_at` is its lease's end).
+    /// When the next unleased delivery of subscription ?1 at time ?2 is due. Leased ones are not
+    /// waited for: this process's own come back through their attempts, and a dead process's
+    /// lease is noticed by the claimer's wake-up at least once a second.
     static let nextDueSQL = """
         SELECT MIN(due) AS due FROM (
-            SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE subscription_id = ?1 AND status = 'pending' AND \(SQLiteSchema.unfinished)
-            UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE subscription_id = ?1 AND status = 'failed' AND \(SQLiteSchema.unfinished)
-            UNION ALL SELECT MIN(next_attempt_at) FROM deliveries
-                WHERE subscription_id = ?1 AND status = 'in_flight' AND \(SQLiteSchema.unfinished))
+            SELECT MIN(next_attempt_at) AS due FROM deliveries d
+                WHERE subscription_id = ?1 AND status = 'pending' AND \(SQLiteSchema.unfinished) AND \(unleased("d", at: "?2"))
+            UNION ALL SELECT MIN(next_attempt_at) FROM deliveries d
+                WHERE subscription_id = ?1 AND status = 'failed' AND \(SQLiteSchema.unfinished) AND \(unleased("d", at: "?2")))
         """
 
     public func delivery(id: String) async throws -> DeliveryRecord? {
@@ -146,7 +162,7 @@ extension SQLiteRelayStore {
         var sql = "SELECT * FROM deliveries WHERE 1 = 1"
         var binds: [SQLiteData] = []
         if let subscription = query.subscriptionId { sql += " AND subscription_id = ?"; binds.append(.text(subscription)) }
-        if let status = query.status { sql += " AND status = ?"; binds.append(.text(status.rawValue)) }
+        if let status = query.status { sql += " AND " + Self.statusCondition(status) }
         if let before = query.before { sql += " AND id < ?"; binds.append(.text(before)) }
         sql += " ORDER BY id DESC LIMIT ?"
         binds.append(.integer(max(1, min(query.limit, 500))))
@@ -172,7 +188,7 @@ extension SQLiteRelayStore {
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
                     updated_at = ?
-                WHERE id = ? AND status != 'in_flight'
+                WHERE id = ? AND status != 'in_flight' AND lease_owner IS NULL
                 """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(id)])
             return try db.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
         }
@@ -187,10 +203,10 @@ extension SQLiteRelayStore {
         return try await write { db in
             var count = 0
             for event in candidates {
-                let existing = try db.query("SELECT status FROM deliveries WHERE event_id = ? AND subscription_id = ?",
-                                                  [.text(event.id), .text(subscription.id)]).first?.column("status")?.string
+                let existing = try db.query("SELECT * FROM deliveries WHERE event_id = ? AND subscription_id = ?",
+                                                  [.text(event.id), .text(subscription.id)]).first.map { Self.delivery(from: $0).status }
                 if let existing {
-                    guard existing != DeliveryStatus.inFlight.rawValue, status == nil || status?.rawValue == existing else { continue }
+                    guard existing != .inFlight, status == nil || status == existing else { continue }
                     _ = try db.query(
                         """
                         UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
@@ -217,11 +233,23 @@ extension SQLiteRelayStore {
         FROM deliveries WHERE \(SQLiteSchema.unfinished)
         """
 
+    /// The SQL condition for deliveries that read as `status` (see `delivery(from:)`).
+    static func statusCondition(_ status: DeliveryStatus) -> String {
+        switch status {
+        case .inFlight: "(status = 'in_flight' OR (status IN ('pending', 'failed') AND lease_owner IS NOT NULL))"
+        case .pending, .failed: "(status = '\(status.rawValue)' AND lease_owner IS NULL)"
+        default: "status = '\(status.rawValue)'"
+        }
+    }
+
+    /// A leased pending or failed delivery is being attempted: it reads as in flight.
     static func delivery(from row: StoreRow) -> DeliveryRecord {
-        DeliveryRecord(
+        let stored = DeliveryStatus(rawValue: row.column("status")?.string ?? "") ?? .pending
+        let leased = !(row.column("lease_owner")?.isNull ?? true)
+        return DeliveryRecord(
             id: row.column("id")?.string ?? "", eventId: row.column("event_id")?.string ?? "",
             subscriptionId: row.column("subscription_id")?.string ?? "",
-            status: DeliveryStatus(rawValue: row.column("status")?.string ?? "") ?? .pending,
+            status: leased && (stored == .pending || stored == .failed) ? .inFlight : stored,
             attemptCount: row.column("attempts")?.integer ?? 0, nextAttemptAt: optionalDate(row.column("next_attempt_at")),
             createdAt: date(row.column("created_at")), updatedAt: date(row.column("updated_at")))
     }

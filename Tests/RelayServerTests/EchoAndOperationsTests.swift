@@ -85,7 +85,7 @@ struct FailingStore: RelayStore {
     func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws { throw Down() }
     func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws { throw Down() }
     func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int { throw Down() }
-    func nextDueTime(subscriptionId: String) async throws -> Date? { throw Down() }
+    func nextDueTime(subscriptionId: String, now: Date) async throws -> Date? { throw Down() }
     func delivery(id: String) async throws -> DeliveryRecord? { throw Down() }
     func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] { throw Down() }
     func deliveries(eventId: String) async throws -> [DeliveryRecord] { throw Down() }

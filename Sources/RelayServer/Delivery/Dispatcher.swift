@@ -204,7 +204,7 @@ final class Dispatcher: Service {
 
     /// Until the next delivery of the subscription is due, at most one second.
     private func waitBeforeNextClaim(subscriptionId: String) async -> Duration {
-        guard let due = try? await store.nextDueTime(subscriptionId: subscriptionId) else { return .seconds(1) }
+        guard let due = try? await store.nextDueTime(subscriptionId: subscriptionId, now: clock.now()) else { return .seconds(1) }
         let millis = Int(due.timeIntervalSince(clock.now()) * 1000)
         return .milliseconds(min(max(millis, 1), 1000))
     }
