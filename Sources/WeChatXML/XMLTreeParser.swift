@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Parses a document into an `XMLNode` tree, within `XMLLimits`.
 ///
 /// WeChat's XML is a small subset of XML 1.0 — elements, text, CDATA, the five predefined entities
@@ -348,15 +354,20 @@ private struct Parser {
 
     /// XML forbids most control characters and U+FFFE/U+FFFF anywhere, even as text.
     func rejectForbiddenCharacters() throws(WeChatXMLError) {
-        for index in input.indices {
-            let byte = input[index]
-            if byte < 0x20 && byte != 0x09 && byte != 0x0A && byte != 0x0D {
-                throw .malformed("control character 0x\(String(byte, radix: 16)) at byte \(index)")
+        // Over the raw buffer: this reads every byte of every push, and the array's bounds checks
+        // were most of its cost. Only the rare candidate bytes take the slow path.
+        let found: (index: Int, byte: UInt8)? = input.withUnsafeBufferPointer { bytes in
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == 0xEF else { continue }
+                if byte < 0x20 && byte != 0x09 && byte != 0x0A && byte != 0x0D { return (index, byte) }
+                if byte == 0xEF, index + 2 < bytes.count, bytes[index + 1] == 0xBF, bytes[index + 2] >= 0xBE { return (index, byte) }
             }
-            if byte == 0xEF, index + 2 < input.count, input[index + 1] == 0xBF, input[index + 2] >= 0xBE {
-                throw .malformed("non-character U+FFF\(input[index + 2] == 0xBE ? "E" : "F") at byte \(index)")
-            }
+            return nil
         }
+        guard let (index, byte) = found else { return }
+        if byte == 0xEF { throw .malformed("non-character U+FFF\(input[index + 2] == 0xBE ? "E" : "F") at byte \(index)") }
+        throw .malformed("control character 0x\(String(byte, radix: 16)) at byte \(index)")
     }
 
     // MARK: Scanning
@@ -379,19 +390,21 @@ private struct Parser {
     func find(_ terminator: StaticString, what: String) throws(WeChatXMLError) -> Int {
         let pattern = UnsafeBufferPointer(start: terminator.utf8Start, count: terminator.utf8CodeUnitCount)
         let first = pattern[0]
-        var index = position
-        while index + pattern.count <= input.count {
-            if input[index] == first {
-                var matched = true
-                for offset in 1..<pattern.count where input[index + offset] != pattern[offset] {
-                    matched = false
-                    break
-                }
-                if matched { return index }
+        // Over the raw buffer (a push's CDATA is most of its bytes), the first byte by `memchr`.
+        let found: Int? = input.withUnsafeBufferPointer { bytes in
+            guard let base = bytes.baseAddress else { return nil }
+            var index = position
+            while index + pattern.count <= bytes.count {
+                guard let hit = memchr(base + index, Int32(first), bytes.count - index) else { return nil }
+                index = UnsafePointer(hit.assumingMemoryBound(to: UInt8.self)) - base
+                guard index + pattern.count <= bytes.count else { return nil }
+                if (1..<pattern.count).allSatisfy({ bytes[index + $0] == pattern[$0] }) { return index }
+                index += 1
             }
-            index += 1
+            return nil
         }
-        throw .malformed("unterminated \(what)")
+        guard let found else { throw .malformed("unterminated \(what)") }
+        return found
     }
 
     mutating func skipPast(_ terminator: StaticString, what: String) throws(WeChatXMLError) {
