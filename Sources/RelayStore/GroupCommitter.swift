@@ -66,13 +66,24 @@ final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     /// Writers queued behind the group being committed (for tests).
     var pending: Int { state.withLock { $0.pending } }
 
+    /// Starts a timer that calls its closure after the delay (an event-loop timer, no task; tests
+    /// fire them by hand).
+    typealias Timer = @Sendable (TimeAmount, @escaping @Sendable () -> Void) -> Void
+    private let startTimer: Timer
+
+    static var eventLoopTimer: Timer {
+        { delay, fire in MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay, fire) }
+    }
+
     init(maxBatch: Int = 256, maxPending: Int = 4096, linger: TimeAmount = .zero,
-         mayWait: @escaping @Sendable (Item) -> Bool = { _ in false }, flush: @escaping Flush) {
+         mayWait: @escaping @Sendable (Item) -> Bool = { _ in false }, timer: @escaping Timer = eventLoopTimer,
+         flush: @escaping Flush) {
         self.flush = flush
         self.maxBatch = maxBatch
         self.maxPending = maxPending
         self.linger = linger
         self.mayWait = mayWait
+        self.startTimer = timer
     }
 
     /// Commits `item` (in a group with others) and returns its output.
@@ -100,13 +111,12 @@ final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
             await withCheckedContinuation { continuation in
                 // Decided and armed under the queue's lock, so a writer that queues meanwhile
                 // either is seen here or finds the bell armed and rings it.
-                let lingers = state.withLock { state in
-                    guard state.pending < maxBatch - 1, state.queue[state.head...].allSatisfy({ mayWait($0.item) }) else { return false }
-                    lingering.arm(continuation)
-                    return true
+                let armed = state.withLock { state -> UInt64? in
+                    guard state.pending < maxBatch - 1, state.queue[state.head...].allSatisfy({ mayWait($0.item) }) else { return nil }
+                    return lingering.arm(continuation)
                 }
-                if lingers {
-                    MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: linger) { [lingering] in lingering.ring() }
+                if let armed {
+                    startTimer(linger) { [lingering] in lingering.ring(ifArmedAs: armed) }
                 } else {
                     continuation.resume()
                 }
@@ -134,23 +144,43 @@ final class GroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     }
 }
 
-/// Ends a leader's lingering: rung by a writer that may not wait, a full batch, or an event-loop
-/// timer (no task). A timer left from an earlier linger may end a later one early; that only
-/// makes a group smaller.
+/// Ends a leader's lingering: rung by a writer that may not wait, a full batch, or the linger's
+/// timer. Each arming has its own number, and a timer rings only the arming it was started for:
+/// a timer left from an earlier linger (ended early by a writer) must not cut a later one short.
 private final class LingerBell: Sendable {
-    private let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
-
-    var isWaiting: Bool { waiter.withLock { $0 != nil } }
-
-    /// Makes `continuation` the one the next ring resumes.
-    func arm(_ continuation: CheckedContinuation<Void, Never>) {
-        waiter.withLock { $0 = continuation }
+    private struct State {
+        var waiter: CheckedContinuation<Void, Never>?
+        var armings: UInt64 = 0
     }
 
+    private let state = Mutex(State())
+
+    var isWaiting: Bool { state.withLock { $0.waiter != nil } }
+
+    /// Makes `continuation` the one the next ring resumes; returns this arming's number.
+    func arm(_ continuation: CheckedContinuation<Void, Never>) -> UInt64 {
+        state.withLock { state in
+            state.armings += 1
+            state.waiter = continuation
+            return state.armings
+        }
+    }
+
+    /// Ends the current linger, whichever arming it is.
     func ring() {
-        waiter.withLock { waiter in
-            defer { waiter = nil }
-            return waiter
-        }?.resume()
+        take(where: { _ in true })?.resume()
+    }
+
+    /// Ends the linger only if it is still arming number `arming`.
+    func ring(ifArmedAs arming: UInt64) {
+        take(where: { $0 == arming })?.resume()
+    }
+
+    private func take(where matches: (UInt64) -> Bool) -> CheckedContinuation<Void, Never>? {
+        state.withLock { state in
+            guard matches(state.armings) else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
     }
 }

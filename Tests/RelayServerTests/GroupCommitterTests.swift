@@ -57,6 +57,37 @@ import Testing
         #expect(groups.seen.withLock { $0 } == [["record"]])
     }
 
+    /// Linger timers started by the committer, fired by hand.
+    final class Timers: Sendable {
+        let started = Mutex<[@Sendable () -> Void]>([])
+        var timer: GroupCommitter<String, String>.Timer { { _, fire in self.started.withLock { $0.append(fire) } } }
+        var count: Int { started.withLock { $0.count } }
+        func fire(_ index: Int) { started.withLock { $0[index] }() }
+    }
+
+    /// The first linger is ended early by a claim, so its timer is still pending when the second
+    /// record lingers: firing it must leave the second linger alone (it used to end it).
+    @Test func aTimerLeftFromAnEarlierLingerDoesNotEndALaterOne() async throws {
+        let groups = Groups(), timers = Timers()
+        let committer = GroupCommitter<String, String>(linger: .hours(1), mayWait: { $0.hasPrefix("record") }, timer: timers.timer) {
+            groups.flush($0)
+        }
+        try await withThrowingTaskGroup(of: String.self) { group in
+            group.addTask { try await committer.submit("record 1") }
+            await Self.untilLingering(committer)
+            group.addTask { try await committer.submit("claim") }
+            _ = try await group.next()
+            _ = try await group.next()
+            group.addTask { try await committer.submit("record 2") }
+            while timers.count < 2 || !committer.isLingering { await Task.yield() }
+            timers.fire(0)
+            #expect(committer.isLingering, "the first linger's timer ended the second linger")
+            timers.fire(1)
+            #expect(try await group.next() == "record 2")
+        }
+        #expect(groups.seen.withLock { $0.map { Set($0) } } == [["record 1", "claim"], ["record 2"]])
+    }
+
     @Test func withoutRecordsNobodyLingers() async throws {
         let groups = Groups()
         let committer = Self.committer(groups, linger: .hours(1))
