@@ -84,6 +84,34 @@ import Testing
         }
     }
 
+    /// Every token request without a ticket would ask WeChat for a ticket push; it is asked at
+    /// most once in ten minutes (the time it takes to push one), once a minute while it refuses.
+    @Test func ticketPushesAreRequestedAtMostOnceInTenMinutes() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin, apiBase: base) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    let tokenPath = "/v1/components/\(Self.component)/access-token"
+                    for _ in 0..<3 { #expect(try await Self.call(client, .get, tokenPath).status == 503) }
+                    #expect(fake.calls(to: "api_start_push_ticket").count == 1)
+                    relay.clock.advance(by: 590)
+                    #expect(try await Self.call(client, .get, tokenPath).status == 503)
+                    #expect(fake.calls(to: "api_start_push_ticket").count == 1)
+                    relay.clock.advance(by: 11)
+                    fake.refuseTicketRequests()
+                    #expect(try await Self.call(client, .get, tokenPath).status == 503)
+                    #expect(fake.calls(to: "api_start_push_ticket").count == 2)
+                    // Refused: asked again after a minute, not ten.
+                    relay.clock.advance(by: 30)
+                    #expect(try await Self.call(client, .get, tokenPath).status == 503)
+                    #expect(fake.calls(to: "api_start_push_ticket").count == 2)
+                    relay.clock.advance(by: 31)
+                    #expect(try await Self.call(client, .get, tokenPath).status == 503)
+                    #expect(fake.calls(to: "api_start_push_ticket").count == 3)
+                }
+            }
+        }
+    }
+
     @Test func aTicketPastItsValidityTriggersANewTicketPush() async throws {
         try await Self.withRelay { relay, fake, client async throws in
             relay.clock.advance(by: 13 * 3600)

@@ -25,6 +25,7 @@ public final class FakeWeChat: Sendable {
         var accessTokens: [String: String] = [:]       // access token -> authorizer appid
         var counter = 0
         var calls: [Call] = []
+        var refusesTicketRequests = false
     }
 
     private let state = Mutex(State())
@@ -61,6 +62,9 @@ public final class FakeWeChat: Sendable {
 
     public func addTicket(_ ticket: String) { state.withLock { _ = $0.validTickets.insert(ticket) } }
 
+    /// From now on `api_start_push_ticket` answers 40125, as WeChat does for a wrong AppSecret.
+    public func refuseTicketRequests() { state.withLock { $0.refusesTicketRequests = true } }
+
     /// A merchant authorized: WeChat has a code for `authorizer`.
     public func addAuthCode(_ code: String, authorizer: String) { state.withLock { $0.authCodes[code] = authorizer } }
 
@@ -93,6 +97,7 @@ public final class FakeWeChat: Sendable {
                 s.componentTokens.insert(issued)
                 return #"{"component_access_token":"\#(issued)","expires_in":7200}"#
             case "/cgi-bin/component/api_start_push_ticket":
+                if s.refusesTicketRequests { return Self.error(40125, "invalid appsecret") }
                 return #"{"errcode":0,"errmsg":"ok"}"#
             case "/cgi-bin/component/api_create_preauthcode":
                 if let error = needsComponentToken() { return error }

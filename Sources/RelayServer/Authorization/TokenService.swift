@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RelayCore
+import Synchronization
 
 /// Hands out valid WeChat tokens so no internal service calls WeChat's token APIs itself.
 ///
@@ -20,6 +21,13 @@ final class TokenService: Sendable {
     let owner = "tokens-" + UUID().uuidString.prefix(8).lowercased()
     private let flights = SingleFlight<StoredToken>()
     private let ticketRequests = SingleFlight<Bool>()
+    /// When each component last asked WeChat for a ticket push, and whether WeChat accepted.
+    private let lastTicketRequest = Mutex<[String: (at: Date, accepted: Bool)]>([:])
+    /// WeChat pushes a ticket within about ten minutes of an accepted request, so asking again
+    /// sooner only spends the API's quota — yet every token request without a ticket would ask.
+    let ticketRequestInterval: TimeInterval = 600
+    /// After a refused or failed request, the wait before the next one.
+    let ticketRetryInterval: TimeInterval = 60
 
     init(store: any AuthorizationStore, tickets: any RelayStore, api: WeChatAPIClient, components: [ComponentCredentials],
          clock: any RelayClock, metrics: RelayMetrics, logger: Logger) {
@@ -73,15 +81,27 @@ final class TokenService: Sendable {
         }
     }
 
-    /// Asks WeChat to (re)start pushing tickets; several callers at once make one call.
+    /// Asks WeChat to (re)start pushing tickets; several callers at once make one call, and
+    /// callers within `ticketRequestInterval` of an accepted call (`ticketRetryInterval` of a
+    /// failed one) make none.
     private func requestTicket(_ component: ComponentCredentials) async {
+        let now = clock.now()
+        if let last = lastTicketRequest.withLock({ $0[component.appid] }),
+           now.timeIntervalSince(last.at) < (last.accepted ? ticketRequestInterval : ticketRetryInterval) {
+            logger.debug("a ticket push was requested recently; not asking again yet", metadata: ["component_appid": .string(component.appid)])
+            return
+        }
         _ = try? await ticketRequests.run(component.appid) {
+            let accepted: Bool
             do {
                 try await self.api.startPushTicket(appid: component.appid, secret: component.appsecret)
                 self.logger.notice("asked WeChat to push a component_verify_ticket", metadata: ["component_appid": .string(component.appid)])
+                accepted = true
             } catch {
                 self.logger.error("api_start_push_ticket failed", metadata: ["component_appid": .string(component.appid), "error": "\(error)"])
+                accepted = false
             }
+            self.lastTicketRequest.withLock { $0[component.appid] = (self.clock.now(), accepted) }
             return true
         }
     }
