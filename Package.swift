@@ -73,6 +73,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            // The admin API's OpenAPI document, compiled into the binary: served and printed by
+            // the relay itself, so it cannot go missing beside a copied executable.
+            resources: [.embedInCode("Admin/openapi.yaml")],
             swiftSettings: strict
         ),
         // `relay bench`: load generator and scenarios, kept out of the server module.
@@ -126,6 +129,7 @@ let package = Package(
                 "RelayServer", "RelayCore", "RelayStore", "WeChatCrypto", "WeChatXML", "RelayTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: testSettings
         ),

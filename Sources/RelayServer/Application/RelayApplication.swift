@@ -35,6 +35,30 @@ public struct RelayDependencies: Sendable {
 /// tests both call it.
 public enum RelayApplication {
     public static func build(config: RelayConfig, dependencies: RelayDependencies) async throws -> some ApplicationProtocol {
+        let parts = try await parts(config: config, dependencies: dependencies)
+        let onListening = dependencies.onListening
+        let logger = dependencies.logger
+        return Application(
+            router: parts.router,
+            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
+            services: parts.services,
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("relay listening", metadata: ["host": .string(config.server.host), "port": "\(port)"])
+                await onListening(port)
+            },
+            logger: dependencies.logger)
+    }
+
+    /// The routes and the services, not yet assembled. The services own `httpClient` (its
+    /// service shuts it down); whoever builds the parts without running them shuts it down.
+    struct Parts {
+        let router: Router<BasicRequestContext>
+        let services: [any Service]
+        let httpClient: HTTPClient
+    }
+
+    static func parts(config: RelayConfig, dependencies: RelayDependencies) async throws -> Parts {
         let router = Router(context: BasicRequestContext.self)
         let store = dependencies.store
         let registry = SubscriptionRegistry(try await store.syncConfigSubscriptions(
@@ -73,23 +97,15 @@ public enum RelayApplication {
         EventRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock).register(on: admin)
         AuthorizationRoutes(authorization: authorization, links: links, store: store, clock: dependencies.clock).register(on: admin)
         ProxyRoutes(tokens: tokens, api: api).register(on: admin)
+        OpenAPIDocument.register(on: admin)
         OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo).register(on: router)
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,
                                         clock: dependencies.clock, logger: dependencies.logger)
-        let onListening = dependencies.onListening
-        let logger = dependencies.logger
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
-            services: [HTTPClientService(client: httpClient), retention, dispatcher,
-                       TokenRefreshService(authorization: authorization, logger: dependencies.logger), releaseTestWorker],
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? 0
-                logger.info("relay listening", metadata: ["host": .string(config.server.host), "port": "\(port)"])
-                await onListening(port)
-            },
-            logger: dependencies.logger)
+        return Parts(router: router,
+                     services: [HTTPClientService(client: httpClient), retention, dispatcher,
+                                TokenRefreshService(authorization: authorization, logger: dependencies.logger), releaseTestWorker],
+                     httpClient: httpClient)
     }
 }
 
