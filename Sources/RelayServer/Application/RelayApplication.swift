@@ -99,6 +99,9 @@ public enum RelayApplication {
         ProxyRoutes(tokens: tokens, api: api).register(on: admin)
         OpenAPIDocument.register(on: admin)
         OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo).register(on: router)
+        DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
+                        components: config.wechat.components.map(\.appid),
+                        secureCookie: config.server.publicURL.lowercased().hasPrefix("https://")).register(on: router)
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,
                                         clock: dependencies.clock, logger: dependencies.logger)

@@ -87,30 +87,25 @@ enum OnboardingPage {
     static func start(pc: String, mobile: String) -> String {
         page(title: "Authorize your account", body: """
             <p>Connect your Official Account or Mini Program to this platform. You will confirm on WeChat.</p>
-            <p><a class="button" href="\(escape(pc))">Authorize on PC (scan a QR code)</a></p>
-            <p><a class="button" href="\(escape(mobile))">Authorize on mobile (inside WeChat)</a></p>
+            <p><a class="button" href="\(HTML.escape(pc))">Authorize on PC (scan a QR code)</a></p>
+            <p><a class="button" href="\(HTML.escape(mobile))">Authorize on mobile (inside WeChat)</a></p>
             """)
     }
 
     static func message(title: String, text: String) -> String {
-        page(title: title, body: "<p>\(escape(text))</p>")
+        page(title: title, body: "<p>\(HTML.escape(text))</p>")
     }
 
     private static func page(title: String, body: String) -> String {
         """
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>\(escape(title))</title>
+        <title>\(HTML.escape(title))</title>
         <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
         .button{display:block;text-align:center;padding:.9rem;border-radius:.5rem;background:#07c160;color:#fff;text-decoration:none}</style>
-        </head><body><h1>\(escape(title))</h1>
+        </head><body><h1>\(HTML.escape(title))</h1>
         \(body)
         </body></html>
         """
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 }

@@ -1,0 +1,138 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import RelayCore
+import WeChatCrypto
+
+/// `/dashboard`: the relay at a glance for operators — queue, components, authorizers,
+/// subscriptions with replay, failing and dead deliveries with retry, recent events. It takes the
+/// admin token as a bearer header or through a sign-in form that sets a session cookie; without
+/// `admin.token` it is off (404), like the admin API. Forms post back to the same origin only.
+struct DashboardRoutes: Sendable {
+    let store: any RelayStore
+    let dispatcher: Dispatcher
+    let clock: any RelayClock
+    let adminToken: String?
+    let components: [String]
+    /// Whether the relay is reached over https (`server.public_url`): the cookie is then `Secure`.
+    let secureCookie: Bool
+
+    var session: DashboardSession? { adminToken.map { DashboardSession(adminToken: $0, secure: secureCookie) } }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/dashboard") { request, context in
+            try await guarded(request, post: false) {
+                do {
+                    return HTML.response(.ok, DashboardPage.overview(try await snapshot(), notice: notice(request)))
+                } catch {
+                    context.logger.error("dashboard cannot read the store", metadata: ["error": "\(error)"])
+                    return HTML.response(.serviceUnavailable, "<p>The store cannot be read right now; see the relay's log.</p>")
+                }
+            }
+        }
+        router.post("/dashboard/sign-in") { request, _ in
+            guard let session, let adminToken else { return Self.off }
+            guard isSameOrigin(request) else { return Self.crossOrigin }
+            let token = try await form(request)["token"] ?? ""
+            guard constantTimeEquals(Array(token.utf8), Array(adminToken.utf8)) else {
+                return HTML.response(.unauthorized, DashboardPage.signIn(failed: true))
+            }
+            return Self.redirect("/dashboard", cookie: session.setCookie(session.issue(now: clock.now())))
+        }
+        router.post("/dashboard/sign-out") { request, _ in
+            guard let session else { return Self.off }
+            guard isSameOrigin(request) else { return Self.crossOrigin }
+            return Self.redirect("/dashboard", cookie: session.clearCookie)
+        }
+        router.post("/dashboard/deliveries/{id}/retry") { request, context in
+            try await guarded(request, post: true) {
+                let id = context.parameters.get("id") ?? ""
+                guard let delivery = try await store.retryDelivery(id: id, now: clock.now()) else {
+                    return Self.redirect("/dashboard?done=missing")
+                }
+                dispatcher.notify(subscriptionIds: [delivery.subscriptionId])
+                return Self.redirect("/dashboard?done=retried&id=\(Self.queryValue(id))")
+            }
+        }
+        router.post("/dashboard/subscriptions/{id}/replay") { request, context in
+            try await guarded(request, post: true) {
+                let id = context.parameters.get("id") ?? ""
+                guard let subscription = try await store.subscription(id: id) else { return Self.redirect("/dashboard?done=missing") }
+                guard let hours = try await form(request)["hours"].flatMap(Int.init), (1...720).contains(hours) else {
+                    return HTML.response(.badRequest, "<p>hours must be a whole number from 1 to 720.</p>")
+                }
+                let now = clock.now()
+                let count = try await store.replay(subscription: subscription, since: now.addingTimeInterval(-Double(hours) * 3600),
+                                                   until: now.addingTimeInterval(1), status: nil, now: now)
+                dispatcher.notify(subscriptionIds: [subscription.id])
+                return Self.redirect("/dashboard?done=replayed&id=\(Self.queryValue(id))&count=\(count)")
+            }
+        }
+    }
+
+    /// Runs `page` for a signed-in operator; answers the sign-in form otherwise.
+    private func guarded(_ request: Request, post: Bool, _ page: () async throws -> Response) async throws -> Response {
+        guard let session, let adminToken else { return Self.off }
+        if post, !isSameOrigin(request) { return Self.crossOrigin }
+        let bearer = request.headers[.authorization].map { $0.hasPrefix("Bearer ") && constantTimeEquals(Array($0.dropFirst(7).utf8), Array(adminToken.utf8)) }
+        let cookie = DashboardSession.value(inCookieHeader: request.headers[.cookie]).map { session.isValid($0, now: clock.now()) }
+        guard bearer == true || cookie == true else { return HTML.response(.unauthorized, DashboardPage.signIn(failed: false)) }
+        return try await page()
+    }
+
+    /// A browser names the page a form came from in `Origin`; it must be this relay. (The cookie is
+    /// `SameSite=Strict` as well; this also covers browsers that ignore that.) Clients that send
+    /// no `Origin`, like curl with a bearer token, are not browsers submitting someone's form.
+    private func isSameOrigin(_ request: Request) -> Bool {
+        guard let origin = request.headers[.origin] else { return true }
+        guard let url = URLComponents(string: origin), let host = url.host, let authority = request.head.authority else { return false }
+        return (url.port.map { "\(host):\($0)" } ?? host) == authority
+    }
+
+    private func form(_ request: Request) async throws -> [String: String] {
+        let body = try await request.body.collect(upTo: 16_384)
+        var components = URLComponents()
+        components.percentEncodedQuery = String(buffer: body).replacingOccurrences(of: "+", with: "%20")
+        return Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+    }
+
+    private func notice(_ request: Request) -> String? {
+        let query = request.uri.queryParameters
+        let id = query["id"].map(String.init) ?? ""
+        switch query["done"].map(String.init) {
+        case "retried": return "Delivery \(id) is due again."
+        case "replayed": return "Subscription \(id): \(query["count"].map(String.init) ?? "0") deliveries made due again."
+        case "missing": return "It no longer exists."
+        default: return nil
+        }
+    }
+
+    private func snapshot() async throws -> DashboardSnapshot {
+        var components: [DashboardSnapshot.Component] = []
+        for appid in self.components {
+            components.append(.init(appid: appid, ticketReceivedAt: try await store.ticket(componentAppid: appid)?.receivedAt,
+                                    tokenExpiresAt: try await store.componentToken(appid: appid)?.expiresAt))
+        }
+        var events: [(event: RelayEvent, deliveries: [DeliveryRecord])] = []
+        for event in try await store.events(EventQuery(limit: 20)) { events.append((event, try await store.deliveries(eventId: event.id))) }
+        let troubled = try await store.deliveries(DeliveryQuery(status: .failed, limit: 50))
+            + store.deliveries(DeliveryQuery(status: .dead, limit: 50))
+        return DashboardSnapshot(now: clock.now(), queue: try await store.queueStats(), components: components,
+                                 authorizers: try await store.authorizers(), subscriptions: try await store.subscriptions(),
+                                 events: events, troubled: Array(troubled.sorted { $0.id > $1.id }.prefix(50)))
+    }
+
+    static let off = HTML.response(.notFound, "<p>The dashboard is off: set admin.token in relay.yml to turn it on.</p>")
+    static let crossOrigin = HTML.response(.forbidden, "<p>This form can only be sent from the relay's own dashboard.</p>")
+
+    static func redirect(_ location: String, cookie: String? = nil) -> Response {
+        var headers: HTTPFields = [.location: location, .cacheControl: "no-store"]
+        if let cookie { headers[.setCookie] = cookie }
+        return Response(status: .seeOther, headers: headers)
+    }
+
+    static func queryValue(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import RelayCore
+@testable import RelayServer
+import RelayTestSupport
+import Testing
+
+/// `/dashboard`: off without an admin token, a sign-in form without credentials, a session cookie
+/// (HttpOnly, SameSite=Strict) or the bearer token to get in, escaped content, and retry and
+/// replay buttons that work — from the relay's own pages only.
+@Suite struct DashboardTests {
+    static let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+
+    static func page(_ client: some TestClientProtocol, _ uri: String = "/dashboard", headers: HTTPFields = [:])
+        async throws -> (status: HTTPResponse.Status, body: String) {
+        try await client.execute(uri: uri, method: .get, headers: headers) { ($0.status, String(buffer: $0.body)) }
+    }
+
+    static func post(_ client: some TestClientProtocol, _ uri: String, form body: String = "", headers: HTTPFields = [:])
+        async throws -> TestResponse {
+        var all = Self.form
+        all.append(contentsOf: headers)
+        return try await client.execute(uri: uri, method: .post, headers: all, body: ByteBuffer(string: body)) { $0 }
+    }
+
+    /// Signs in with the form and returns the `Cookie` header value to send back.
+    static func signIn(_ client: some TestClientProtocol) async throws -> String {
+        let answer = try await post(client, "/dashboard/sign-in", form: "token=\(AdminAPITests.token)")
+        #expect(answer.status == .seeOther)
+        #expect(answer.headers[.location] == "/dashboard")
+        let cookie = try #require(answer.headers[.setCookie])
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/dashboard", "Max-Age=43200"] {
+            #expect(cookie.contains(attribute), "\(cookie) lacks \(attribute)")
+        }
+        #expect(!cookie.contains("Secure"))  // the test relay's public URL is http
+        return String(cookie.prefix { $0 != ";" })
+    }
+
+    /// A relay whose one subscriber always fails, holding one dead delivery (no retries), signed in.
+    static func withDeadDelivery(_ body: @Sendable (TestRelay, any TestClientProtocol, Reports, DeliveryRecord, String) async throws -> Void)
+        async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 500) }) { _, port in
+            let yaml = AdminAPITests.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:\(port)/", schedule: "[]")
+            try await TestRelay.with(extraYAML: yaml) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush(content: "dead letter"))
+                    #expect(try await reports.next(1).first?.verdict == .dead)
+                    let dead = try #require(try await relay.store.deliveries(DeliveryQuery(status: .dead, limit: 5)).first)
+                    try await body(relay, client, reports, dead, try await signIn(client))
+                }
+            }
+        }
+    }
+
+    @Test func withoutAnAdminTokenTheDashboardIsOff() async throws {
+        try await TestRelay.with { relay in
+            try await relay.application().test(.router) { client async throws in
+                #expect(try await Self.page(client).status == .notFound)
+                #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=x").status == .notFound)
+            }
+        }
+    }
+
+    @Test func signingInWithTheFormOrTheBearerToken() async throws {
+        try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/hook")) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let anonymous = try await Self.page(client)
+                #expect(anonymous.status == .unauthorized)
+                #expect(anonymous.body.contains(#"<form method="post" action="/dashboard/sign-in">"#))
+                let wrong = try await Self.post(client, "/dashboard/sign-in", form: "token=guess")
+                #expect(wrong.status == .unauthorized)
+                #expect(String(buffer: wrong.body).contains("not the admin token"))
+                #expect(wrong.headers[.setCookie] == nil)
+
+                let cookie = try await Self.signIn(client)
+                let signedIn = try await Self.page(client, headers: [.cookie: cookie])
+                #expect(signedIn.status == .ok)
+                #expect(signedIn.body.contains("<td>crm</td>"))
+                let bearer = try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"])
+                #expect(bearer.status == .ok)
+                // A forged or expired cookie does not get in.
+                let expiry = Int(relay.clock.now().timeIntervalSince1970) + 3600
+                #expect(try await Self.page(client, headers: [.cookie: "relay_session=\(expiry).00"]).status == .unauthorized)
+                relay.clock.advance(by: DashboardSession.lifetime + 1)
+                #expect(try await Self.page(client, headers: [.cookie: cookie]).status == .unauthorized)
+
+                let out = try await Self.post(client, "/dashboard/sign-out")
+                #expect(out.status == .seeOther)
+                #expect(out.headers[.setCookie]?.contains("Max-Age=0") == true)
+            }
+        }
+    }
+
+    /// A dead delivery is listed with a Retry button that makes it due again; a subscription's
+    /// Replay form makes the last hours due again. Values that came from WeChat are escaped.
+    @Test func retryAndReplayFromThePage() async throws {
+        try await Self.withDeadDelivery { relay, client, reports, dead, cookie in
+            try await relay.store.saveAuthorizer(Authorizer(
+                appid: "wxmarkup", componentAppid: TestCredentials.componentAppid, name: "<script>alert(1)</script>",
+                permissions: [1], authorizedAt: relay.clock.now()))
+            let page = try await Self.page(client, headers: [.cookie: cookie]).body
+            #expect(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+            #expect(!page.contains("<script>"))
+            #expect(page.contains(#"action="/dashboard/deliveries/\#(dead.id)/retry""#))
+
+            let retried = try await Self.post(client, "/dashboard/deliveries/\(dead.id)/retry", headers: [.cookie: cookie])
+            #expect(retried.status == .seeOther)
+            #expect(retried.headers[.location] == "/dashboard?done=retried&id=\(dead.id.replacingOccurrences(of: "_", with: "%5F"))")
+            #expect(try await reports.next(1).first?.deliveryId == dead.id)  // attempted again (and dead again)
+            let notice = try await Self.page(client, retried.headers[.location]!, headers: [.cookie: cookie]).body
+            #expect(notice.contains("Delivery \(dead.id) is due again."))
+
+            let replayed = try await Self.post(client, "/dashboard/subscriptions/crm/replay", form: "hours=2", headers: [.cookie: cookie])
+            #expect(replayed.status == .seeOther)
+            #expect(replayed.headers[.location]?.hasSuffix("&count=1") == true)
+            #expect(try await reports.next(1).first?.deliveryId == dead.id)
+            let bad = try await Self.post(client, "/dashboard/subscriptions/crm/replay", form: "hours=0", headers: [.cookie: cookie])
+            #expect(bad.status == .badRequest)
+        }
+    }
+
+    /// The forms only work from the relay's own pages: a browser posting from elsewhere names
+    /// its page in `Origin`. Nor does anything happen without a session.
+    @Test func formsFromAnotherSiteOrWithoutASessionChangeNothing() async throws {
+        try await Self.withDeadDelivery { relay, client, _, dead, cookie in
+            let forged = try await Self.post(client, "/dashboard/deliveries/\(dead.id)/retry",
+                                             headers: [.cookie: cookie, .origin: "https://evil.example"])
+            #expect(forged.status == .forbidden)
+            let anonymous = try await Self.post(client, "/dashboard/deliveries/\(dead.id)/retry", headers: [.origin: "http://localhost"])
+            #expect(anonymous.status == .unauthorized)
+            #expect(try await relay.store.delivery(id: dead.id)?.status == .dead)
+            let signInElsewhere = try await Self.post(client, "/dashboard/sign-in", form: "token=\(AdminAPITests.token)",
+                                                      headers: [.origin: "https://evil.example"])
+            #expect(signInElsewhere.status == .forbidden && signInElsewhere.headers[.setCookie] == nil)
+            // From the relay's own origin it works.
+            let own = try await Self.post(client, "/dashboard/deliveries/\(dead.id)/retry", headers: [.cookie: cookie, .origin: "http://localhost"])
+            #expect(own.status == .seeOther)
+        }
+    }
+
+    @Test func escapingCoversEveryCharacterThatEndsTextOrAnAttribute() {
+        #expect(HTML.escape(#"<a href="x" title='y'>&amp;</a>"#) == "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;")
+        #expect(HTML.escape("你好") == "你好")
+    }
+}
