@@ -31,11 +31,12 @@ struct DashboardRoutes: Sendable {
                 }
             }
         }
-        router.post("/dashboard/sign-in") { request, _ in
+        router.post("/dashboard/sign-in") { request, context in
             guard let session, let adminToken else { return Self.off }
             guard isSameOrigin(request) else { return Self.crossOrigin }
             let token = try await form(request)["token"] ?? ""
             guard constantTimeEquals(Array(token.utf8), Array(adminToken.utf8)) else {
+                context.logger.notice("dashboard sign-in refused: wrong admin token")
                 return HTML.response(.unauthorized, DashboardPage.signIn(failed: true))
             }
             return Self.redirect("/dashboard", cookie: session.setCookie(session.issue(now: clock.now())))
