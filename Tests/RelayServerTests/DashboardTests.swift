@@ -140,6 +140,23 @@ import Testing
         }
     }
 
+    @Test func aLargePlatformSeesItsLatestAuthorizers() async throws {
+        try await TestRelay.with(extraYAML: AdminAPITests.yaml()) { relay in
+            let start = relay.clock.now()
+            for i in 0...DashboardPage.maxAuthorizers {
+                try await relay.store.saveAuthorizer(Authorizer(appid: String(format: "wx%016d", i), componentAppid: TestCredentials.componentAppid,
+                                                                authorizedAt: start.addingTimeInterval(Double(i))))
+            }
+            try await relay.application().test(.router) { client async throws in
+                let page = try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"]).body
+                #expect(page.contains("Authorizers (\(DashboardPage.maxAuthorizers + 1))"))
+                #expect(page.contains("The \(DashboardPage.maxAuthorizers) most recent"))
+                #expect(page.contains(String(format: "wx%016d", DashboardPage.maxAuthorizers)))
+                #expect(!page.contains(String(format: "wx%016d", 0)))
+            }
+        }
+    }
+
     @Test func escapingCoversEveryCharacterThatEndsTextOrAnAttribute() {
         #expect(HTML.escape(#"<a href="x" title='y'>&amp;</a>"#) == "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;")
         #expect(HTML.escape("你好") == "你好")

@@ -22,6 +22,8 @@ struct DashboardSnapshot: Sendable {
 /// The dashboard's HTML: plain server-rendered tables and forms, no script. Every value from the
 /// store or WeChat (names, ids, types) is escaped.
 enum DashboardPage {
+    static let maxAuthorizers = 200
+
     static func signIn(failed: Bool) -> String {
         page(title: "WeChat Relay — sign in", body: """
             \(failed ? #"<p class="bad">That is not the admin token.</p>"# : "")
@@ -35,6 +37,8 @@ enum DashboardPage {
 
     static func overview(_ s: DashboardSnapshot, notice: String?) -> String {
         let oldest = s.queue.oldestPendingCreatedAt.map { age(s.now.timeIntervalSince($0)) } ?? "—"
+        // A large platform has thousands of authorizers; the page shows the latest.
+        let shown = s.authorizers.sorted { $0.authorizedAt > $1.authorizedAt }.prefix(maxAuthorizers)
         return page(title: "WeChat Relay", body: """
             <form method="post" action="/dashboard/sign-out" class="right"><button>Sign out</button></form>
             \(notice.map { "<p class=\"notice\">\(HTML.escape($0))</p>" } ?? "")
@@ -45,10 +49,11 @@ enum DashboardPage {
                 [cell(c.appid), cell(c.ticketReceivedAt.map { "\(age(s.now.timeIntervalSince($0))) ago" } ?? "no ticket yet"),
                  cell(c.tokenExpiresAt.map(time) ?? "—")]
             }))
-            <h2>Authorizers</h2>
-            \(table(["AppID", "name", "type", "status", "component", "authorized"], s.authorizers.map { a in
+            <h2>Authorizers (\(s.authorizers.count))</h2>
+            \(table(["AppID", "name", "type", "status", "component", "authorized"], shown.map { a in
                 [cell(a.appid), cell(a.name ?? "—"), cell(a.type ?? "—"), cell(a.status.rawValue), cell(a.componentAppid), cell(time(a.authorizedAt))]
             }))
+            \(s.authorizers.count > shown.count ? "<p class=\"quiet\">The \(shown.count) most recent; all of them: <code>GET /v1/authorizers</code>.</p>" : "")
             <h2>Subscriptions</h2>
             \(table(["id", "url", "AppIDs", "events", "status", "source", "replay"], s.subscriptions.map { sub in
                 [cell(sub.id), cell(sub.url), cell(sub.appids.joined(separator: ", ")), cell(sub.events.joined(separator: ", ")),
