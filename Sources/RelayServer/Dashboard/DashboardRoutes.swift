@@ -76,9 +76,10 @@ struct DashboardRoutes: Sendable {
     private func guarded(_ request: Request, post: Bool, _ page: () async throws -> Response) async throws -> Response {
         guard let session, let adminToken else { return Self.off }
         if post, !isSameOrigin(request) { return Self.crossOrigin }
-        let bearer = request.headers[.authorization].map { $0.hasPrefix("Bearer ") && constantTimeEquals(Array($0.dropFirst(7).utf8), Array(adminToken.utf8)) }
         let cookie = DashboardSession.value(inCookieHeader: request.headers[.cookie]).map { session.isValid($0, now: clock.now()) }
-        guard bearer == true || cookie == true else { return HTML.response(.unauthorized, DashboardPage.signIn(failed: false)) }
+        guard BearerToken.matches(adminToken, in: request) || cookie == true else {
+            return HTML.response(.unauthorized, DashboardPage.signIn(failed: false))
+        }
         return try await page()
     }
 

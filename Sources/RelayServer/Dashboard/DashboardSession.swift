@@ -45,6 +45,6 @@ struct DashboardSession: Sendable {
 
     private func mac(_ expiry: String) -> String {
         let code = HMAC<SHA256>.authenticationCode(for: Array(("dashboard-session:" + expiry).utf8), using: SymmetricKey(data: Array(adminToken.utf8)))
-        return code.map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(code)
     }
 }
