@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
@@ -56,6 +57,7 @@ let package = Package(
             dependencies: [
                 "RelayCore",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -82,7 +84,7 @@ let package = Package(
         .target(
             name: "RelayBench",
             dependencies: [
-                "RelayServer", "RelayCore", "WeChatCrypto", "WeChatXML",
+                "RelayServer", "RelayCore", "RelayStore", "WeChatCrypto", "WeChatXML",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -105,8 +107,9 @@ let package = Package(
         .target(
             name: "RelayTestSupport",
             dependencies: [
-                "RelayServer", "RelayCore", "WeChatCrypto", "WeChatXML",
+                "RelayServer", "RelayCore", "RelayStore", "WeChatCrypto", "WeChatXML",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/Support",
             swiftSettings: testSettings

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import RelayCore
 import RelayServer
+import RelayStore
 import ServiceLifecycle
 import WeChatCrypto
 
@@ -82,6 +83,14 @@ enum BenchSetup {
     static let component = "wxbenchbenchbench1"
     static let token = "benchToken"
     static let aesKey = EncodingAESKey.generate()
+
+    /// The bench measures the single-node store: SQLite in the run's own directory.
+    static func openStore(_ config: RelayConfig, logger: Logger) async throws -> SQLiteRelayStore {
+        guard case .sqlite(let path) = config.storage.url else { throw BenchError("the bench runs on SQLite") }
+        let store = try await SQLiteRelayStore.open(path: path, logger: logger)
+        try await store.migrate()
+        return store
+    }
 
     static func config(directory: String, subscriberPort: Int?) throws -> RelayConfig {
         let subscription = subscriberPort.map {

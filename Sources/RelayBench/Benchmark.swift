@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import RelayCore
 import RelayServer
+import RelayStore
 import WeChatXML
 
 /// `relay bench`: each figure with a baseline measured in the same run, reported as a ratio,
@@ -111,7 +112,7 @@ public struct Benchmark: Sendable {
         let expect: @Sendable (HTTPResponseStatus, ByteBuffer) -> Bool = { status, body in status == .ok && String(buffer: body) == "success" }
         let directory = BenchSetup.temporaryDirectory()
         let config = try BenchSetup.config(directory: directory, subscriberPort: nil)
-        let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+        let store = try await BenchSetup.openStore(config, logger: quietLogger)
         let (ceilings, relays) = try await withServer({ bareIntakeServer(onListening: $0) }) { barePort in
             try await withServer({ onListening in
                 try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
@@ -272,7 +273,7 @@ public struct Benchmark: Sendable {
     func deliveryRound(_ events: [RelayEvent], subscriberPort: Int) async throws -> (steady: LoadResult, withStart: LoadResult) {
         let directory = BenchSetup.temporaryDirectory()
         let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
-        let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+        let store = try await BenchSetup.openStore(config, logger: quietLogger)
         let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
             Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
         }, now: Date())
@@ -332,7 +333,7 @@ public struct Benchmark: Sendable {
         return try await withServer({ subscriber.server(onListening: $0) }) { subscriberPort in
             let directory = BenchSetup.temporaryDirectory()
             let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
-            let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+            let store = try await BenchSetup.openStore(config, logger: quietLogger)
             let sent = Locked<[String: ContinuousClock.Instant]>([:])
             try await Self.withClient(256) { client in try await withServer({ onListening in
                 try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
@@ -373,7 +374,7 @@ public struct Benchmark: Sendable {
     func backlogMemory() async throws -> Double {
         let directory = BenchSetup.temporaryDirectory()
         let config = try BenchSetup.config(directory: directory, subscriberPort: 9)  // nothing listens on port 9
-        let store = try await StoreFactory.open(config.storage, logger: quietLogger)
+        let store = try await BenchSetup.openStore(config, logger: quietLogger)
         let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
             Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
         }, now: Date())

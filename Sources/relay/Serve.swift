@@ -27,22 +27,20 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(options.config): \(error)")
         }
-        let store: any RelayStore
+        var opened = false
         do {
-            store = try await StoreFactory.open(config.storage, logger: logger)
-        } catch {
+            try await StoreFactory.withStore(config.storage, logger: logger) { store in
+                opened = true
+                let app = try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: logger))
+                // Returns once every service has stopped (the server first), so nothing writes any more.
+                try await app.runService()
+            }
+        } catch where !opened {
             throw ValidationError("cannot open the store: \(error)")
-        }
-        let app = try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: logger))
-        do {
-            try await app.runService()
         } catch {
             logger.error("relay stopped with an error", metadata: ["error": "\(error)"])
-            try? await store.close()
             throw error
         }
-        // Every service has stopped (the server first), so nothing writes any more.
-        try await store.close()
         logger.info("relay stopped")
     }
 }

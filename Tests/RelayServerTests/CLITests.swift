@@ -39,13 +39,13 @@ import Testing
 
     @Test func checkNamesTheBrokenKey() throws {
         let directory = makeTemporaryDirectory()
-        let broken = TestCredentials.yaml(storePath: "relay.sqlite").replacingOccurrences(of: "max_clock_skew: 5m", with: "max_clock_skew: five")
+        let broken = TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").replacingOccurrences(of: "max_clock_skew: 5m", with: "max_clock_skew: five")
         try broken.write(toFile: directory + "/broken.yml", atomically: true, encoding: .utf8)
         let result = try run(["check", "--config", "broken.yml"], directory: directory)
         #expect(result.status != 0)
         #expect(result.output.contains("wechat.max_clock_skew"), "\(result.output)")
 
-        try TestCredentials.yaml(storePath: "relay.sqlite").write(toFile: directory + "/good.yml", atomically: true, encoding: .utf8)
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/good.yml", atomically: true, encoding: .utf8)
         let good = try run(["check", "--config", "good.yml"], directory: directory)
         #expect(good.status == 0)
         #expect(good.output.contains("configuration is valid"))
@@ -69,7 +69,7 @@ import Testing
 
     @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
         let directory = makeTemporaryDirectory()
-        try TestCredentials.yaml(storePath: "relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
         let serve = Process()
         serve.executableURL = URL(fileURLWithPath: try relayBinary)
         serve.arguments = ["serve"]

@@ -19,7 +19,7 @@ import Testing
             }
         }) { receiver, port in
             let directory = makeTemporaryDirectory()
-            let yaml = TestCredentials.yaml(storePath: "relay.sqlite", extra: """
+            let yaml = TestCredentials.yaml(storageURL: "sqlite:relay.sqlite", extra: """
                 delivery:
                   timeout: 2s
                   retry_schedule: [50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s, 1s, 1s, 1s]

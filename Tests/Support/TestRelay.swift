@@ -38,7 +38,7 @@ public enum TestCredentials {
 
     /// A complete `relay.yml` for tests; `extra` is appended at the top level.
     /// `apiBase` defaults to a closed loopback port: tests never reach the real WeChat.
-    public static func yaml(storePath: String, port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
+    public static func yaml(storageURL: String, port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
                             extra: String = "") -> String {
         """
         server:
@@ -46,7 +46,7 @@ public enum TestCredentials {
           port: \(port)
           max_body_bytes: 65536
         storage:
-          url: sqlite:\(storePath)
+          url: \(storageURL)
           encryption_key: \(encryptionKey ?? "")
         wechat:
           api_base: \(apiBase)
@@ -86,30 +86,18 @@ public struct TestRelay: Sendable {
     public let metrics: RelayMetrics
     public let directory: String
 
-    /// Opens (or reopens, given the same `directory`) a relay whose clock starts at `now`.
-    static func make(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
-                            port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9") async throws -> TestRelay {
-        let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storePath: directory + "/relay.sqlite", port: port,
-                                                                      encryptionKey: encryptionKey, apiBase: apiBase, extra: extraYAML),
+    /// Runs `body` with a fresh (or reopened, given the same `directory`) relay whose clock starts
+    /// at `now`, and closes its store afterwards, however `body` ends. `storageURL` replaces the
+    /// SQLite file in `directory` (a PostgreSQL database, say).
+    public static func with<T: Sendable>(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
+                                         port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
+                                         storageURL: String? = nil, _ body: (TestRelay) async throws -> T) async throws -> T {
+        let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storageURL: storageURL ?? "sqlite:" + directory + "/relay.sqlite",
+                                                                      port: port, encryptionKey: encryptionKey, apiBase: apiBase,
+                                                                      extra: extraYAML),
                                            environment: [:])
-        let store = try await StoreFactory.open(config.storage, logger: Logger(label: "test"))
-        return TestRelay(config: config, store: store, clock: TestClock(now), metrics: RelayMetrics(), directory: directory)
-    }
-
-    /// Runs `body` with a fresh (or reopened) relay and closes its store afterwards, however
-    /// `body` ends.
-    public static func with<T>(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
-                               port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
-                               _ body: (TestRelay) async throws -> T) async throws -> T {
-        let relay = try await make(directory: directory, now: now, extraYAML: extraYAML, port: port, encryptionKey: encryptionKey,
-                                   apiBase: apiBase)
-        do {
-            let result = try await body(relay)
-            try await relay.store.close()
-            return result
-        } catch {
-            try? await relay.store.close()
-            throw error
+        return try await StoreFactory.withStore(config.storage, logger: Logger(label: "test")) { store in
+            try await body(TestRelay(config: config, store: store, clock: TestClock(now), metrics: RelayMetrics(), directory: directory))
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import RelayCore
+import RelayStore
 import WeChatCrypto
 import Yams
 
@@ -68,6 +69,11 @@ extension RelayConfig {
             guard !path.isEmpty else { throw ConfigError(m.child("url"), "sqlite: needs a file path, e.g. sqlite:relay.sqlite") }
             storage.url = .sqlite(path: path)
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            do {
+                _ = try PostgresURL(url)
+            } catch {
+                throw ConfigError(m.child("url"), error.description)
+            }
             storage.url = .postgres(url: url)
         } else {
             throw ConfigError(m.child("url"), "expected sqlite:PATH or postgres://user:pass@host:port/db")

@@ -162,7 +162,7 @@ extension SQLiteRelayStore {
         var sql = "SELECT * FROM deliveries WHERE 1 = 1"
         var binds: [SQLiteData] = []
         if let subscription = query.subscriptionId { sql += " AND subscription_id = ?"; binds.append(.text(subscription)) }
-        if let status = query.status { sql += " AND " + Self.statusCondition(status) }
+        if let status = query.status { sql += " AND " + DeliveryStatusColumns.condition(status) }
         if let before = query.before { sql += " AND id < ?"; binds.append(.text(before)) }
         sql += " ORDER BY id DESC LIMIT ?"
         binds.append(.integer(max(1, min(query.limit, 500))))
@@ -233,23 +233,12 @@ extension SQLiteRelayStore {
         FROM deliveries WHERE \(SQLiteSchema.unfinished)
         """
 
-    /// The SQL condition for deliveries that read as `status` (see `delivery(from:)`).
-    static func statusCondition(_ status: DeliveryStatus) -> String {
-        switch status {
-        case .inFlight: "(status = 'in_flight' OR (status IN ('pending', 'failed') AND lease_owner IS NOT NULL))"
-        case .pending, .failed: "(status = '\(status.rawValue)' AND lease_owner IS NULL)"
-        default: "status = '\(status.rawValue)'"
-        }
-    }
-
-    /// A leased pending or failed delivery is being attempted: it reads as in flight.
     static func delivery(from row: StoreRow) -> DeliveryRecord {
-        let stored = DeliveryStatus(rawValue: row.column("status")?.string ?? "") ?? .pending
-        let leased = !(row.column("lease_owner")?.isNull ?? true)
-        return DeliveryRecord(
+        DeliveryRecord(
             id: row.column("id")?.string ?? "", eventId: row.column("event_id")?.string ?? "",
             subscriptionId: row.column("subscription_id")?.string ?? "",
-            status: leased && (stored == .pending || stored == .failed) ? .inFlight : stored,
+            status: DeliveryStatusColumns.status(stored: row.column("status")?.string ?? "",
+                                                 leased: !(row.column("lease_owner")?.isNull ?? true)),
             attemptCount: row.column("attempts")?.integer ?? 0, nextAttemptAt: optionalDate(row.column("next_attempt_at")),
             createdAt: date(row.column("created_at")), updatedAt: date(row.column("updated_at")))
     }

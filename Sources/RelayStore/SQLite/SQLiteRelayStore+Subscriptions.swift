@@ -4,30 +4,11 @@ import SQLiteNIO
 
 extension SQLiteRelayStore {
     public func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription] {
-        let existing = try await subscriptions()
-        for var subscription in configured {
-            if let stored = existing.first(where: { $0.id == subscription.id }) {
-                guard stored.source == .config else {
-                    throw StoreError(.conflict, "subscriptions: id \(subscription.id) is already used by a subscription created through the API")
-                }
-                // Keep a generated secret (empty in config) stable across restarts, and the status
-                // (a 410 may have disabled it) unless the URL changed.
-                if subscription.secret.isEmpty {
-                    subscription.secret = stored.secret
-                    subscription.previousSecret = stored.previousSecret
-                    subscription.previousSecretExpiresAt = stored.previousSecretExpiresAt
-                }
-                subscription.createdAt = stored.createdAt
-                subscription.status = stored.url == subscription.url ? stored.status : .enabled
-                try await updateSubscription(subscription, now: now)
-            } else {
-                if subscription.secret.isEmpty { subscription.secret = WebhookSigner.generateSecret() }
-                try await insertSubscription(subscription)
-            }
-        }
-        for stale in existing where stale.source == .config && !configured.contains(where: { $0.id == stale.id }) {
-            _ = try await deleteSubscription(id: stale.id, now: now)
-        }
+        // One process per SQLite file: nobody else syncs in between.
+        let plan = try SubscriptionSyncPlan(configured: configured, stored: try await subscriptions())
+        for subscription in plan.updates { try await updateSubscription(subscription, now: now) }
+        for subscription in plan.inserts { try await insertSubscription(subscription) }
+        for id in plan.deletes { _ = try await deleteSubscription(id: id, now: now) }
         return try await subscriptions()
     }
 

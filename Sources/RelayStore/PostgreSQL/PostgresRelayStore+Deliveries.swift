@@ -1,0 +1,181 @@
+import Foundation
+import PostgresNIO
+import RelayCore
+
+extension PostgresRelayStore {
+    /// Takes up to `limit` due deliveries under `owner`'s lease, with their events, in one
+    /// statement. `SKIP LOCKED` passes over rows another node is claiming at this moment, and a row
+    /// another node claimed since this statement's snapshot is checked again once locked (its
+    /// live lease then excludes it): no delivery is ever claimed twice. An ordered user's
+    /// delivery waits while an earlier one of that user is unfinished (being attempted included).
+    public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
+        guard limit > 0 else { return [] }
+        let now = Self.millis(now)
+        let rows = try await fetch(
+            """
+            WITH claimed AS (
+                UPDATE deliveries d SET lease_owner = \(owner), lease_expires_at = \(Self.millis(leaseUntil)), updated_at = \(now)
+                FROM (
+                    SELECT c.id FROM deliveries c
+                    WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished)
+                      AND c.next_attempt_at <= \(now) AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now))
+                      AND (c.order_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM deliveries e
+                            WHERE e.subscription_id = c.subscription_id AND e.order_key = c.order_key
+                              AND e.event_seq < c.event_seq AND e.\(unescaped: PostgresSchema.unfinished)))
+                    ORDER BY c.next_attempt_at, c.event_seq
+                    LIMIT \(limit)
+                    FOR UPDATE OF c SKIP LOCKED
+                ) picked
+                WHERE d.id = picked.id
+                RETURNING d.id AS delivery_id, d.attempts AS attempts_made, d.event_seq
+            )
+            SELECT claimed.delivery_id, claimed.attempts_made, e.* FROM claimed JOIN events e ON e.seq = claimed.event_seq
+            ORDER BY e.seq
+            """)
+        return try rows.map { row in
+            ClaimedDelivery(id: try row["delivery_id"].decode(String.self), subscriptionId: subscriptionId,
+                            attemptsMade: try row["attempts_made"].decode(Int.self), event: try Self.event(from: row))
+        }
+    }
+
+    /// The attempt is recorded whatever happened meanwhile; only the lease holder moves the
+    /// delivery on (a cancelled one, or one taken over after its lease expired, stays as it is).
+    public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
+        let (status, next): (DeliveryStatus, Date?) =
+            switch verdict {
+            case .succeeded: (.succeeded, nil)
+            case .retry(let at): (.failed, at)
+            case .dead: (.dead, nil)
+            case .cancelled: (.cancelled, nil)
+            }
+        _ = try await fetch(
+            """
+            WITH attempt AS (
+                INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response)
+                VALUES (\(deliveryId), \(Self.millis(attempt.at)), \(attempt.statusCode), \(attempt.error), \(attempt.durationMs),
+                        \(attempt.responseExcerpt))
+            )
+            UPDATE deliveries SET status = \(status.rawValue), attempts = attempts + 1, next_attempt_at = \(next.map(Self.millis)),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = \(Self.millis(now))
+            WHERE id = \(deliveryId) AND lease_owner = \(owner) AND \(unescaped: PostgresSchema.unfinished)
+            """)
+    }
+
+    /// Other nodes may be alive and holding claims: leases expire instead.
+    public func releaseClaimsOfDeadProcesses(now: Date) async throws -> Int { 0 }
+
+    public func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws {
+        guard !deliveryIds.isEmpty else { return }
+        _ = try await fetch(
+            """
+            UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = \(Self.millis(now))
+            WHERE id = ANY(\(deliveryIds)) AND lease_owner = \(owner) AND \(unescaped: PostgresSchema.unfinished)
+            """)
+    }
+
+    /// When the next unleased delivery is due. Leased ones are not waited for: their attempts
+    /// report back, and a dead node's lease is noticed by the claimer's regular wake-ups.
+    public func nextDueTime(subscriptionId: String, now: Date) async throws -> Date? {
+        let now = Self.millis(now)
+        return Self.date(try await fetch(
+            """
+            SELECT MIN(next_attempt_at) AS due FROM deliveries
+            WHERE subscription_id = \(subscriptionId) AND \(unescaped: PostgresSchema.unfinished)
+              AND (lease_expires_at IS NULL OR lease_expires_at <= \(now))
+            """).first?["due"].decode(Int?.self))
+    }
+
+    public func delivery(id: String) async throws -> DeliveryRecord? {
+        try await fetch("SELECT * FROM deliveries WHERE id = \(id)").first.map(Self.delivery(from:))
+    }
+
+    public func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] {
+        let status = query.status.map(DeliveryStatusColumns.condition) ?? "true"
+        return try await fetch(
+            """
+            SELECT * FROM deliveries
+            WHERE (\(query.subscriptionId)::text IS NULL OR subscription_id = \(query.subscriptionId)) AND \(unescaped: status)
+              AND (\(query.before)::text IS NULL OR id < \(query.before))
+            ORDER BY id DESC LIMIT \(max(1, min(query.limit, 500)))
+            """).map(Self.delivery(from:))
+    }
+
+    public func deliveries(eventId: String) async throws -> [DeliveryRecord] {
+        try await fetch("SELECT * FROM deliveries WHERE event_id = \(eventId) ORDER BY subscription_id").map(Self.delivery(from:))
+    }
+
+    public func attempts(deliveryId: String) async throws -> [DeliveryAttempt] {
+        try await fetch("SELECT * FROM attempts WHERE delivery_id = \(deliveryId) ORDER BY seq").map { row in
+            DeliveryAttempt(at: Self.date(try row["at"].decode(Int.self)), statusCode: try row["status_code"].decode(Int?.self),
+                            error: try row["error"].decode(String?.self), durationMs: try row["duration_ms"].decode(Int.self),
+                            responseExcerpt: try row["response"].decode(String?.self))
+        }
+    }
+
+    public func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? {
+        let now = Self.millis(now)
+        return try await transaction { connection in
+            try await connection.run(
+                """
+                UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = \(now),
+                    updated_at = \(now)
+                WHERE id = \(id) AND lease_owner IS NULL
+                """, logger: self.logger)
+            return try await connection.fetch("SELECT * FROM deliveries WHERE id = \(id)", logger: self.logger).first.map(Self.delivery(from:))
+        }
+    }
+
+    public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
+        let candidates = try await fetch(
+            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq"
+        ).compactMap { row -> (seq: Int, event: RelayEvent)? in
+            let event = try Self.event(from: row)
+            guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
+            return (try row["seq"].decode(Int.self), event)
+        }
+        guard !candidates.isEmpty else { return 0 }
+        let millis = Self.millis(now)
+        return try await transaction { connection in
+            var count = 0
+            for (seq, event) in candidates {
+                let existing = try await connection.fetch(
+                    "SELECT * FROM deliveries WHERE event_id = \(event.id) AND subscription_id = \(subscription.id) FOR UPDATE",
+                    logger: self.logger).first.map(Self.delivery(from:))
+                if let existing {
+                    guard existing.status != .inFlight, status == nil || status == existing.status else { continue }
+                    try await connection.run(
+                        """
+                        UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
+                            next_attempt_at = \(millis), updated_at = \(millis)
+                        WHERE id = \(existing.id)
+                        """, logger: self.logger)
+                } else {
+                    guard status == nil else { continue }
+                    try await Self.insertDelivery(PlannedDelivery(event: event, subscription: subscription), eventSeq: seq,
+                                                  eventId: event.id, at: now, on: connection, logger: self.logger)
+                }
+                count += 1
+            }
+            return count
+        }
+    }
+
+    public func queueStats() async throws -> QueueStats {
+        let row = try await fetch(
+            """
+            SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries WHERE \(unescaped: PostgresSchema.unfinished)
+            """).first
+        return QueueStats(depth: try row?["depth"].decode(Int.self) ?? 0, oldestPendingCreatedAt: Self.date(try row?["oldest"].decode(Int?.self)))
+    }
+
+    static func delivery(from row: PostgresRandomAccessRow) throws -> DeliveryRecord {
+        DeliveryRecord(
+            id: try row["id"].decode(String.self), eventId: try row["event_id"].decode(String.self),
+            subscriptionId: try row["subscription_id"].decode(String.self),
+            status: DeliveryStatusColumns.status(stored: try row["status"].decode(String.self),
+                                                 leased: try row["lease_owner"].decode(String?.self) != nil),
+            attemptCount: try row["attempts"].decode(Int.self), nextAttemptAt: date(try row["next_attempt_at"].decode(Int?.self)),
+            createdAt: date(try row["created_at"].decode(Int.self)), updatedAt: date(try row["updated_at"].decode(Int.self)))
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import PostgresNIO
+import RelayCore
+
+extension PostgresRelayStore {
+    /// One push in one transaction: the ticket, the event (deduplicated per AppID by the unique
+    /// index, so a retry reaching another node at the same moment is a duplicate too) and its
+    /// deliveries.
+    public func commit(_ record: IntakeRecord) async throws -> IntakeOutcome {
+        try await transaction { connection in
+            if let ticket = record.ticket { try await self.upsert(ticket, on: connection) }
+            guard let event = record.event else { return .ticketOnly }
+            let inserted = try await connection.fetch(
+                """
+                INSERT INTO events (id, type, appid, component_appid, received_at, dedup_key, from_user, data)
+                VALUES (\(event.id), \(event.type), \(event.appid), \(event.componentAppid), \(Self.millis(event.receivedAt)),
+                        \(event.dedupKey), \(event.fromUser), \(event.dataJSON))
+                ON CONFLICT (appid, dedup_key) DO NOTHING RETURNING seq
+                """, logger: self.logger)
+            guard let seq = try inserted.first?["seq"].decode(Int.self) else {
+                let existing = try await connection.fetch(
+                    "SELECT id FROM events WHERE appid = \(event.appid) AND dedup_key = \(event.dedupKey)", logger: self.logger)
+                return .duplicate(eventID: try existing.first?["id"].decode(String.self) ?? event.id)
+            }
+            for delivery in record.deliveries {
+                try await Self.insertDelivery(delivery, eventSeq: seq, eventId: event.id, at: event.receivedAt, on: connection,
+                                              logger: self.logger)
+            }
+            return .stored(eventID: event.id)
+        }
+    }
+
+    static func insertDelivery(_ delivery: PlannedDelivery, eventSeq: Int, eventId: String, at date: Date, on connection: PostgresConnection,
+                               logger: Logger) async throws {
+        try await connection.run(
+            """
+            INSERT INTO deliveries (id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key,
+                                    created_at, updated_at)
+            VALUES (\(DeliveryID.make(at: date)), \(eventSeq), \(eventId), \(delivery.subscriptionId), 'pending', 0, \(millis(date)),
+                    \(delivery.orderKey), \(millis(date)), \(millis(date)))
+            ON CONFLICT (event_id, subscription_id) DO NOTHING
+            """, logger: logger)
+    }
+
+    /// A newer ticket replaces an older one; a late retry of an older push does not.
+    private func upsert(_ ticket: ComponentTicket, on connection: PostgresConnection) async throws {
+        try await connection.run(
+            """
+            INSERT INTO component_tickets (component_appid, ticket, create_time, received_at)
+            VALUES (\(ticket.componentAppid), \(sealer.seal(ticket.ticket)), \(Int(ticket.createTime)), \(Self.millis(ticket.receivedAt)))
+            ON CONFLICT (component_appid) DO UPDATE SET ticket = excluded.ticket, create_time = excluded.create_time,
+                received_at = excluded.received_at
+            WHERE excluded.create_time >= component_tickets.create_time
+            """, logger: logger)
+    }
+
+    public func event(id: String) async throws -> RelayEvent? {
+        try await fetch("SELECT * FROM events WHERE id = \(id)").first.map(Self.event(from:))
+    }
+
+    /// Absent filters are NULL parameters; PostgreSQL plans an unnamed statement with the values
+    /// bound, so a NULL filter costs nothing.
+    public func events(_ query: EventQuery) async throws -> [RelayEvent] {
+        try await fetch(
+            """
+            SELECT * FROM events
+            WHERE (\(query.appid)::text IS NULL OR appid = \(query.appid))
+              AND (\(query.type)::text IS NULL OR type = \(query.type))
+              AND (\(query.before)::text IS NULL OR seq < (SELECT seq FROM events WHERE id = \(query.before)))
+            ORDER BY seq DESC LIMIT \(max(1, min(query.limit, 500)))
+            """).map(Self.event(from:))
+    }
+
+    public func ticket(componentAppid: String) async throws -> ComponentTicket? {
+        guard let row = try await fetch("SELECT * FROM component_tickets WHERE component_appid = \(componentAppid)").first
+        else { return nil }
+        return ComponentTicket(
+            componentAppid: componentAppid, ticket: try sealer.open(try row["ticket"].decode(String.self)),
+            createTime: Int64(try row["create_time"].decode(Int.self)), receivedAt: Self.date(try row["received_at"].decode(Int.self)))
+    }
+
+    public func purgeEvents(before cutoff: Date) async throws -> Int {
+        try await fetch("DELETE FROM events WHERE received_at < \(Self.millis(cutoff)) RETURNING seq").count
+    }
+
+    static func event(from row: PostgresRandomAccessRow) throws -> RelayEvent {
+        RelayEvent(
+            id: try row["id"].decode(String.self), type: try row["type"].decode(String.self), appid: try row["appid"].decode(String.self),
+            componentAppid: try row["component_appid"].decode(String?.self), receivedAt: date(try row["received_at"].decode(Int.self)),
+            dataJSON: try row["data"].decode(String.self), dedupKey: try row["dedup_key"].decode(String.self),
+            fromUser: try row["from_user"].decode(String?.self))
+    }
+}

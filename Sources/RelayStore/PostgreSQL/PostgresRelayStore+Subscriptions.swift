@@ -1,0 +1,93 @@
+import Foundation
+import PostgresNIO
+import RelayCore
+
+extension PostgresRelayStore {
+    /// Nodes starting together with the same `relay.yml` sync one after the other (an advisory
+    /// lock for the transaction), so a generated secret is generated once and kept by all.
+    public func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription] {
+        try await transaction { connection in
+            try await connection.run("SELECT pg_advisory_xact_lock(\(Self.subscriptionSyncLock))", logger: self.logger)
+            let stored = try await connection.fetch("SELECT * FROM subscriptions", logger: self.logger).map(self.subscription(from:))
+            let plan = try SubscriptionSyncPlan(configured: configured, stored: stored)
+            for subscription in plan.updates { try await self.update(subscription, now: now, on: connection) }
+            for subscription in plan.inserts { _ = try await self.insert(subscription, on: connection) }
+            for id in plan.deletes { _ = try await self.delete(id: id, now: now, on: connection) }
+            return try await connection.fetch("SELECT * FROM subscriptions ORDER BY created_at, id", logger: self.logger)
+                .map(self.subscription(from:))
+        }
+    }
+
+    public func subscriptions() async throws -> [Subscription] {
+        try await fetch("SELECT * FROM subscriptions ORDER BY created_at, id").map(subscription(from:))
+    }
+
+    public func subscription(id: String) async throws -> Subscription? {
+        try await fetch("SELECT * FROM subscriptions WHERE id = \(id)").first.map(subscription(from:))
+    }
+
+    public func insertSubscription(_ subscription: Subscription) async throws {
+        let inserted = try await transaction { connection in try await self.insert(subscription, on: connection) }
+        guard inserted else { throw StoreError(.conflict, "a subscription with id \(subscription.id) exists") }
+    }
+
+    public func updateSubscription(_ subscription: Subscription, now: Date) async throws {
+        try await transaction { connection in try await self.update(subscription, now: now, on: connection) }
+    }
+
+    public func deleteSubscription(id: String, now: Date) async throws -> Bool {
+        try await transaction { connection in try await self.delete(id: id, now: now, on: connection) }
+    }
+
+    private func insert(_ s: Subscription, on connection: PostgresConnection) async throws -> Bool {
+        !(try await connection.fetch(
+            """
+            INSERT INTO subscriptions (id, url, appids, events, reply, ordered, status, source, created_at, secret,
+                                       previous_secret, previous_secret_expires_at)
+            VALUES (\(s.id), \(s.url), \(s.appids), \(s.events), \(s.reply), \(s.ordered), \(s.status.rawValue), \(s.source.rawValue),
+                    \(Self.millis(s.createdAt)), \(sealer.seal(s.secret)), \(s.previousSecret.map(sealer.seal)),
+                    \(s.previousSecretExpiresAt.map(Self.millis)))
+            ON CONFLICT (id) DO NOTHING RETURNING id
+            """, logger: logger).isEmpty)
+    }
+
+    private func update(_ s: Subscription, now: Date, on connection: PostgresConnection) async throws {
+        try await connection.run(
+            """
+            UPDATE subscriptions SET url = \(s.url), appids = \(s.appids), events = \(s.events), reply = \(s.reply),
+                ordered = \(s.ordered), status = \(s.status.rawValue), source = \(s.source.rawValue), created_at = \(Self.millis(s.createdAt)),
+                secret = \(sealer.seal(s.secret)), previous_secret = \(s.previousSecret.map(sealer.seal)),
+                previous_secret_expires_at = \(s.previousSecretExpiresAt.map(Self.millis))
+            WHERE id = \(s.id)
+            """, logger: logger)
+        if s.status == .disabled { try await cancelUnfinished(subscriptionId: s.id, now: now, on: connection) }
+    }
+
+    private func delete(id: String, now: Date, on connection: PostgresConnection) async throws -> Bool {
+        let deleted = try await connection.fetch("DELETE FROM subscriptions WHERE id = \(id) RETURNING id", logger: logger)
+        try await cancelUnfinished(subscriptionId: id, now: now, on: connection)
+        return !deleted.isEmpty
+    }
+
+    /// Cancels what has not finished; leased ones too (their attempt's result is then ignored).
+    private func cancelUnfinished(subscriptionId: String, now: Date, on connection: PostgresConnection) async throws {
+        try await connection.run(
+            """
+            UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = \(Self.millis(now))
+            WHERE subscription_id = \(subscriptionId) AND \(unescaped: PostgresSchema.unfinished)
+            """, logger: logger)
+    }
+
+    private func subscription(from row: PostgresRandomAccessRow) throws -> Subscription {
+        Subscription(
+            id: try row["id"].decode(String.self), url: try row["url"].decode(String.self), appids: try row["appids"].decode([String].self),
+            events: try row["events"].decode([String].self), reply: try row["reply"].decode(Bool.self),
+            ordered: try row["ordered"].decode(Bool.self),
+            status: Subscription.Status(rawValue: try row["status"].decode(String.self)) ?? .disabled,
+            source: Subscription.Source(rawValue: try row["source"].decode(String.self)) ?? .api,
+            createdAt: Self.date(try row["created_at"].decode(Int.self)), secret: try sealer.open(try row["secret"].decode(String.self)),
+            previousSecret: try row["previous_secret"].decode(String?.self).map(sealer.open),
+            previousSecretExpiresAt: Self.date(try row["previous_secret_expires_at"].decode(Int?.self)))
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import PostgresNIO
+import RelayCore
+
+/// The store for several relay nodes sharing one PostgreSQL database. Nodes claim deliveries
+/// with `FOR UPDATE SKIP LOCKED` under leases, so two never take the same one, and a node that
+/// dies leaves its claims to expire and be taken over. Every write is its own transaction at the
+/// server's `synchronous_commit` (on by default): a push is acknowledged after its COMMIT.
+///
+/// The connection pool runs inside `run()`, which `StoreFactory.withStore` keeps in a child task
+/// for as long as the store is used; queries wait until it runs.
+public final class PostgresRelayStore: RelayStore {
+    let client: PostgresClient
+    let sealer: SecretSealer
+    let logger: Logger
+
+    public init(configuration: PostgresClient.Configuration, sealer: SecretSealer = .disabled, logger: Logger) {
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.sealer = sealer
+        self.logger = logger
+    }
+
+    /// Runs the connection pool until the calling task is cancelled.
+    public func run() async {
+        await client.run()
+    }
+
+    public func migrate() async throws {
+        try await transaction { connection in
+            // Nodes starting together migrate one after the other.
+            try await connection.run("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: self.logger)
+            try await connection.run(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                logger: self.logger)
+            let current = try await connection.fetch("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", logger: self.logger)
+                .first?["v"].decode(Int.self) ?? 0
+            guard current <= PostgresSchema.migrations.count else {
+                throw StoreError(.corrupt, "the database was written by a newer relay (schema \(current)); upgrade the relay")
+            }
+            for (index, statements) in PostgresSchema.migrations.enumerated() where index + 1 > current {
+                for statement in statements { try await connection.run(PostgresQuery(unsafeSQL: statement), logger: self.logger) }
+                try await connection.run("INSERT INTO schema_migrations (version, applied_at) VALUES (\(index + 1), \(Self.millis(Date())))",
+                                         logger: self.logger)
+            }
+        }
+    }
+
+    /// Advisory-lock keys: arbitrary constants, the same on every node.
+    static let migrationLock = 0x7265_6C61_7901
+    static let subscriptionSyncLock = 0x7265_6C61_7902
+
+    public func ping() async throws {
+        _ = try await fetch("SELECT 1 AS one")
+    }
+
+    /// Nothing to do: the pool closes when the task running `run()` is cancelled.
+    public func close() async throws {}
+
+    // MARK: - Queries
+
+    /// Runs `query` on a pooled connection and collects its rows (results here are a page at most).
+    func fetch(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+        do {
+            var rows: [PostgresRandomAccessRow] = []
+            for try await row in try await client.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
+            return rows
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as StoreError {
+            throw error
+        } catch let error as PostgresTransactionError {
+            // The closure's own error is the one worth reporting.
+            throw Self.storeError(error.closureError ?? error.commitError ?? error.beginError ?? error)
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    /// A store error that says what PostgreSQL said. `PSQLError`'s own description withholds
+    /// everything (it could hold bound secrets); the server's message and SQLSTATE hold none.
+    static func storeError(_ error: any Error) -> any Error {
+        if error is StoreError { return error }
+        guard let error = error as? PSQLError else { return StoreError(.unavailable, "PostgreSQL: \(error)") }
+        if let message = error.serverInfo?[.message] {
+            return StoreError(.unavailable, "PostgreSQL: \(message) (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
+        }
+        return StoreError(.unavailable, "PostgreSQL: \(error.code)" + (error.underlying.map { ": \($0)" } ?? ""))
+    }
+
+    // MARK: - Rows
+
+    static func millis(_ date: Date) -> Int { Int((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    static func date(_ millis: Int) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+
+    static func date(_ millis: Int?) -> Date? { millis.map(date) }
+}
+
+extension PostgresConnection {
+    /// Runs `query` in the connection's transaction and collects its rows.
+    func fetch(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRandomAccessRow] {
+        var rows: [PostgresRandomAccessRow] = []
+        for try await row in try await self.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
+        return rows
+    }
+
+    /// Runs a statement whose rows, if any, are not needed.
+    func run(_ query: PostgresQuery, logger: Logger) async throws {
+        _ = try await fetch(query, logger: logger)
+    }
+}

@@ -1,0 +1,335 @@
+import Foundation
+import Logging
+import RelayCore
+import RelayServer
+import RelayTestSupport
+import Testing
+
+/// What every store promises through `RelayStore`, checked on each backend the same way: SQLite
+/// always, PostgreSQL when `RELAY_TEST_POSTGRES_URL` is set (`.ci/run` sets it).
+@Suite struct StoreContractTests {
+    static let now = Date(timeIntervalSince1970: 1_790_000_000.250)
+
+    static func withStore<T: Sendable>(_ backend: StoreBackend, encryptionKey: String? = nil,
+                                       _ body: (any RelayStore) async throws -> T) async throws -> T {
+        try await backend.withStorageURL { url in
+            let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storageURL: url, encryptionKey: encryptionKey), environment: [:])
+            return try await StoreFactory.withStore(config.storage, logger: Logger(label: "test"), body)
+        }
+    }
+
+    static func event(_ key: String, appid: String = "wx1", type: String = "message.text", at date: Date = now,
+                      from user: String? = nil) -> RelayEvent {
+        RelayEvent(id: EventID.make(at: date), type: type, appid: appid, componentAppid: "wxcomponent", receivedAt: date,
+                   dataJSON: #"{"k":"\#(key)"}"#, dedupKey: key, fromUser: user)
+    }
+
+    static func subscription(_ id: String, ordered: Bool = false, source: Subscription.Source = .api) -> Subscription {
+        Subscription(id: id, url: "https://example.com/\(id)", ordered: ordered, source: source, createdAt: now, secret: "whsec_\(id)")
+    }
+
+    /// Commits one event per key with a delivery to each of `subscriptions`; returns the events.
+    @discardableResult
+    static func commit(_ keys: [String], to subscriptions: [String], in store: any RelayStore, from user: String? = nil,
+                       at date: Date = now) async throws -> [RelayEvent] {
+        var events: [RelayEvent] = []
+        for key in keys {
+            let event = event(key, at: date, from: user)
+            let outcome = try await store.commit(IntakeRecord(event: event, ticket: nil, deliveries: subscriptions.map {
+                PlannedDelivery(subscriptionId: $0, orderKey: user)
+            }))
+            #expect(outcome == .stored(eventID: event.id))
+            events.append(event)
+        }
+        return events
+    }
+
+    static let ok = DeliveryAttempt(at: now, statusCode: 204, error: nil, durationMs: 3, responseExcerpt: nil)
+    static let refused = DeliveryAttempt(at: now, statusCode: nil, error: "connection refused", durationMs: 1, responseExcerpt: nil)
+
+    // MARK: Intake
+
+    @Test(arguments: StoreBackend.available)
+    func aRetriedPushIsADuplicateOfTheEventStoredFirst(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let first = Self.event("msg-1")
+            let outcome = try await store.commit(IntakeRecord(event: first, ticket: nil,
+                                                              deliveries: [PlannedDelivery(subscriptionId: "crm", orderKey: nil)]))
+            #expect(outcome == .stored(eventID: first.id))
+            let retry = Self.event("msg-1", at: Self.now + 5)
+            #expect(try await store.commit(IntakeRecord(event: retry, ticket: nil,
+                                                        deliveries: [PlannedDelivery(subscriptionId: "crm", orderKey: nil)])) == .duplicate(eventID: first.id))
+            // The same MsgId from another account is a different event.
+            let other = Self.event("msg-1", appid: "wx2")
+            #expect(try await store.commit(IntakeRecord(event: other, ticket: nil)) == .stored(eventID: other.id))
+            #expect(try await store.event(id: first.id) == first)
+            #expect(try await store.event(id: retry.id) == nil)
+            #expect(try await store.deliveries(eventId: first.id).count == 1)
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func eventsAreListedNewestFirstWithFiltersAndACursor(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            var stored: [RelayEvent] = []
+            for index in 0..<5 {
+                let event = Self.event("e\(index)", appid: index % 2 == 0 ? "wxeven" : "wxodd",
+                                       type: index == 4 ? "event.subscribe" : "message.text", at: Self.now + Double(index))
+                _ = try await store.commit(IntakeRecord(event: event, ticket: nil))
+                stored.append(event)
+            }
+            #expect(try await store.events(EventQuery()).map(\.id) == stored.reversed().map(\.id))
+            #expect(try await store.events(EventQuery(appid: "wxeven")).map(\.id) == [stored[4], stored[2], stored[0]].map(\.id))
+            #expect(try await store.events(EventQuery(appid: "wxeven", type: "message.text")).map(\.id) == [stored[2], stored[0]].map(\.id))
+            let page = try await store.events(EventQuery(limit: 2))
+            #expect(page.map(\.id) == [stored[4], stored[3]].map(\.id))
+            #expect(try await store.events(EventQuery(before: page.last!.id, limit: 2)).map(\.id) == [stored[2], stored[1]].map(\.id))
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func anOlderTicketDoesNotReplaceANewerOne(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend, encryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=") { store in
+            let newer = ComponentTicket(componentAppid: "wxc", ticket: "ticket@new", createTime: 200, receivedAt: Self.now)
+            let older = ComponentTicket(componentAppid: "wxc", ticket: "ticket@old", createTime: 100, receivedAt: Self.now + 1)
+            #expect(try await store.commit(IntakeRecord(event: nil, ticket: newer)) == .ticketOnly)
+            _ = try await store.commit(IntakeRecord(event: nil, ticket: older))
+            #expect(try await store.ticket(componentAppid: "wxc") == newer)
+            #expect(try await store.ticket(componentAppid: "wxother") == nil)
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func purgingRemovesOldEventsWithTheirDeliveriesAndAttempts(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let old = try await Self.commit(["old"], to: ["crm"], in: store, at: Self.now - 7200)
+            try await Self.commit(["new"], to: ["crm"], in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 1, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
+            #expect(try await store.purgeEvents(before: Self.now - 3600) == 1)
+            #expect(try await store.event(id: old[0].id) == nil)
+            #expect(try await store.delivery(id: claimed[0].id) == nil)
+            #expect(try await store.attempts(deliveryId: claimed[0].id).isEmpty)
+            #expect(try await store.queueStats().depth == 1)
+        }
+    }
+
+    // MARK: Delivery queue
+
+    @Test(arguments: StoreBackend.available)
+    func aClaimTakesDueDeliveriesOnceUntilTheirLeaseExpires(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let events = try await Self.commit(["a", "b", "c"], to: ["crm"], in: store)
+            #expect(try await store.queueStats() == QueueStats(depth: 3, oldestPendingCreatedAt: Self.now))
+            let first = try await store.claimDeliveries(subscriptionId: "crm", limit: 2, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            #expect(first.map(\.event) == Array(events.prefix(2)))
+            #expect(first.allSatisfy { $0.attemptsMade == 0 && $0.subscriptionId == "crm" })
+            #expect(try await store.delivery(id: first[0].id)?.status == .inFlight)
+            #expect(try await store.deliveries(DeliveryQuery(status: .inFlight)).count == 2)
+            #expect(try await store.deliveries(DeliveryQuery(status: .pending)).count == 1)
+            let second = try await store.claimDeliveries(subscriptionId: "crm", limit: 5, now: Self.now, leaseUntil: Self.now + 90, owner: "b")
+            #expect(second.map(\.event) == [events[2]])
+            #expect(try await store.claimDeliveries(subscriptionId: "crm", limit: 5, now: Self.now + 29, leaseUntil: Self.now + 60, owner: "b").isEmpty)
+            #expect(try await store.nextDueTime(subscriptionId: "crm", now: Self.now) == nil)
+            // Node a died: its claims come due again when the lease runs out, to anyone.
+            let takenOver = try await store.claimDeliveries(subscriptionId: "crm", limit: 5, now: Self.now + 30, leaseUntil: Self.now + 60,
+                                                            owner: "b")
+            #expect(Set(takenOver.map(\.id)) == Set(first.map(\.id)))
+            // The late report of the dead node is kept as an attempt but moves nothing on.
+            try await store.recordAttempt(deliveryId: first[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now + 31)
+            #expect(try await store.delivery(id: first[0].id)?.status == .inFlight)
+            #expect(try await store.attempts(deliveryId: first[0].id).count == 1)
+            try await store.recordAttempt(deliveryId: first[0].id, owner: "b", attempt: Self.ok, verdict: .succeeded, now: Self.now + 32)
+            let delivered = try await store.delivery(id: first[0].id)
+            #expect(delivered?.status == .succeeded && delivered?.attemptCount == 1 && delivered?.nextAttemptAt == nil)
+            #expect(try await store.attempts(deliveryId: first[0].id) == [Self.ok, Self.ok])
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func aFailedAttemptComesDueAtItsRetryTimeAndReleasedClaimsAtOnce(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            try await Self.commit(["a", "b"], to: ["crm"], in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 2, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            let retryAt = Self.now + 10
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "a", attempt: Self.refused, verdict: .retry(at: retryAt),
+                                          now: Self.now)
+            let failed = try await store.delivery(id: claimed[0].id)
+            #expect(failed?.status == .failed && failed?.attemptCount == 1 && failed?.nextAttemptAt == retryAt)
+            #expect(try await store.attempts(deliveryId: claimed[0].id) == [Self.refused])
+            #expect(try await store.nextDueTime(subscriptionId: "crm", now: Self.now) == retryAt)
+            // Shutting down: the unstarted claim is given back, due at once, no attempt counted.
+            try await store.releaseClaims(deliveryIds: [claimed[1].id], owner: "a", now: Self.now)
+            #expect(try await store.delivery(id: claimed[1].id)?.status == .pending)
+            #expect(try await store.nextDueTime(subscriptionId: "crm", now: Self.now) == Self.now)
+            #expect(try await store.claimDeliveries(subscriptionId: "crm", limit: 5, now: Self.now, leaseUntil: Self.now + 30, owner: "b")
+                .map(\.id) == [claimed[1].id])
+            let again = try await store.claimDeliveries(subscriptionId: "crm", limit: 5, now: retryAt, leaseUntil: retryAt + 30, owner: "b")
+            #expect(again.map(\.id) == [claimed[0].id] && again[0].attemptsMade == 1)
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "b", attempt: Self.refused, verdict: .dead, now: retryAt)
+            #expect(try await store.delivery(id: claimed[0].id)?.status == .dead)
+            #expect(try await store.deliveries(DeliveryQuery(subscriptionId: "crm", status: .dead)).map(\.id) == [claimed[0].id])
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func anOrderedUsersNextDeliveryWaitsForTheUnfinishedOne(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let alice = try await Self.commit(["a1", "a2"], to: ["crm"], in: store, from: "alice")
+            let bob = try await Self.commit(["b1"], to: ["crm"], in: store, from: "bob")
+            let first = try await store.claimDeliveries(subscriptionId: "crm", limit: 10, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            #expect(first.map(\.event.id) == [alice[0].id, bob[0].id])
+            try await store.recordAttempt(deliveryId: first[0].id, owner: "a", attempt: Self.refused, verdict: .retry(at: Self.now + 5),
+                                          now: Self.now)
+            // Failed and waiting for its retry: alice's second message still waits behind it.
+            #expect(try await store.claimDeliveries(subscriptionId: "crm", limit: 10, now: Self.now + 1, leaseUntil: Self.now + 30,
+                                                    owner: "a").isEmpty)
+            let retried = try await store.claimDeliveries(subscriptionId: "crm", limit: 10, now: Self.now + 5, leaseUntil: Self.now + 30,
+                                                          owner: "a")
+            #expect(retried.map(\.id) == [first[0].id])
+            try await store.recordAttempt(deliveryId: first[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now + 5)
+            #expect(try await store.claimDeliveries(subscriptionId: "crm", limit: 10, now: Self.now + 5, leaseUntil: Self.now + 30, owner: "a")
+                .map(\.event.id) == [alice[1].id])
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func concurrentClaimersNeverTakeTheSameDelivery(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            try await Self.commit((0..<120).map { "m\($0)" }, to: ["crm"], in: store)
+            let claims = try await withThrowingTaskGroup(of: [String].self) { group in
+                for node in 0..<4 {
+                    group.addTask {
+                        var mine: [String] = []
+                        while true {
+                            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 7, now: Self.now,
+                                                                          leaseUntil: Self.now + 30, owner: "node\(node)")
+                            if claimed.isEmpty { return mine }
+                            mine += claimed.map(\.id)
+                        }
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0 += $1 }
+            }
+            #expect(claims.count == 120 && Set(claims).count == 120)
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func retryAndReplayMakeDeliveriesDueAgainAndCreateMissingOnes(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let crm = Self.subscription("crm")
+            try await store.insertSubscription(crm)
+            let events = try await Self.commit(["a", "b"], to: ["crm"], in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 2, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            // In flight: neither a retry nor a replay touches it.
+            #expect(try await store.retryDelivery(id: claimed[0].id, now: Self.now)?.status == .inFlight)
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "a", attempt: Self.refused, verdict: .dead, now: Self.now)
+            try await store.recordAttempt(deliveryId: claimed[1].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
+            let retried = try await store.retryDelivery(id: claimed[0].id, now: Self.now + 1)
+            #expect(retried?.status == .failed && retried?.nextAttemptAt == Self.now + 1)
+            #expect(try await store.retryDelivery(id: "dlv_unknown", now: Self.now) == nil)
+            // A new subscription replays the last hour: its deliveries are created.
+            let audit = Self.subscription("audit")
+            try await store.insertSubscription(audit)
+            #expect(try await store.replay(subscription: audit, since: Self.now - 3600, until: Self.now + 1, status: nil, now: Self.now) == 2)
+            #expect(try await store.deliveries(DeliveryQuery(subscriptionId: "audit", status: .pending)).count == 2)
+            // Only succeeded ones of crm, by status.
+            #expect(try await store.replay(subscription: crm, since: Self.now - 3600, until: Self.now + 1, status: .succeeded,
+                                           now: Self.now + 2) == 1)
+            #expect(try await store.deliveries(eventId: events[1].id).first { $0.subscriptionId == "crm" }?.status == .failed)
+        }
+    }
+
+    // MARK: Subscriptions
+
+    @Test(arguments: StoreBackend.available)
+    func configSubscriptionsKeepTheirGeneratedSecretAndNeverTakeAnAPIOne(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend, encryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=") { store in
+            var configured = Subscription(id: "crm", url: "https://example.com/crm", source: .config, createdAt: Self.now, secret: "")
+            let first = try await store.syncConfigSubscriptions([configured], now: Self.now)
+            #expect(first.count == 1 && first[0].secret.hasPrefix("whsec_"))
+            let again = try await store.syncConfigSubscriptions([configured], now: Self.now + 60)
+            #expect(again == first)
+            configured.events = ["message.*"]
+            #expect(try await store.syncConfigSubscriptions([configured], now: Self.now).first?.events == ["message.*"])
+            try await store.insertSubscription(Self.subscription("api"))
+            await #expect(throws: StoreError.self) { try await store.insertSubscription(Self.subscription("api")) }
+            let stealing = Subscription(id: "api", url: "https://example.com/x", source: .config, createdAt: Self.now, secret: "")
+            await #expect(throws: StoreError.self) { try await store.syncConfigSubscriptions([configured, stealing], now: Self.now) }
+            // Dropped from the config: deleted, its unfinished deliveries cancelled.
+            try await Self.commit(["a"], to: ["crm"], in: store)
+            #expect(try await store.syncConfigSubscriptions([], now: Self.now).map(\.id) == ["api"])
+            #expect(try await store.deliveries(DeliveryQuery(subscriptionId: "crm")).map(\.status) == [.cancelled])
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func disablingASubscriptionCancelsItsUnfinishedDeliveries(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            var crm = Self.subscription("crm")
+            crm.appids = ["wx1", "wx2"]
+            crm.previousSecret = "whsec_old"
+            crm.previousSecretExpiresAt = Self.now + 86400
+            try await store.insertSubscription(crm)
+            #expect(try await store.subscription(id: "crm") == crm)
+            try await Self.commit(["a", "b"], to: ["crm"], in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 1, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
+            crm.status = .disabled
+            try await store.updateSubscription(crm, now: Self.now)
+            #expect(try await store.subscriptions() == [crm])
+            #expect(Set(try await store.deliveries(DeliveryQuery(subscriptionId: "crm")).map(\.status)) == [.succeeded, .cancelled])
+            #expect(try await store.queueStats().depth == 0)
+            #expect(try await store.deleteSubscription(id: "crm", now: Self.now))
+            #expect(try await !store.deleteSubscription(id: "crm", now: Self.now))
+        }
+    }
+
+    // MARK: Authorization
+
+    @Test(arguments: StoreBackend.available)
+    func authorizerTokensAreSavedOnlyOverTheVersionTheyWereRefreshedFrom(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend, encryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=") { store in
+            let token = StoredToken(token: "access-1", expiresAt: Self.now + 7200)
+            try await store.saveAuthorizer(Authorizer(appid: "wxa", componentAppid: "wxc", name: "Shop", type: "official_account",
+                                                      userName: "gh_1", permissions: [1, 15], refreshToken: "refresh-1",
+                                                      accessToken: token, authorizedAt: Self.now))
+            let saved = try #require(try await store.authorizer(appid: "wxa"))
+            #expect(saved.version == 1 && saved.permissions == [1, 15] && saved.accessToken == token && saved.refreshToken == "refresh-1")
+            let fresh = StoredToken(token: "access-2", expiresAt: Self.now + 9000)
+            #expect(try await store.saveAuthorizerTokens(appid: "wxa", expectedVersion: 1, accessToken: fresh, refreshToken: "refresh-2"))
+            // A second refresher started from version 1 too: it loses.
+            #expect(try await !store.saveAuthorizerTokens(appid: "wxa", expectedVersion: 1, accessToken: token, refreshToken: "refresh-x"))
+            let refreshed = try await store.authorizer(appid: "wxa")
+            #expect(refreshed?.accessToken == fresh && refreshed?.refreshToken == "refresh-2" && refreshed?.version == 2)
+            try await store.revokeAuthorizer(appid: "wxa")
+            let revoked = try await store.authorizer(appid: "wxa")
+            #expect(revoked?.status == .revoked && revoked?.accessToken == nil && revoked?.refreshToken == nil)
+            #expect(try await store.authorizers().map(\.appid) == ["wxa"])
+            #expect(try await store.authorizer(appid: "wxnone") == nil)
+            try await store.saveComponentToken(appid: "wxc", token)
+            try await store.saveComponentToken(appid: "wxc", fresh)
+            #expect(try await store.componentToken(appid: "wxc") == fresh)
+            #expect(try await store.exchangedCode("code-1") == nil)
+            try await store.recordExchange(code: "code-1", authorizerAppid: "wxa", at: Self.now)
+            try await store.recordExchange(code: "code-1", authorizerAppid: "wxb", at: Self.now)
+            #expect(try await store.exchangedCode("code-1") == "wxa")
+        }
+    }
+
+    @Test(arguments: StoreBackend.available)
+    func aLockIsHeldByOneOwnerUntilReleasedOrExpired(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            #expect(try await store.acquireLock(name: "refresh:wxa", owner: "a", until: Self.now + 30, now: Self.now))
+            #expect(try await !store.acquireLock(name: "refresh:wxa", owner: "b", until: Self.now + 30, now: Self.now + 1))
+            #expect(try await store.acquireLock(name: "refresh:wxa", owner: "a", until: Self.now + 60, now: Self.now + 1))
+            #expect(try await store.acquireLock(name: "refresh:other", owner: "b", until: Self.now + 30, now: Self.now))
+            #expect(try await store.acquireLock(name: "refresh:wxa", owner: "b", until: Self.now + 90, now: Self.now + 60))
+            try await store.releaseLock(name: "refresh:wxa", owner: "a")  // no longer a's: changes nothing
+            #expect(try await !store.acquireLock(name: "refresh:wxa", owner: "a", until: Self.now + 90, now: Self.now + 61))
+            try await store.releaseLock(name: "refresh:wxa", owner: "b")
+            #expect(try await store.acquireLock(name: "refresh:wxa", owner: "a", until: Self.now + 90, now: Self.now + 61))
+        }
+    }
+}
