@@ -19,13 +19,13 @@ public enum StoreFactory {
             let store = try await SQLiteRelayStore.open(path: path, sealer: sealer, logger: logger)
             return try await use(store, body)
         case .postgres(let url):
-            let configuration: PostgresURL
+            let parsed: PostgresURL
             do {
-                configuration = try PostgresURL(url)
+                parsed = try PostgresURL(url)
             } catch {
                 throw ConfigError("storage.url", error.description)
             }
-            let store = PostgresRelayStore(configuration: configuration.configuration, sealer: sealer, logger: logger)
+            let store = PostgresRelayStore(url: parsed, sealer: sealer, logger: logger)
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 // The first query waits until the pool's task has started (else PostgresNIO logs a
                 // warning that `run()` was not called): the signal comes right before it.

@@ -79,8 +79,13 @@ extension PostgresRelayStore {
             createTime: Int64(try row["create_time"].decode(Int.self)), receivedAt: Self.date(try row["received_at"].decode(Int.self)))
     }
 
+    /// A day's events of a large platform can be millions of rows: counted in the database, and
+    /// given minutes rather than the usual seconds.
     public func purgeEvents(before cutoff: Date) async throws -> Int {
-        try await fetch("DELETE FROM events WHERE received_at < \(Self.millis(cutoff)) RETURNING seq").count
+        try await fetch(
+            "WITH gone AS (DELETE FROM events WHERE received_at < \(Self.millis(cutoff)) RETURNING 1) SELECT COUNT(*) AS n FROM gone",
+            timeout: .seconds(600)
+        ).first?["n"].decode(Int.self) ?? 0
     }
 
     static func event(from row: PostgresRandomAccessRow) throws -> RelayEvent {

@@ -12,12 +12,22 @@ import RelayCore
 /// for as long as the store is used; queries wait until it runs.
 public final class PostgresRelayStore: RelayStore {
     let client: PostgresClient
+    let url: PostgresURL
     let sealer: SecretSealer
     let logger: Logger
+    /// Where the database is, for messages (never the password).
+    let server: String
+    /// How long one operation may take. With the database down, the pool waits for a connection
+    /// indefinitely; an intake must fail in time for WeChat to retry, and `relay serve` must not
+    /// hang at start.
+    let timeout: Duration
 
-    public init(configuration: PostgresClient.Configuration, sealer: SecretSealer = .disabled, logger: Logger) {
-        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+    public init(url: PostgresURL, sealer: SecretSealer = .disabled, timeout: Duration = .seconds(10), logger: Logger) {
+        self.client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
+        self.url = url
+        self.server = "\(url.host):\(url.port)/\(url.database)"
         self.sealer = sealer
+        self.timeout = timeout
         self.logger = logger
     }
 
@@ -27,6 +37,7 @@ public final class PostgresRelayStore: RelayStore {
     }
 
     public func migrate() async throws {
+        try await checkConnection()
         try await transaction { connection in
             // Nodes starting together migrate one after the other.
             try await connection.run("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: self.logger)
@@ -50,6 +61,19 @@ public final class PostgresRelayStore: RelayStore {
     static let migrationLock = 0x7265_6C61_7901
     static let subscriptionSyncLock = 0x7265_6C61_7902
 
+    /// Connects once on its own: the pool retries quietly for ever when it cannot connect, this
+    /// connection fails at once and says why (refused, unknown host, password, database).
+    private func checkConnection() async throws {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 0, logger: logger)
+        } catch {
+            throw StoreError(.unavailable, "cannot connect to PostgreSQL at \(server): "
+                             + "\(Self.storeError(error))".replacingOccurrences(of: "PostgreSQL: ", with: ""))
+        }
+        try? await connection.close()
+    }
+
     public func ping() async throws {
         _ = try await fetch("SELECT 1 AS one")
     }
@@ -60,27 +84,53 @@ public final class PostgresRelayStore: RelayStore {
     // MARK: - Queries
 
     /// Runs `query` on a pooled connection and collects its rows (results here are a page at most).
-    func fetch(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
-        do {
-            var rows: [PostgresRandomAccessRow] = []
-            for try await row in try await client.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
-            return rows
-        } catch {
-            throw Self.storeError(error)
+    func fetch(_ query: PostgresQuery, timeout: Duration? = nil) async throws -> [PostgresRandomAccessRow] {
+        try await bounded(timeout) { [client, logger] in
+            do {
+                var rows: [PostgresRandomAccessRow] = []
+                for try await row in try await client.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
+                return rows
+            } catch {
+                throw Self.storeError(error)
+            }
         }
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-        } catch let error as StoreError {
-            throw error
-        } catch let error as PostgresTransactionError {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await bounded { [client, logger] in
+            do {
+                return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+            } catch {
+                throw Self.transactionError(error)
+            }
+        }
+    }
+
+    /// Fails `operation` with a `StoreError` once `timeout` (else the store's) has passed.
+    private func bounded<T: Sendable>(_ timeout: Duration? = nil, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = timeout ?? self.timeout
+        return try await withThrowingTaskGroup(of: T.self) { [server] group in
+            group.addTask(operation: operation)
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw StoreError(.unavailable, "PostgreSQL at \(server) did not answer within \(timeout) (is it running and reachable? "
+                                               + "connection errors are logged)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    private static func transactionError(_ error: any Error) -> any Error {
+        switch error {
+        case let error as StoreError:
+            error
+        case let error as PostgresTransactionError:
             // The closure's own error is the one worth reporting.
-            throw Self.storeError(error.closureError ?? error.commitError ?? error.beginError ?? error)
-        } catch {
-            throw Self.storeError(error)
+            storeError(error.closureError ?? error.commitError ?? error.beginError ?? error)
+        default:
+            storeError(error)
         }
     }
 

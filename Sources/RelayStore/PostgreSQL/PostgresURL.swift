@@ -64,19 +64,36 @@ public struct PostgresURL: Sendable {
         self.maxConnections = maxConnections
     }
 
+    /// The connection pool's configuration.
     public var configuration: PostgresClient.Configuration {
-        var unchecked = TLSConfiguration.makeClientConfiguration()
-        unchecked.certificateVerification = .none
         let tls: PostgresClient.Configuration.TLS =
             switch sslMode {
             case .disable: .disable
-            case .prefer: .prefer(unchecked)
-            case .require: .require(unchecked)
+            case .prefer: .prefer(uncheckedTLS)
+            case .require: .require(uncheckedTLS)
             case .verifyFull: .require(.makeClientConfiguration())
             }
         var configuration = PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database,
                                                          tls: tls)
         configuration.options.maximumConnections = maxConnections
+        return configuration
+    }
+
+    /// The same, for one connection of its own.
+    public func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        let tls: PostgresConnection.Configuration.TLS =
+            switch sslMode {
+            case .disable: .disable
+            case .prefer: .prefer(try .init(configuration: uncheckedTLS))
+            case .require: .require(try .init(configuration: uncheckedTLS))
+            case .verifyFull: .require(try .init(configuration: .makeClientConfiguration()))
+            }
+        return PostgresConnection.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
+    }
+
+    private var uncheckedTLS: TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
         return configuration
     }
 }
