@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdTesting
 import Logging
+import PostgresNIO
 import RelayCore
 import RelayServer
 import RelayStore
@@ -57,6 +58,28 @@ struct PostgresRelayTests {
                     }
                 }
             }
+        }
+    }
+
+    @Test func secretsAreSealedInTheDatabaseWithAnEncryptionKey() async throws {
+        let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
+        try await StoreBackend.postgres.withStorageURL { url in
+            try await TestRelay.with(extraYAML: Self.yaml(port: 9), encryptionKey: key, storageURL: url) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    _ = try await client.send(relay.ticketPush(ticket: "ticket@@@very-secret"))
+                }
+                #expect(try await relay.store.ticket(componentAppid: TestCredentials.componentAppid)?.ticket == "ticket@@@very-secret")
+            }
+            let connection = try await PostgresConnection.connect(configuration: try PostgresURL(url).connectionConfiguration(), id: 1,
+                                                                  logger: Logger(label: "test"))
+            var stored: [String] = []
+            for try await (ticket, secret) in try await connection.query(
+                "SELECT t.ticket, s.secret FROM component_tickets t, subscriptions s", logger: Logger(label: "test")
+            ).decode((String, String).self) {
+                stored += [ticket, secret]
+            }
+            try await connection.close()
+            #expect(stored.count == 2 && stored.allSatisfy { $0.hasPrefix("sealed:v1:") && !$0.contains("very-secret") })
         }
     }
 
