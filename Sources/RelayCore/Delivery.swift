@@ -79,6 +79,16 @@ public enum DeliveryVerdict: Sendable, Equatable {
     case retry(at: Date)
     case dead
     case cancelled
+
+    /// The status the delivery moves to, and when it is attempted next.
+    public var next: (status: DeliveryStatus, attemptAt: Date?) {
+        switch self {
+        case .succeeded: (.succeeded, nil)
+        case .retry(let at): (.failed, at)
+        case .dead: (.dead, nil)
+        case .cancelled: (.cancelled, nil)
+        }
+    }
 }
 
 /// A delivery intake creates together with its event.

@@ -52,6 +52,19 @@ import Testing
         #expect(!good.output.contains(TestCredentials.aesKey) && !good.output.contains(TestCredentials.secret))
     }
 
+    @Test func serveStopsWithTheReasonWhenPostgreSQLCannotBeReached() throws {
+        let directory = makeTemporaryDirectory()
+        let url = "postgres://relay:pa55word@127.0.0.1:1/relay"  // nothing listens on port 1
+        try TestCredentials.yaml(storageURL: url).write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let check = try run(["check", "--config", "relay.yml"], directory: directory)
+        #expect(check.status == 0 && check.output.contains("storage: PostgreSQL at 127.0.0.1:1/relay, sslmode prefer"), "\(check.output)")
+        let serve = try run(["serve", "--config", "relay.yml"], directory: directory)
+        #expect(serve.status != 0)
+        #expect(serve.output.contains("cannot open the store: cannot connect to PostgreSQL at 127.0.0.1:1/relay: connectionError"),
+                "\(serve.output)")
+        #expect(!check.output.contains("pa55word") && !serve.output.contains("pa55word"))
+    }
+
     @Test func benchRunsAChosenScenarioAndNamesAnUnknownOne() throws {
         let directory = makeTemporaryDirectory()
         let wrong = try run(["bench", "--only", "crypto,nope"], directory: directory)

@@ -1,4 +1,5 @@
 import RelayCore
+import RelayStore
 import WeChatCrypto
 
 extension RelayConfig {
@@ -9,7 +10,10 @@ extension RelayConfig {
         lines.append("admin API: \(admin.token == nil ? "off (no admin.token)" : "on (token set)")")
         switch storage.url {
         case .sqlite(let path): lines.append("storage: SQLite at \(path)")
-        case .postgres: lines.append("storage: PostgreSQL")
+        case .postgres(let url):
+            // Validated when the file was read; the password is not repeated.
+            let parsed = try? PostgresURL(url)
+            lines.append("storage: PostgreSQL" + (parsed.map { " at \($0.host):\($0.port)/\($0.database), sslmode \($0.sslMode.rawValue)" } ?? ""))
         }
         lines.append("secrets at rest: \(storage.encryptionKey == nil ? "not sealed (no storage.encryption_key)" : "sealed with AES-GCM")")
         lines.append("retention: \(storage.retention)")

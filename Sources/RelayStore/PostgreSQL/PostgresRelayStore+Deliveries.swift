@@ -42,13 +42,7 @@ extension PostgresRelayStore {
     /// The attempt is recorded whatever happened meanwhile; only the lease holder moves the
     /// delivery on (a cancelled one, or one taken over after its lease expired, stays as it is).
     public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
-        let (status, next): (DeliveryStatus, Date?) =
-            switch verdict {
-            case .succeeded: (.succeeded, nil)
-            case .retry(let at): (.failed, at)
-            case .dead: (.dead, nil)
-            case .cancelled: (.cancelled, nil)
-            }
+        let (status, next) = verdict.next
         _ = try await fetch(
             """
             WITH attempt AS (

@@ -77,13 +77,7 @@ extension SQLiteRelayStore {
     }
 
     public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
-        let (status, next): (DeliveryStatus, Date?) =
-            switch verdict {
-            case .succeeded: (.succeeded, nil)
-            case .retry(let at): (.failed, at)
-            case .dead: (.dead, nil)
-            case .cancelled: (.cancelled, nil)
-            }
+        let (status, next) = verdict.next
         try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, status: status, nextAttemptAt: next, now: now))
     }
 
