@@ -65,6 +65,66 @@ import Testing
         }
     }
 
+    /// Two `relay serve` nodes on one PostgreSQL database; one is killed with SIGKILL while pushes
+    /// arrive at both and is not restarted: the survivor delivers every push either acknowledged —
+    /// the dead node's unclaimed ones at once, its claimed ones when their leases (17 s here) expire.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: StoreBackend.postgresURL != nil, "RELAY_TEST_POSTGRES_URL names no PostgreSQL server"))
+    func everyPushAcknowledgedByAKilledNodeIsDeliveredByTheSurvivor() async throws {
+        let downFor = Locked(20)
+        try await StoreBackend.postgres.withStorageURL { url in
+            try await TestReceiver.run(respond: { _, _ in
+                // Slow answers: the victim dies holding claims on deliveries it is sending.
+                downFor.withLock { left in
+                    defer { left -= 1 }
+                    return left > 0 ? .init(status: 503) : .init(status: 204, delay: .milliseconds(100))
+                }
+            }) { receiver, port in
+                let directory = makeTemporaryDirectory()
+                let yaml = TestCredentials.yaml(storageURL: url, extra: """
+                    delivery:
+                      timeout: 1s
+                      retry_schedule: [50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s, 1s, 1s, 1s]
+                      allow_private_networks: true
+                    subscriptions:
+                      - id: sink
+                        url: http://127.0.0.1:\(port)/sink
+                    """)
+                try yaml.write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+                let victim = try RelayProcess.start(in: directory)
+                let survivor = try RelayProcess.start(in: directory)
+                defer { survivor.terminate() }
+                let acked = Locked<Set<String>>([])
+                let killAfter = Int.random(in: 30...150)
+                let total = 200
+                await withTaskGroup(of: Void.self) { group in
+                    for worker in 0..<8 {
+                        group.addTask {
+                            for i in stride(from: worker, to: total, by: 8) {
+                                let msgId = String(600_000 + i)
+                                // Half the pushes go to the victim, until it is dead.
+                                let node = i % 2 == 0 && acked.value.count < killAfter ? victim : survivor
+                                guard let ok = try? await Self.push(port: node.port, msgId: msgId), ok else { continue }
+                                let count = acked.withLock { $0.insert(msgId); return $0.count }
+                                if count == killAfter { victim.kill9() }
+                            }
+                        }
+                    }
+                }
+                victim.waitUntilExit()
+                let acknowledged = acked.withLock { $0 }
+                #expect(acknowledged.count >= killAfter)
+                var delivered: Set<String> = []
+                while !acknowledged.isSubset(of: delivered) {
+                    let request = try await receiver.next(timeout: .seconds(60))
+                    guard request.headers["webhook-id"] != nil,
+                          let range = request.body.range(of: #""MsgId":"\d+""#, options: .regularExpression) else { continue }
+                    delivered.insert(String(request.body[range].dropFirst(9).dropLast()))
+                }
+                #expect(acknowledged.isSubset(of: delivered), "lost: \(acknowledged.subtracting(delivered).sorted())")
+            }
+        }
+    }
+
     static func push(port: Int, msgId: String) async throws -> Bool {
         let now = Int(Date().timeIntervalSince1970)
         let xml = SamplePushes.text(to: "gh_fault", from: "oFault", content: "fault \(msgId)", createTime: now, msgId: msgId)
