@@ -61,6 +61,38 @@ struct PostgresRelayTests {
         }
     }
 
+    /// Tokens are refreshed once for all nodes: the lock that serializes refreshes is a row in
+    /// the shared database, not a lock of one process.
+    @Test func nodesAskingForATokenTogetherFetchItOnce() async throws {
+        try await StoreBackend.postgres.withStorageURL { url in
+            try await FakeWeChat.run { fake, base in
+                try await TestRelay.with(extraYAML: OnboardingTests.admin, apiBase: base, storageURL: url) { a in
+                    try await TestRelay.with(extraYAML: OnboardingTests.admin, apiBase: base, storageURL: url) { b in
+                        fake.addTicket("ticket@@@valid")
+                        try await a.application().test(.live) { nodeA async throws in
+                            try await b.application().test(.live) { nodeB async throws in
+                                #expect(try await nodeA.send(a.ticketPush(ticket: "ticket@@@valid")).body == "success")
+                                let uri = "/v1/components/\(OnboardingTests.component)/access-token"
+                                let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+                                    for i in 0..<16 {
+                                        group.addTask {
+                                            let answer = i % 2 == 0 ? try await AdminAPITests.call(nodeA, .get, uri)
+                                                                    : try await AdminAPITests.call(nodeB, .get, uri)
+                                            return answer.body["access_token"] as? String ?? "status \(answer.status)"
+                                        }
+                                    }
+                                    return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+                                }
+                                #expect(tokens.count == 1 && tokens.first?.hasPrefix("status") == false, "\(tokens)")
+                                #expect(fake.calls(to: "api_component_token").count == 1)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func secretsAreSealedInTheDatabaseWithAnEncryptionKey() async throws {
         let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
         try await StoreBackend.postgres.withStorageURL { url in
