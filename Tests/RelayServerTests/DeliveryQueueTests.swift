@@ -58,6 +58,25 @@ import Testing
 
     /// The queue's indexes hold unfinished deliveries only (migration 5); SQLite uses a partial
     /// index only when the query names its condition, so every queue query must.
+    /// A listing by status reads an index holding only that kind of delivery: with months of
+    /// succeeded ones, walking them by id to find five dead ones took a full scan per page.
+    @Test func listingsByStatusReadIndexesInsteadOfTheHistory() async throws {
+        try await Self.withStore { store, _ in
+            let expected: [DeliveryStatus: String] = [
+                .failed: "USING INDEX deliveries_failed", .dead: "USING INDEX deliveries_dead",
+                .cancelled: "USING INDEX deliveries_cancelled", .pending: "USING INDEX deliveries_", .inFlight: "USING INDEX deliveries_",
+            ]
+            for (status, index) in expected {
+                for query in [DeliveryQuery(status: status), DeliveryQuery(subscriptionId: "sink", status: status, before: "dlv_x")] {
+                    let (sql, binds) = SQLiteRelayStore.listingSQL(query)
+                    let steps = try await store.reader.query("EXPLAIN QUERY PLAN " + sql, binds).compactMap { $0.column("detail")?.string }
+                    #expect(steps.contains { $0.contains(index) } && !steps.contains { $0.contains("sqlite_autoindex_deliveries_1") },
+                            "\(status): \(steps)")
+                }
+            }
+        }
+    }
+
     @Test func queueQueriesUseThePartialIndexes() async throws {
         try await Self.withStore { store, _ in
             func plan(_ sql: String, _ binds: [SQLiteData]) async throws -> String {

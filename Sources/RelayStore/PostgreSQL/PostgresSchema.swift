@@ -70,6 +70,8 @@ enum PostgresSchema {
             "CREATE INDEX deliveries_due ON deliveries (subscription_id, next_attempt_at, event_seq) WHERE \(unfinished)",
             "CREATE INDEX deliveries_order ON deliveries (subscription_id, order_key, event_seq) WHERE order_key IS NOT NULL AND \(unfinished)",
             "CREATE INDEX deliveries_unfinished ON deliveries (created_at) WHERE \(unfinished)",
+            // Listings by status: the few deliveries that did not simply succeed, by id.
+            "CREATE INDEX deliveries_trouble ON deliveries (id) WHERE status IN ('failed', 'dead', 'cancelled')",
             "CREATE INDEX deliveries_event_seq ON deliveries (event_seq)",
             "CREATE INDEX deliveries_event ON deliveries (event_id)",
             """

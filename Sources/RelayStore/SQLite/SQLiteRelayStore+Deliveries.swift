@@ -153,14 +153,25 @@ extension SQLiteRelayStore {
     }
 
     public func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] {
+        let (sql, binds) = Self.listingSQL(query)
+        return try await reader.query(sql, binds).map(Self.delivery(from:))
+    }
+
+    /// Newest first. A status filter reads its partial index (migration 7), or the unfinished
+    /// one for pending and in-flight deliveries — named word for word so SQLite may use it —
+    /// rather than walking every delivery by id.
+    static func listingSQL(_ query: DeliveryQuery) -> (String, [SQLiteData]) {
         var sql = "SELECT * FROM deliveries WHERE 1 = 1"
         var binds: [SQLiteData] = []
         if let subscription = query.subscriptionId { sql += " AND subscription_id = ?"; binds.append(.text(subscription)) }
-        if let status = query.status { sql += " AND " + DeliveryStatusColumns.condition(status) }
+        if let status = query.status {
+            sql += " AND " + DeliveryStatusColumns.condition(status)
+            if status == .pending || status == .inFlight { sql += " AND \(SQLiteSchema.unfinished)" }
+        }
         if let before = query.before { sql += " AND id < ?"; binds.append(.text(before)) }
         sql += " ORDER BY id DESC LIMIT ?"
         binds.append(.integer(max(1, min(query.limit, 500))))
-        return try await reader.query(sql, binds).map(Self.delivery(from:))
+        return (sql, binds)
     }
 
     public func deliveries(eventId: String) async throws -> [DeliveryRecord] {

@@ -144,6 +144,15 @@ enum SQLiteSchema {
             "DROP INDEX deliveries_order",
             "CREATE INDEX deliveries_order ON deliveries (subscription_id, order_key, event_seq) WHERE order_key IS NOT NULL AND \(unfinished)",
         ],
+        // 7: listings by status (the dashboard's failing and dead deliveries, the admin API's
+        // `?status=`) walked the whole history by id to find a handful. Failed, dead and
+        // cancelled deliveries get an index each, which a delivery that succeeds the first time
+        // never enters; pending and in-flight ones are read through the unfinished index.
+        [
+            "CREATE INDEX deliveries_failed ON deliveries (id) WHERE status = 'failed'",
+            "CREATE INDEX deliveries_dead ON deliveries (id) WHERE status = 'dead'",
+            "CREATE INDEX deliveries_cancelled ON deliveries (id) WHERE status = 'cancelled'",
+        ],
     ]
 
     /// The condition of the partial queue indexes (migrations 5 and 6); never change it, add a migration.
