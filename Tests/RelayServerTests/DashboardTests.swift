@@ -63,6 +63,28 @@ import Testing
         }
     }
 
+    @Test func guessingTheTokenIsThrottledButTheBearerTokenStillWorks() async throws {
+        try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "")) { relay in
+            try await relay.application().test(.router) { client async throws in
+                for _ in 0..<Int(SignInThrottle.burst) {
+                    #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess").status == .unauthorized)
+                }
+                // The budget is spent: even the right token is not checked now.
+                let paused = try await Self.post(client, "/dashboard/sign-in", form: "token=\(AdminAPITests.token)")
+                #expect(paused.status == .tooManyRequests && paused.headers[.setCookie] == nil)
+                #expect(paused.headers[.retryAfter] == "6")
+                #expect(String(buffer: paused.body).contains("sign-in is paused"))
+                #expect(try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"]).status == .ok)
+                // One attempt comes back every 6 seconds.
+                relay.clock.advance(by: SignInThrottle.interval)
+                #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess").status == .unauthorized)
+                #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess").status == .tooManyRequests)
+                relay.clock.advance(by: SignInThrottle.interval)
+                _ = try await Self.signIn(client)
+            }
+        }
+    }
+
     @Test func signingInWithTheFormOrTheBearerToken() async throws {
         try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/hook")) { relay in
             try await relay.application().test(.router) { client async throws in

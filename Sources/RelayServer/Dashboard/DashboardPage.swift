@@ -24,9 +24,10 @@ struct DashboardSnapshot: Sendable {
 enum DashboardPage {
     static let maxAuthorizers = 200
 
-    static func signIn(failed: Bool) -> String {
+    static func signIn(failed: Bool, throttled: Bool = false) -> String {
         page(title: "WeChat Relay — sign in", body: """
             \(failed ? #"<p class="bad">That is not the admin token.</p>"# : "")
+            \(throttled ? #"<p class="bad">Too many wrong tokens were tried; sign-in is paused for a few seconds.</p>"# : "")
             <form method="post" action="/dashboard/sign-in">
             <label>Admin token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
             <button>Sign in</button>

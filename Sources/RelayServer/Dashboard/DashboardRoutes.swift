@@ -17,6 +17,7 @@ struct DashboardRoutes: Sendable {
     let components: [String]
     /// Whether the relay is reached over https (`server.public_url`): the cookie is then `Secure`.
     let secureCookie: Bool
+    let throttle = SignInThrottle()
 
     var session: DashboardSession? { adminToken.map { DashboardSession(adminToken: $0, secure: secureCookie) } }
 
@@ -34,8 +35,16 @@ struct DashboardRoutes: Sendable {
         router.post("/dashboard/sign-in") { request, context in
             guard let session, let adminToken else { return Self.off }
             guard isSameOrigin(request) else { return Self.crossOrigin }
+            let now = clock.now()
+            guard throttle.allows(at: now) else {
+                context.logger.notice("dashboard sign-in refused unchecked: too many wrong tokens")
+                var response = HTML.response(.tooManyRequests, DashboardPage.signIn(failed: false, throttled: true))
+                response.headers[.retryAfter] = String(throttle.secondsUntilAllowed(at: now))
+                return response
+            }
             let token = try await form(request)["token"] ?? ""
             guard constantTimeEquals(Array(token.utf8), Array(adminToken.utf8)) else {
+                throttle.recordFailure(at: now)
                 context.logger.notice("dashboard sign-in refused: wrong admin token")
                 return HTML.response(.unauthorized, DashboardPage.signIn(failed: true))
             }
