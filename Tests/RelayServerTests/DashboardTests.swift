@@ -63,6 +63,21 @@ import Testing
         }
     }
 
+    @Test func aFailingStoreGetsAPageSayingSoNotABare500() async throws {
+        try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "")) { relay in
+            try await relay.application(store: FailingStore()).test(.router) { client async throws in
+                let bearer: HTTPFields = [.authorization: "Bearer \(AdminAPITests.token)"]
+                let page = try await Self.page(client, headers: bearer)
+                #expect(page.status == .serviceUnavailable && page.body.contains("The store cannot be used right now"))
+                for form in [try await Self.post(client, "/dashboard/deliveries/dlv_1/retry", headers: bearer),
+                             try await Self.post(client, "/dashboard/subscriptions/crm/replay", form: "hours=2", headers: bearer)] {
+                    #expect(form.status == .serviceUnavailable)
+                    #expect(String(buffer: form.body).contains("The store cannot be used right now"))
+                }
+            }
+        }
+    }
+
     @Test func guessingTheTokenIsThrottledButTheBearerTokenStillWorks() async throws {
         try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "")) { relay in
             try await relay.application().test(.router) { client async throws in

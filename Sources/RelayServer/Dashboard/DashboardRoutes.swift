@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import RelayCore
 import WeChatCrypto
 
@@ -23,13 +24,8 @@ struct DashboardRoutes: Sendable {
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/dashboard") { request, context in
-            try await guarded(request, post: false) {
-                do {
-                    return HTML.response(.ok, DashboardPage.overview(try await snapshot(), notice: notice(request)))
-                } catch {
-                    context.logger.error("dashboard cannot read the store", metadata: ["error": "\(error)"])
-                    return HTML.response(.serviceUnavailable, "<p>The store cannot be read right now; see the relay's log.</p>")
-                }
+            try await guarded(request, context, post: false) {
+                HTML.response(.ok, DashboardPage.overview(try await snapshot(), notice: notice(request)))
             }
         }
         router.post("/dashboard/sign-in") { request, context in
@@ -56,7 +52,7 @@ struct DashboardRoutes: Sendable {
             return Self.redirect("/dashboard", cookie: session.clearCookie)
         }
         router.post("/dashboard/deliveries/{id}/retry") { request, context in
-            try await guarded(request, post: true) {
+            try await guarded(request, context, post: true) {
                 let id = context.parameters.get("id") ?? ""
                 guard let delivery = try await store.retryDelivery(id: id, now: clock.now()) else {
                     return Self.redirect("/dashboard?done=missing")
@@ -66,7 +62,7 @@ struct DashboardRoutes: Sendable {
             }
         }
         router.post("/dashboard/subscriptions/{id}/replay") { request, context in
-            try await guarded(request, post: true) {
+            try await guarded(request, context, post: true) {
                 let id = context.parameters.get("id") ?? ""
                 guard let subscription = try await store.subscription(id: id) else { return Self.redirect("/dashboard?done=missing") }
                 guard let hours = try await form(request)["hours"].flatMap(Int.init), (1...720).contains(hours) else {
@@ -81,15 +77,24 @@ struct DashboardRoutes: Sendable {
         }
     }
 
-    /// Runs `page` for a signed-in operator; answers the sign-in form otherwise.
-    private func guarded(_ request: Request, post: Bool, _ page: () async throws -> Response) async throws -> Response {
+    /// Runs `page` for a signed-in operator; answers the sign-in form otherwise. A store that
+    /// fails (read or write) gets a page saying so, not a bare 500.
+    private func guarded(_ request: Request, _ context: BasicRequestContext, post: Bool,
+                         _ page: () async throws -> Response) async throws -> Response {
         guard let session, let adminToken else { return Self.off }
         if post, !isSameOrigin(request) { return Self.crossOrigin }
         let cookie = DashboardSession.value(inCookieHeader: request.headers[.cookie]).map { session.isValid($0, now: clock.now()) }
         guard BearerToken.matches(adminToken, in: request) || cookie == true else {
             return HTML.response(.unauthorized, DashboardPage.signIn(failed: false))
         }
-        return try await page()
+        do {
+            return try await page()
+        } catch is NIOTooManyBytesError {
+            return HTML.response(.contentTooLarge, "<p>The form is too large.</p>")
+        } catch {
+            context.logger.error("dashboard cannot use the store", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return HTML.response(.serviceUnavailable, "<p>The store cannot be used right now; nothing was changed. See the relay's log.</p>")
+        }
     }
 
     /// A browser names the page a form came from in `Origin`; it must be this relay. (The cookie is
