@@ -84,15 +84,23 @@ enum BenchSetup {
     static let token = "benchToken"
     static let aesKey = EncodingAESKey.generate()
 
-    /// The bench measures the single-node store: SQLite in the run's own directory.
-    static func openStore(_ config: RelayConfig, logger: Logger) async throws -> SQLiteRelayStore {
-        guard case .sqlite(let path) = config.storage.url else { throw BenchError("the bench runs on SQLite") }
-        let store = try await SQLiteRelayStore.open(path: path, logger: logger)
-        try await store.migrate()
-        return store
+    /// Runs `body` with the relay's configuration and a new, empty store: SQLite in a directory of
+    /// its own, or with `postgresServer` a database of its own on that server (dropped afterwards).
+    static func withStore<T: Sendable>(postgresServer: String?, subscriberPort: Int?, logger: Logger,
+                                       _ body: (RelayConfig, any RelayStore) async throws -> T) async throws -> T {
+        guard let postgresServer else {
+            let directory = temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let config = try config(storageURL: "sqlite:\(directory)/relay.sqlite", subscriberPort: subscriberPort)
+            return try await StoreFactory.withStore(config.storage, logger: logger) { try await body(config, $0) }
+        }
+        return try await PostgresScratchDatabase.with(serverURL: postgresServer, prefix: "relay_bench", logger: logger) { url in
+            let config = try config(storageURL: url, subscriberPort: subscriberPort)
+            return try await StoreFactory.withStore(config.storage, logger: logger) { try await body(config, $0) }
+        }
     }
 
-    static func config(directory: String, subscriberPort: Int?) throws -> RelayConfig {
+    static func config(storageURL: String = "sqlite:/tmp/relay-bench.sqlite", subscriberPort: Int?) throws -> RelayConfig {
         let subscription = subscriberPort.map {
             "subscriptions:\n  - id: sink\n    url: http://127.0.0.1:\($0)/hook\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         } ?? ""
@@ -101,7 +109,7 @@ enum BenchSetup {
               host: 127.0.0.1
               port: 0
             storage:
-              url: sqlite:\(directory)/relay.sqlite
+              url: \(storageURL)
             wechat:
               api_base: http://127.0.0.1:9
               components:

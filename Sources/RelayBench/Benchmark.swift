@@ -20,8 +20,12 @@ public struct Benchmark: Sendable {
         /// Intake and delivery alternate baseline and relay this many times and report medians,
         /// so a burst of noise from a neighbour moves one round, not the figure.
         public var rounds: Int
+        /// A PostgreSQL server (`postgres://…`, a user that may create databases) to measure the
+        /// relay on instead of SQLite; each scenario gets a database of its own.
+        public var postgresServer: String?
         public init(requests: Int = 20_000, concurrency: Int = 64, backlog: Int = 100_000, rate: Int = 1000,
-                    scenarios: Set<Scenario> = Set(Scenario.allCases), rounds: Int = 3) {
+                    scenarios: Set<Scenario> = Set(Scenario.allCases), rounds: Int = 3, postgresServer: String? = nil) {
+            self.postgresServer = postgresServer
             self.rounds = max(1, rounds)
             self.requests = requests
             self.concurrency = concurrency
@@ -68,7 +72,8 @@ public struct Benchmark: Sendable {
                 ("idle", .number(idle.rounded())), ("after_intake", .number(afterIntake.rounded())), ("with_backlog", .number(backlog.rounded())),
             ])))
         }
-        return .object([("date", .string(Timestamp.iso8601(Date()))), ("cores", .number(Double(ProcessInfo.processInfo.activeProcessorCount)))]
+        return .object([("date", .string(Timestamp.iso8601(Date()))), ("cores", .number(Double(ProcessInfo.processInfo.activeProcessorCount))),
+                        ("store", .string(options.postgresServer == nil ? "sqlite" : "postgres"))]
                        + sections)
     }
 
@@ -76,7 +81,7 @@ public struct Benchmark: Sendable {
 
     func crypto() -> JSONValue {
         let push = BenchSetup.push(msgId: 1, contentBytes: 1024)
-        let config = try! BenchSetup.config(directory: "/tmp", subscriberPort: nil)
+        let config = try! BenchSetup.config(subscriberPort: nil)
         let verifier = PushVerifier(registry: config.credentials, maxClockSkew: 300, limits: .default, clock: SystemClock())
         let body = Array(push.body.utf8)
         let verified = try! verifier.verifyCallbackPush(appid: "wxbenchaccount0001", query: push.query, body: body)
@@ -110,31 +115,29 @@ public struct Benchmark: Sendable {
 
     func intakeScenario(_ client: HTTPClient) async throws -> JSONValue {
         let expect: @Sendable (HTTPResponseStatus, ByteBuffer) -> Bool = { status, body in status == .ok && String(buffer: body) == "success" }
-        let directory = BenchSetup.temporaryDirectory()
-        let config = try BenchSetup.config(directory: directory, subscriberPort: nil)
-        let store = try await BenchSetup.openStore(config, logger: quietLogger)
-        let (ceilings, relays) = try await withServer({ bareIntakeServer(onListening: $0) }) { barePort in
-            try await withServer({ onListening in
-                try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
-            }) { relayPort in
-                // Warm both up; the relay's warm-up pushes come back later as duplicates, so its store is not empty.
-                let warmUp = (0..<1000).map { BenchSetup.push(msgId: 900_000 + $0) }
-                _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(warmUp, barePort), expect: expect)
-                _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(warmUp, relayPort), expect: expect)
-                var ceilings: [LoadResult] = [], relays: [LoadResult] = []
-                for round in 0..<options.rounds {
-                    // Every push of a round is new to the relay (a fresh MsgId), except a few repeats.
-                    let pushes = (0..<options.requests).map { BenchSetup.push(msgId: 1_000_000 * (round + 1) + $0) }
-                    ceilings.append(await LoadGenerator.run(client: client, concurrency: options.concurrency,
-                                                            requests: Self.requests(pushes, barePort), expect: expect))
-                    relays.append(await LoadGenerator.run(client: client, concurrency: options.concurrency,
-                                                          requests: Self.requests(pushes.dropLast(100) + warmUp.prefix(100), relayPort), expect: expect))
+        let (ceilings, relays) = try await BenchSetup.withStore(postgresServer: options.postgresServer, subscriberPort: nil,
+                                                                logger: quietLogger) { config, store in
+            try await withServer({ bareIntakeServer(onListening: $0) }) { barePort in
+                try await withServer({ onListening in
+                    try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+                }) { relayPort in
+                    // Warm both up; the relay's warm-up pushes come back later as duplicates, so its store is not empty.
+                    let warmUp = (0..<1000).map { BenchSetup.push(msgId: 900_000 + $0) }
+                    _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(warmUp, barePort), expect: expect)
+                    _ = await LoadGenerator.run(client: client, concurrency: options.concurrency, requests: Self.requests(warmUp, relayPort), expect: expect)
+                    var ceilings: [LoadResult] = [], relays: [LoadResult] = []
+                    for round in 0..<options.rounds {
+                        // Every push of a round is new to the relay (a fresh MsgId), except a few repeats.
+                        let pushes = (0..<options.requests).map { BenchSetup.push(msgId: 1_000_000 * (round + 1) + $0) }
+                        ceilings.append(await LoadGenerator.run(client: client, concurrency: options.concurrency,
+                                                                requests: Self.requests(pushes, barePort), expect: expect))
+                        relays.append(await LoadGenerator.run(client: client, concurrency: options.concurrency,
+                                                              requests: Self.requests(pushes.dropLast(100) + warmUp.prefix(100), relayPort), expect: expect))
+                    }
+                    return (ceilings, relays)
                 }
-                return (ceilings, relays)
             }
         }
-        try await store.close()
-        try? FileManager.default.removeItem(atPath: directory)
         return Self.compare(relays, against: ceilings)
     }
 
@@ -259,7 +262,7 @@ public struct Benchmark: Sendable {
             request.body = .bytes(body)
             return request
         }
-        let concurrency = try BenchSetup.config(directory: "/tmp", subscriberPort: subscriberPort).delivery.maxInFlightPerSubscription
+        let concurrency = try BenchSetup.config(subscriberPort: subscriberPort).delivery.maxInFlightPerSubscription
         return try await Self.withClient(concurrency) { client in
             await LoadGenerator.run(client: client, concurrency: concurrency, requests: requests) { status, _ in status == .noContent }
         }
@@ -271,39 +274,37 @@ public struct Benchmark: Sendable {
     /// delivery (the baseline's client is built outside its timing too); it is reported on its
     /// own, with the throughput that includes it.
     func deliveryRound(_ events: [RelayEvent], subscriberPort: Int) async throws -> (steady: LoadResult, withStart: LoadResult) {
-        let directory = BenchSetup.temporaryDirectory()
-        let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
-        let store = try await BenchSetup.openStore(config, logger: quietLogger)
-        let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
-            Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
-        }, now: Date())
-        try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
-        let delivered = Counter()
-        let count = events.count
-        let firstAck = Locked<(at: ContinuousClock.Instant, cpu: Double)?>(nil)
-        let (done, finished) = AsyncStream.makeStream(of: Void.self)
-        let started = ContinuousClock.now
-        let cpuStarted = ProcessCPU.seconds()
-        let (end, cpuEnd) = try await withServer({ onListening in
-            try await RelayApplication.build(config: config, dependencies: RelayDependencies(
-                store: store, logger: quietLogger, onListening: onListening,
-                onDeliveryAttempt: { report in
-                    guard report.verdict == .succeeded else { return }
-                    let index = delivered.increment()
-                    if index == 0 { firstAck.withLock { $0 = (ContinuousClock.now, ProcessCPU.seconds()) } }
-                    if index + 1 == count { finished.yield() }
-                }))
-        }) { _ in
-            var iterator = done.makeAsyncIterator()
-            await iterator.next()
-            // Measured at the last acknowledgement, not after the relay has shut down.
-            return (ContinuousClock.now, ProcessCPU.seconds())
+        try await BenchSetup.withStore(postgresServer: options.postgresServer, subscriberPort: subscriberPort,
+                                       logger: quietLogger) { config, store in
+            let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
+                Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
+            }, now: Date())
+            try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
+            let delivered = Counter()
+            let count = events.count
+            let firstAck = Locked<(at: ContinuousClock.Instant, cpu: Double)?>(nil)
+            let (done, finished) = AsyncStream.makeStream(of: Void.self)
+            let started = ContinuousClock.now
+            let cpuStarted = ProcessCPU.seconds()
+            let (end, cpuEnd) = try await withServer({ onListening in
+                try await RelayApplication.build(config: config, dependencies: RelayDependencies(
+                    store: store, logger: quietLogger, onListening: onListening,
+                    onDeliveryAttempt: { report in
+                        guard report.verdict == .succeeded else { return }
+                        let index = delivered.increment()
+                        if index == 0 { firstAck.withLock { $0 = (ContinuousClock.now, ProcessCPU.seconds()) } }
+                        if index + 1 == count { finished.yield() }
+                    }))
+            }) { _ in
+                var iterator = done.makeAsyncIterator()
+                await iterator.next()
+                // Measured at the last acknowledgement, not after the relay has shut down.
+                return (ContinuousClock.now, ProcessCPU.seconds())
+            }
+            guard let first = firstAck.withLock({ $0 }), count > 1 else { throw BenchError("no delivery was acknowledged") }
+            return (LoadResult(requests: count - 1, failures: 0, seconds: (end - first.at).seconds, latencies: [], cpuSeconds: cpuEnd - first.cpu),
+                    LoadResult(requests: count, failures: 0, seconds: (end - started).seconds, latencies: [], cpuSeconds: cpuEnd - cpuStarted))
         }
-        try await store.close()
-        try? FileManager.default.removeItem(atPath: directory)
-        guard let first = firstAck.withLock({ $0 }), count > 1 else { throw BenchError("no delivery was acknowledged") }
-        return (LoadResult(requests: count - 1, failures: 0, seconds: (end - first.at).seconds, latencies: [], cpuSeconds: cpuEnd - first.cpu),
-                LoadResult(requests: count, failures: 0, seconds: (end - started).seconds, latencies: [], cpuSeconds: cpuEnd - cpuStarted))
     }
 
     /// Commits events with their deliveries, as intake would, without HTTP.
@@ -331,32 +332,30 @@ public struct Benchmark: Sendable {
         let subscriber = BenchSubscriber(recordArrivals: true)
         let total = options.rate * 5
         return try await withServer({ subscriber.server(onListening: $0) }) { subscriberPort in
-            let directory = BenchSetup.temporaryDirectory()
-            let config = try BenchSetup.config(directory: directory, subscriberPort: subscriberPort)
-            let store = try await BenchSetup.openStore(config, logger: quietLogger)
             let sent = Locked<[String: ContinuousClock.Instant]>([:])
-            try await Self.withClient(256) { client in try await withServer({ onListening in
-                try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
-            }) { port in
-                let requests = Self.requests((0..<total).map { BenchSetup.push(msgId: 3_000_000 + $0) }, port)
-                let start = ContinuousClock.now
-                await withTaskGroup(of: Void.self) { group in
-                    for (i, request) in requests.enumerated() {
-                        try? await Task.sleep(until: start + .microseconds(Int64(i) * 1_000_000 / Int64(options.rate)))
-                        group.addTask {
-                            let msgId = String(3_000_000 + i)
-                            let now = ContinuousClock.now
-                            sent.withLock { $0[msgId] = now }
-                            _ = try? await client.execute(request, timeout: .seconds(10))
+            try await BenchSetup.withStore(postgresServer: options.postgresServer, subscriberPort: subscriberPort,
+                                           logger: quietLogger) { config, store in
+                try await Self.withClient(256) { client in try await withServer({ onListening in
+                    try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+                }) { port in
+                    let requests = Self.requests((0..<total).map { BenchSetup.push(msgId: 3_000_000 + $0) }, port)
+                    let start = ContinuousClock.now
+                    await withTaskGroup(of: Void.self) { group in
+                        for (i, request) in requests.enumerated() {
+                            try? await Task.sleep(until: start + .microseconds(Int64(i) * 1_000_000 / Int64(options.rate)))
+                            group.addTask {
+                                let msgId = String(3_000_000 + i)
+                                let now = ContinuousClock.now
+                                sent.withLock { $0[msgId] = now }
+                                _ = try? await client.execute(request, timeout: .seconds(10))
+                            }
                         }
                     }
-                }
-                // Wait (bounded) for the deliveries to drain.
-                let deadline = ContinuousClock.now + .seconds(30)
-                while subscriber.received.current < total, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            } }
-            try await store.close()
-            try? FileManager.default.removeItem(atPath: directory)
+                    // Wait (bounded) for the deliveries to drain.
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while subscriber.received.current < total, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+                } }
+            }
             let arrivals = subscriber.arrivals.withLock { $0 }
             let sends = sent.withLock { $0 }
             let latencies = arrivals.compactMap { id, at in sends[id].map { (at - $0).seconds } }.sorted()
@@ -372,25 +371,23 @@ public struct Benchmark: Sendable {
 
     /// RSS with a large backlog: the subscriber never answers, so everything stays queued.
     func backlogMemory() async throws -> Double {
-        let directory = BenchSetup.temporaryDirectory()
-        let config = try BenchSetup.config(directory: directory, subscriberPort: 9)  // nothing listens on port 9
-        let store = try await BenchSetup.openStore(config, logger: quietLogger)
-        let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
-            Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
-        }, now: Date())
-        let events = (0..<options.backlog).map { i in
-            RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxbenchaccount0001", componentAppid: nil, receivedAt: Date(),
-                       dataJSON: #"{"MsgType":"text","MsgId":"\#(i)"}"#, dedupKey: "msg:\(i)", fromUser: nil)
+        // Nothing listens on port 9.
+        try await BenchSetup.withStore(postgresServer: options.postgresServer, subscriberPort: 9, logger: quietLogger) { config, store in
+            let subscriptions = try await store.syncConfigSubscriptions(config.subscriptions.map {
+                Subscription(id: $0.id, url: $0.url, source: .config, createdAt: Date(), secret: $0.secret ?? "")
+            }, now: Date())
+            let events = (0..<options.backlog).map { i in
+                RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxbenchaccount0001", componentAppid: nil, receivedAt: Date(),
+                           dataJSON: #"{"MsgType":"text","MsgId":"\#(i)"}"#, dedupKey: "msg:\(i)", fromUser: nil)
+            }
+            try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
+            let rss = try await withServer({ onListening in
+                try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
+            }) { _ in
+                try? await Task.sleep(for: .seconds(2))
+                return residentMegabytes()
+            }
+            return rss
         }
-        try await Self.store(events, subscriptions: subscriptions, in: store, concurrency: 64)
-        let rss = try await withServer({ onListening in
-            try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: quietLogger, onListening: onListening))
-        }) { _ in
-            try? await Task.sleep(for: .seconds(2))
-            return residentMegabytes()
-        }
-        try await store.close()
-        try? FileManager.default.removeItem(atPath: directory)
-        return rss
     }
 }

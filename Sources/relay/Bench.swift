@@ -16,6 +16,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Intake and delivery rounds, each alternating baseline and relay; medians are reported.") var rounds = 3
     @Option(help: "Run only these scenarios, comma-separated: crypto, intake, delivery, end_to_end, memory.")
     var only: String?
+    @Option(help: "Measure the relay on PostgreSQL instead of SQLite: a server URL whose user may create databases (one per scenario, dropped afterwards).")
+    var postgres: String?
 
     func validate() throws {
         _ = try scenarios()
@@ -33,7 +35,7 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let report = try await Benchmark(options: .init(requests: requests, concurrency: concurrency, backlog: backlog, rate: rate,
-                                                        scenarios: try scenarios(), rounds: rounds))
+                                                        scenarios: try scenarios(), rounds: rounds, postgresServer: postgres))
             .run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         try (report.serialized + "\n").write(toFile: output, atomically: true, encoding: .utf8)
         print(BenchTable.render(report))

@@ -65,6 +65,17 @@ import Testing
         #expect(!check.output.contains("pa55word") && !serve.output.contains("pa55word"))
     }
 
+    @Test(.enabled(if: StoreBackend.postgresURL != nil, "RELAY_TEST_POSTGRES_URL names no PostgreSQL server"))
+    func benchMeasuresTheRelayOnPostgreSQL() throws {
+        let directory = makeTemporaryDirectory()
+        let result = try run(["bench", "--only", "delivery", "--requests", "300", "--rounds", "1", "--postgres", StoreBackend.postgresURL!,
+                              "--output", "report.json"], directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/report.json"))) as? [String: Any]
+        #expect(report?["store"] as? String == "postgres")
+        #expect(((report?["delivery"] as? [String: Any])?["per_second"] as? Double ?? 0) > 0)
+    }
+
     @Test func benchRunsAChosenScenarioAndNamesAnUnknownOne() throws {
         let directory = makeTemporaryDirectory()
         let wrong = try run(["bench", "--only", "crypto,nope"], directory: directory)

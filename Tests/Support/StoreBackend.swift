@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import PostgresNIO
 import RelayServer
 import RelayStore
 
@@ -22,42 +21,8 @@ public enum StoreBackend: String, Sendable, CaseIterable, CustomStringConvertibl
         case .sqlite:
             return try await body("sqlite:" + makeTemporaryDirectory() + "/store.sqlite")
         case .postgres:
-            guard let base = Self.postgresURL else { throw PostgresTestError("RELAY_TEST_POSTGRES_URL is not set") }
-            return try await PostgresTestDatabase.with(serverURL: base, body)
-        }
-    }
-}
-
-struct PostgresTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A database created for one test on the server `serverURL` names, dropped afterwards.
-enum PostgresTestDatabase {
-    static func with<T: Sendable>(serverURL: String, _ body: (String) async throws -> T) async throws -> T {
-        let server = try PostgresURL(serverURL)
-        let name = "relay_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        let admin = try await PostgresConnection.connect(
-            configuration: .init(host: server.host, port: server.port, username: server.user, password: server.password,
-                                 database: server.database, tls: .disable),
-            id: 1, logger: Logger(label: "postgres-test"))
-        do {
-            try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: Logger(label: "postgres-test"))
-            var components = URLComponents(string: serverURL)!
-            components.path = "/" + name
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await body(components.string!))
-            } catch {
-                result = .failure(error)
-            }
-            try await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: Logger(label: "postgres-test"))
-            try await admin.close()
-            return try result.get()
-        } catch {
-            try? await admin.close()
-            throw error
+            guard let base = Self.postgresURL else { throw PostgresURL.Invalid(description: "RELAY_TEST_POSTGRES_URL is not set") }
+            return try await PostgresScratchDatabase.with(serverURL: base, prefix: "relay_test", logger: Logger(label: "postgres-test"), body)
         }
     }
 }

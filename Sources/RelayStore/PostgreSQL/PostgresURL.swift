@@ -28,6 +28,7 @@ public struct PostgresURL: Sendable {
     /// What is wrong with a URL, said without repeating the URL (it may hold a password).
     public struct Invalid: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     public init(_ string: String) throws(Invalid) {
