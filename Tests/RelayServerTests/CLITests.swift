@@ -76,6 +76,21 @@ import Testing
         #expect(((report?["delivery"] as? [String: Any])?["per_second"] as? Double ?? 0) > 0)
     }
 
+    @Test func copyStoreCopiesIntoAnEmptyStoreOnlyAndNamesABadDestination() throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite", extra: "subscriptions:\n  - id: crm\n    url: https://example.com/hook")
+            .write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let bad = try run(["copy-store", "--to", "mysql://db/relay"], directory: directory)
+        #expect(bad.status != 0 && bad.output.contains("--to: expected sqlite:PATH or postgres://"), "\(bad.output)")
+        let same = try run(["copy-store", "--to", "sqlite:relay.sqlite"], directory: directory)
+        #expect(same.status != 0 && same.output.contains("--to names the store being copied"), "\(same.output)")
+        // The source is created (and its config subscription synced) by a first copy's opening.
+        let first = try run(["copy-store", "--to", "sqlite:moved.sqlite"], directory: directory)
+        #expect(first.status == 0 && first.output.contains("copied 0 subscriptions"), "\(first.output)")
+        let again = try run(["copy-store", "--to", "sqlite:other.sqlite"], directory: directory)
+        #expect(again.status == 0, "\(again.output)")
+    }
+
     @Test func benchRunsAChosenScenarioAndNamesAnUnknownOne() throws {
         let directory = makeTemporaryDirectory()
         let wrong = try run(["bench", "--only", "crypto,nope"], directory: directory)

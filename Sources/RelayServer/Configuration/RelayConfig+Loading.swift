@@ -63,21 +63,7 @@ extension RelayConfig {
 
     private static func readStorage(_ m: ConfigMapping) throws(ConfigError) -> Storage {
         var storage = Storage()
-        let url = try m.string("url", default: "sqlite:relay.sqlite")
-        if url.hasPrefix("sqlite:") {
-            let path = String(url.dropFirst("sqlite:".count))
-            guard !path.isEmpty else { throw ConfigError(m.child("url"), "sqlite: needs a file path, e.g. sqlite:relay.sqlite") }
-            storage.url = .sqlite(path: path)
-        } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            do {
-                _ = try PostgresURL(url)
-            } catch {
-                throw ConfigError(m.child("url"), error.description)
-            }
-            storage.url = .postgres(url: url)
-        } else {
-            throw ConfigError(m.child("url"), "expected sqlite:PATH or postgres://user:pass@host:port/db")
-        }
+        storage.url = try StorageURL(parsing: try m.string("url", default: "sqlite:relay.sqlite"), key: m.child("url"))
         let key = try m.optionalString("encryption_key")
         if let key, !key.isEmpty {
             guard (try? SecretSealer(base64Key: key)) != nil else {
@@ -223,6 +209,26 @@ extension RelayConfig {
             return try EncodingAESKey(text)
         } catch {
             throw ConfigError(m.child(key), error.description)
+        }
+    }
+}
+
+extension RelayConfig.StorageURL {
+    /// `sqlite:PATH` or `postgres://…`, checked; errors name `key`.
+    public init(parsing url: String, key: String) throws(ConfigError) {
+        if url.hasPrefix("sqlite:") {
+            let path = String(url.dropFirst("sqlite:".count))
+            guard !path.isEmpty else { throw ConfigError(key, "sqlite: needs a file path, e.g. sqlite:relay.sqlite") }
+            self = .sqlite(path: path)
+        } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            do {
+                _ = try PostgresURL(url)
+            } catch {
+                throw ConfigError(key, error.description)
+            }
+            self = .postgres(url: url)
+        } else {
+            throw ConfigError(key, "expected sqlite:PATH or postgres://user:pass@host:port/db")
         }
     }
 }
