@@ -24,12 +24,7 @@ struct CopyStore: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "relay")
-        let config: RelayConfig
-        do {
-            config = try RelayConfig.load(path: options.config)
-        } catch {
-            throw ValidationError("\(options.config): \(error)")
-        }
+        let config = try options.load()
         var destination = config.storage
         do {
             destination.url = try RelayConfig.StorageURL(parsing: to, key: "--to")

@@ -21,12 +21,7 @@ struct Push: AsyncParsableCommand {
         var component: String?
 
         func credentials() throws -> ComponentCredentials {
-            let config: RelayConfig
-            do {
-                config = try RelayConfig.load(path: options.config)
-            } catch {
-                throw ValidationError("\(options.config): \(error)")
-            }
+            let config = try options.load()
             let components = config.wechat.components
             if let component {
                 guard let match = components.first(where: { $0.appid == component }) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RelayServer
 
 /// `relay`: argument parsing only; the work lives in RelayServer.
 @main
@@ -13,4 +14,13 @@ struct Relay: AsyncParsableCommand {
 struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Path of the configuration file.")
     var config: String = "relay.yml"
+
+    /// The configuration, or an error that names the file and the key.
+    func load() throws -> RelayConfig {
+        do {
+            return try RelayConfig.load(path: config)
+        } catch {
+            throw ValidationError("\(config): \(error)")
+        }
+    }
 }

@@ -21,12 +21,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "relay")
-        let config: RelayConfig
-        do {
-            config = try RelayConfig.load(path: options.config)
-        } catch {
-            throw ValidationError("\(options.config): \(error)")
-        }
+        let config = try options.load()
         var opened = false
         do {
             try await StoreFactory.withStore(config.storage, logger: logger) { store in

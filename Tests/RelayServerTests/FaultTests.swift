@@ -11,13 +11,7 @@ import Testing
 @Suite(.serialized) struct FaultTests {
     @Test(.timeLimit(.minutes(2)))
     func everyAcknowledgedPushIsDeliveredAfterKill9AndRestart() async throws {
-        let downFor = Locked(40)
-        try await TestReceiver.run(respond: { _, _ in
-            downFor.withLock { left in
-                defer { left -= 1 }
-                return left > 0 ? .init(status: 503) : .init(status: 204)
-            }
-        }) { receiver, port in
+        try await TestReceiver.run(respond: Self.down(for: 40)) { receiver, port in
             let directory = makeTemporaryDirectory()
             let yaml = TestCredentials.yaml(storageURL: "sqlite:relay.sqlite", extra: """
                 delivery:
@@ -54,14 +48,7 @@ import Testing
 
             serve = try RelayProcess.start(in: directory)
             defer { serve.terminate() }
-            var delivered: Set<String> = []
-            while !acknowledged.isSubset(of: delivered) {
-                let request = try await receiver.next(timeout: .seconds(60))
-                guard request.headers["webhook-id"] != nil, let range = request.body.range(of: #""MsgId":"\d+""#, options: .regularExpression)
-                else { continue }
-                delivered.insert(String(request.body[range].dropFirst(9).dropLast()))
-            }
-            #expect(acknowledged.isSubset(of: delivered), "lost: \(acknowledged.subtracting(delivered).sorted())")
+            try await Self.expectDelivery(of: acknowledged, to: receiver)
         }
     }
 
@@ -70,15 +57,9 @@ import Testing
     /// the dead node's unclaimed ones at once, its claimed ones when their leases (17 s here) expire.
     @Test(.timeLimit(.minutes(2)), .enabled(if: StoreBackend.postgresURL != nil, "RELAY_TEST_POSTGRES_URL names no PostgreSQL server"))
     func everyPushAcknowledgedByAKilledNodeIsDeliveredByTheSurvivor() async throws {
-        let downFor = Locked(20)
         try await StoreBackend.postgres.withStorageURL { url in
-            try await TestReceiver.run(respond: { _, _ in
-                // Slow answers: the victim dies holding claims on deliveries it is sending.
-                downFor.withLock { left in
-                    defer { left -= 1 }
-                    return left > 0 ? .init(status: 503) : .init(status: 204, delay: .milliseconds(100))
-                }
-            }) { receiver, port in
+            // Slow answers: the victim dies holding claims on deliveries it is sending.
+            try await TestReceiver.run(respond: Self.down(for: 20, thenAnswerAfter: .milliseconds(100))) { receiver, port in
                 let directory = makeTemporaryDirectory()
                 let yaml = TestCredentials.yaml(storageURL: url, extra: """
                     delivery:
@@ -113,16 +94,33 @@ import Testing
                 victim.waitUntilExit()
                 let acknowledged = acked.withLock { $0 }
                 #expect(acknowledged.count >= killAfter)
-                var delivered: Set<String> = []
-                while !acknowledged.isSubset(of: delivered) {
-                    let request = try await receiver.next(timeout: .seconds(60))
-                    guard request.headers["webhook-id"] != nil,
-                          let range = request.body.range(of: #""MsgId":"\d+""#, options: .regularExpression) else { continue }
-                    delivered.insert(String(request.body[range].dropFirst(9).dropLast()))
-                }
-                #expect(acknowledged.isSubset(of: delivered), "lost: \(acknowledged.subtracting(delivered).sorted())")
+                try await Self.expectDelivery(of: acknowledged, to: receiver)
             }
         }
+    }
+
+    /// A subscriber that answers 503 to its first `requests`, then 204 (after `delay`).
+    static func down(for requests: Int, thenAnswerAfter delay: Duration = .zero)
+        -> @Sendable (TestReceiver.Received, Int) async -> TestReceiver.Answer {
+        let left = Locked(requests)
+        return { _, _ in
+            left.withLock { left in
+                defer { left -= 1 }
+                return left > 0 ? .init(status: 503) : .init(status: 204, delay: delay)
+            }
+        }
+    }
+
+    /// Waits until every acknowledged MsgId has reached `receiver` (a minute at most between two).
+    static func expectDelivery(of acknowledged: Set<String>, to receiver: TestReceiver) async throws {
+        var delivered: Set<String> = []
+        while !acknowledged.isSubset(of: delivered) {
+            let request = try await receiver.next(timeout: .seconds(60))
+            guard request.headers["webhook-id"] != nil, let range = request.body.range(of: #""MsgId":"\d+""#, options: .regularExpression)
+            else { continue }
+            delivered.insert(String(request.body[range].dropFirst(9).dropLast()))
+        }
+        #expect(acknowledged.isSubset(of: delivered), "lost: \(acknowledged.subtracting(delivered).sorted())")
     }
 
     static func push(port: Int, msgId: String) async throws -> Bool {
