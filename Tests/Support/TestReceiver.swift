@@ -86,6 +86,8 @@ public final class TestReceiver: Sendable {
             var headers: [String: String] = [:]
             // Keys lower-cased: HTTP field names are case-insensitive.
             for field in request.headers { headers[field.name.canonicalName.lowercased()] = field.value }
+            // HTTP/1's Host arrives as the request's authority, not among the fields.
+            if let authority = request.head.authority { headers["host"] = authority }
             let body = try await request.body.collect(upTo: 1 << 20)
             let received = Received(headers: headers, body: String(buffer: body), at: .now)
             let number = receiver.record(received)

@@ -144,7 +144,7 @@ struct SubscriptionRoutes: Sendable {
     private func checkURL(_ url: String) async throws {
         do {
             _ = try egress.checkURL(url)
-            try await egress.checkResolved(url)
+            try await egress.destination(url)
         } catch {
             throw AdminError.badRequest("url: \(error)")
         }

@@ -7,8 +7,24 @@ import Glibc
 
 /// Keeps subscriber requests on the public internet: checked when a URL is registered and again
 /// before every attempt, after DNS resolution, so a DNS change cannot point a webhook inside.
+///
+/// An http request then goes to the address that was checked, with the name in `Host`: were the
+/// client to resolve the name again, a DNS answer changed in between (rebinding) could still send
+/// it inside. An https request keeps the name, which its certificate must match: a rebound name
+/// leads to a server that cannot prove it is that name, so the connection fails.
 struct EgressGuard: Sendable {
     let allowPrivateNetworks: Bool
+    /// How a host name becomes addresses (`getaddrinfo`); tests give names of their own.
+    var resolve: @Sendable (String) -> [String] = EgressGuard.resolve
+    /// Which addresses count as public; tests widen it to reach their loopback receivers.
+    var isPublic: @Sendable (String) -> Bool = AddressClassifier.isPublic
+
+    /// Where one request goes: the URL to connect to, and the `Host` header when that URL names
+    /// an address instead of the subscriber's host.
+    struct Destination: Sendable, Equatable {
+        let url: String
+        let hostHeader: String?
+    }
 
     enum Refusal: Error, CustomStringConvertible {
         case scheme(String)
@@ -39,23 +55,30 @@ struct EgressGuard: Sendable {
         return (bare, url)
     }
 
-    /// Resolves the host and refuses if any address it has is not public.
-    func checkResolved(_ text: String) async throws(Refusal) {
+    /// Resolves the host, refuses if any address it has is not public, and says where the
+    /// request goes (see the type's comment).
+    @discardableResult
+    func destination(_ text: String) async throws(Refusal) -> Destination {
         // The URL's form was checked when it was registered; with private networks allowed
         // there is nothing left to check (and parsing it was a cost on every attempt).
-        guard !allowPrivateNetworks else { return }
-        let (host, _) = try checkURL(text)
-        guard !isLiteralAddress(host) else { return }
+        guard !allowPrivateNetworks else { return Destination(url: text, hostHeader: nil) }
+        let (host, url) = try checkURL(text)
+        guard !isLiteralAddress(host) else { return Destination(url: text, hostHeader: nil) }
         let addresses: [String]
         do {
-            addresses = try await NIOThreadPool.singleton.runIfActive { Self.resolve(host) }
+            addresses = try await NIOThreadPool.singleton.runIfActive { [resolve] in resolve(host) }
         } catch {
             throw .unresolvable(host)
         }
-        guard !addresses.isEmpty else { throw .unresolvable(host) }
-        if let inside = addresses.first(where: { !AddressClassifier.isPublic($0) }) {
+        guard let first = addresses.first else { throw .unresolvable(host) }
+        if let inside = addresses.first(where: { !isPublic($0) }) {
             throw .nonPublic(host: host, address: inside)
         }
+        guard url.scheme?.lowercased() == "http", let components = URLComponents(string: text), let range = components.rangeOfHost
+        else { return Destination(url: text, hostHeader: nil) }
+        let address = first.contains(":") ? "[\(first)]" : first
+        return Destination(url: text.replacingCharacters(in: range, with: address),
+                           hostHeader: url.port.map { "\(host):\($0)" } ?? host)
     }
 
     private func isLiteralAddress(_ host: String) -> Bool {
@@ -63,7 +86,7 @@ struct EgressGuard: Sendable {
     }
 
     /// Every address `getaddrinfo` gives for `host`, as text.
-    private static func resolve(_ host: String) -> [String] {
+    static func resolve(_ host: String) -> [String] {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

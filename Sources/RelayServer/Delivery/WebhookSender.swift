@@ -30,15 +30,17 @@ struct WebhookSender: Sendable {
               timeout: Duration? = nil, readLimit: Int = excerptLimit) async -> SendResult {
         let timeout = timeout ?? self.timeout
         let started = ContinuousClock.now
+        let destination: EgressGuard.Destination
         do {
-            try await egress.checkResolved(url)
+            destination = try await egress.destination(url)
         } catch {
             return SendResult(error: "refused: \(error)", duration: ContinuousClock.now - started)
         }
         let timestamp = Int(now.timeIntervalSince1970)
         let bytes = ByteBuffer(string: body)
-        var request = HTTPClientRequest(url: url)
+        var request = HTTPClientRequest(url: destination.url)
         request.method = .POST
+        if let host = destination.hostHeader { request.headers.add(name: "Host", value: host) }
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "wechat-relay")
         request.headers.add(name: "webhook-id", value: eventId)

@@ -1,0 +1,52 @@
+import AsyncHTTPClient
+import Foundation
+import RelayCore
+@testable import RelayServer
+import RelayTestSupport
+import Testing
+
+/// Requests go where the egress check looked: an http request to the address that was checked
+/// (the name in `Host`), so a DNS answer changed after the check cannot send it inside.
+@Suite struct EgressGuardTests {
+    static func guardResolving(_ table: [String: [String]], allowPrivate: Bool = false,
+                               isPublic: @escaping @Sendable (String) -> Bool = { _ in true }) -> EgressGuard {
+        EgressGuard(allowPrivateNetworks: allowPrivate, resolve: { table[$0] ?? [] }, isPublic: isPublic)
+    }
+
+    @Test func anHTTPRequestGoesToTheCheckedAddressWithTheNameInHost() async throws {
+        let egress = Self.guardResolving(["hooks.example.com": ["93.184.216.34", "93.184.216.35"], "v6.example.com": ["2606:2800:220:1::1"]])
+        #expect(try await egress.destination("http://hooks.example.com:8080/in/hook?x=1")
+            == .init(url: "http://93.184.216.34:8080/in/hook?x=1", hostHeader: "hooks.example.com:8080"))
+        #expect(try await egress.destination("http://hooks.example.com/hook")
+            == .init(url: "http://93.184.216.34/hook", hostHeader: "hooks.example.com"))
+        #expect(try await egress.destination("http://v6.example.com/hook")
+            == .init(url: "http://[2606:2800:220:1::1]/hook", hostHeader: "v6.example.com"))
+        // https keeps the name: the certificate must match it, which a rebound address cannot.
+        #expect(try await egress.destination("https://hooks.example.com/hook") == .init(url: "https://hooks.example.com/hook", hostHeader: nil))
+        #expect(try await egress.destination("http://93.184.216.34/hook") == .init(url: "http://93.184.216.34/hook", hostHeader: nil))
+    }
+
+    @Test func oneAddressInsideRefusesTheWholeName() async throws {
+        let egress = Self.guardResolving(["mixed.example.com": ["93.184.216.34", "10.0.0.7"]], isPublic: AddressClassifier.isPublic)
+        await #expect(throws: EgressGuard.Refusal.self) { try await egress.destination("http://mixed.example.com/hook") }
+        await #expect(throws: EgressGuard.Refusal.self) { try await egress.destination("http://unknown.example.com/hook") }
+        // Allowed private networks: nothing is resolved, the URL is used as it is.
+        let open = Self.guardResolving([:], allowPrivate: true)
+        #expect(try await open.destination("http://unknown.example.com/hook") == .init(url: "http://unknown.example.com/hook", hostHeader: nil))
+    }
+
+    /// `.invalid` never resolves: the request arriving at all shows the client did not resolve
+    /// the name again but went to the checked address.
+    @Test func theSenderConnectsToTheCheckedAddressAndNamesTheHost() async throws {
+        try await TestReceiver.run { receiver, port in
+            let sender = WebhookSender(client: HTTPClient.shared, timeout: .seconds(5),
+                                       egress: Self.guardResolving(["hooks.invalid": ["127.0.0.1"]]))
+            let result = await sender.send(url: "http://hooks.invalid:\(port)/hook", eventId: "evt_1", body: "{}", secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                                           at: Date())
+            #expect(result.statusCode == 204, "\(result)")
+            let request = try await receiver.next()
+            #expect(request.headers["host"] == "hooks.invalid:\(port)")
+            #expect(request.headers["webhook-id"] == "evt_1")
+        }
+    }
+}
