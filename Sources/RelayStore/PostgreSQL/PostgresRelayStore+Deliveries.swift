@@ -122,7 +122,8 @@ extension PostgresRelayStore {
 
     public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
         let candidates = try await fetch(
-            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq"
+            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq",
+            timeout: .seconds(600)
         ).compactMap { row -> (seq: Int, event: RelayEvent)? in
             let event = try Self.event(from: row)
             guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
@@ -130,7 +131,8 @@ extension PostgresRelayStore {
         }
         guard !candidates.isEmpty else { return 0 }
         let millis = Self.millis(now)
-        return try await transaction { connection in
+        // A replay of weeks may touch tens of thousands of deliveries, two statements each.
+        return try await transaction(timeout: .seconds(600)) { connection in
             var count = 0
             for (seq, event) in candidates {
                 let existing = try await connection.fetch(

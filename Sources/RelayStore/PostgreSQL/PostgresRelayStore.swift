@@ -38,7 +38,9 @@ public final class PostgresRelayStore: RelayStore {
 
     public func migrate() async throws {
         try await checkConnection()
-        try await transaction { connection in
+        // Minutes, not the usual seconds: a migration may rebuild an index of a large table, and
+        // a node starting meanwhile waits for the lock.
+        try await transaction(timeout: .seconds(600)) { connection in
             // Nodes starting together migrate one after the other.
             try await connection.run("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: self.logger)
             try await connection.run(
@@ -97,8 +99,9 @@ public final class PostgresRelayStore: RelayStore {
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
-    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await bounded { [client, logger] in
+    func transaction<T: Sendable>(timeout: Duration? = nil,
+                                  _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await bounded(timeout) { [client, logger] in
             do {
                 return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
             } catch {
