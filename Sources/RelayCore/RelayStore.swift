@@ -63,6 +63,10 @@ public protocol RelayStore: AuthorizationStore {
     /// Re-delivers the matching events received in `since..<until` to a subscription: existing
     /// deliveries (with `status`, if given) become due again, missing ones are created.
     func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int
+    /// Creates the deliveries to `subscription` missing for the matching events received in
+    /// `since..<until`; existing ones stay as they are. (Another node that did not know of the
+    /// subscription yet stored such events without one.) Returns how many were created.
+    func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int
     func queueStats() async throws -> QueueStats
 }
 

@@ -241,6 +241,29 @@ import Testing
         }
     }
 
+    @Test(arguments: StoreBackend.available)
+    func aBackfillCreatesOnlyTheMissingDeliveriesOfItsRange(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            var crm = Self.subscription("crm")
+            crm.events = ["message.*"]
+            try await store.insertSubscription(crm)
+            let has = try await Self.commit(["has"], to: ["crm"], in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 1, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            try await store.recordAttempt(deliveryId: claimed[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
+            let missing = try await Self.commit(["missing"], to: [], in: store)
+            let other = Self.event("other", type: "event.subscribe")
+            _ = try await store.commit(IntakeRecord(event: other, ticket: nil))
+            let late = try await Self.commit(["late"], to: [], in: store, at: Self.now + 20)
+            #expect(try await store.backfill(subscription: crm, since: Self.now, until: Self.now + 10, now: Self.now + 16) == 1)
+            #expect(try await store.deliveries(eventId: missing[0].id).map(\.status) == [.pending])
+            #expect(try await store.delivery(id: claimed[0].id)?.status == .succeeded)  // untouched, not sent again
+            #expect(try await store.deliveries(eventId: has[0].id).count == 1)
+            #expect(try await store.deliveries(eventId: other.id).isEmpty)  // not a type crm takes
+            #expect(try await store.deliveries(eventId: late[0].id).isEmpty)  // outside the range
+            #expect(try await store.backfill(subscription: crm, since: Self.now, until: Self.now + 10, now: Self.now + 17) == 0)
+        }
+    }
+
     // MARK: Subscriptions
 
     @Test(arguments: StoreBackend.available)

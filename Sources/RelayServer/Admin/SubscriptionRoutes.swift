@@ -73,6 +73,7 @@ struct SubscriptionRoutes: Sendable {
         }
         registry.upsert(subscription)
         dispatcher.subscriptionsChanged()
+        dispatcher.scheduleBackfill(subscriptionId: subscription.id, changedAt: subscription.createdAt)
         return AdminJSON.response(AdminJSON.subscription(subscription, secret: true), status: .created)
     }
 
@@ -93,9 +94,11 @@ struct SubscriptionRoutes: Sendable {
             subscription.status = parsed
         }
         try replyConflictCheck(subscription)
-        try await store.updateSubscription(subscription, now: clock.now())
+        let now = clock.now()
+        try await store.updateSubscription(subscription, now: now)
         registry.upsert(subscription)
         dispatcher.subscriptionsChanged()
+        dispatcher.scheduleBackfill(subscriptionId: subscription.id, changedAt: now)
         return AdminJSON.response(AdminJSON.subscription(subscription))
     }
 

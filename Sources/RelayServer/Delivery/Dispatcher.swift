@@ -29,6 +29,13 @@ final class Dispatcher: Service {
     /// paired runs) and a whole one clearly lost.
     var claimBatch: Int { max(1, maxInFlightPerSubscription / 4) }
 
+    /// Subscriptions created or changed through this node, to fill in once every node has seen
+    /// the change (see `scheduleBackfill`). Bounded: changes are rare, and beyond 1,000 pending
+    /// ones the replay endpoint is the remedy.
+    private let backfills = Mutex<[(subscriptionId: String, since: Date, due: Date)]>([])
+    /// Other nodes reload the subscriptions every 10 s; a margin on top.
+    static let backfillDelay: TimeInterval = 15
+
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
     private let supervisorBell = Doorbell()
@@ -50,6 +57,38 @@ final class Dispatcher: Service {
     /// Tells the loops of these subscriptions that new work is due.
     func notify(subscriptionIds: some Sequence<String>) {
         for id in subscriptionIds { doorbell(for: id).ring() }
+    }
+
+    /// After a subscription was created or changed here at `changedAt`, other nodes go on for up
+    /// to 10 s with the list they loaded, and store the events they take without a delivery to
+    /// it. `backfillDelay` later this node creates the deliveries missing since the change, so no
+    /// event is left out whichever node took it. (On one node nothing is missing: a no-op.)
+    func scheduleBackfill(subscriptionId: String, changedAt: Date) {
+        backfills.withLock { list in
+            guard list.count < 1000 else { return }
+            list.append((subscriptionId, changedAt, changedAt.addingTimeInterval(Self.backfillDelay)))
+        }
+    }
+
+    private func runDueBackfills() async {
+        let now = clock.now()
+        let due = backfills.withLock { list in
+            defer { list.removeAll { $0.due <= now } }
+            return list.filter { $0.due <= now }
+        }
+        for item in due {
+            guard let subscription = registry.subscription(id: item.subscriptionId), subscription.receivesDeliveries else { continue }
+            do {
+                let created = try await store.backfill(subscription: subscription, since: item.since, until: now, now: now)
+                guard created > 0 else { continue }
+                logger.notice("created deliveries for events another node stored before it knew the subscription",
+                              metadata: ["subscription": .string(subscription.id), "count": "\(created)"])
+                notify(subscriptionIds: [subscription.id])
+            } catch {
+                logger.error("cannot backfill a new subscription; replay it to be sure nothing is missing",
+                             metadata: ["subscription": .string(subscription.id), "error": "\(error)"])
+            }
+        }
     }
 
     /// Tells the supervisor the set of subscriptions changed.
@@ -74,6 +113,7 @@ final class Dispatcher: Service {
                         if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
                     }
                     await supervisorBell.wait(upTo: .seconds(1))
+                    await runDueBackfills()
                     if ContinuousClock.now - lastReload > .seconds(10) {
                         lastReload = ContinuousClock.now
                         if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }

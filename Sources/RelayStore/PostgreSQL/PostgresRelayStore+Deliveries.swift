@@ -157,6 +157,28 @@ extension PostgresRelayStore {
         }
     }
 
+    public func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int {
+        let candidates = try await fetch(
+            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq",
+            timeout: .seconds(600)
+        ).compactMap { row -> (seq: Int, event: RelayEvent)? in
+            let event = try Self.event(from: row)
+            guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
+            return (try row["seq"].decode(Int.self), event)
+        }
+        guard !candidates.isEmpty else { return 0 }
+        return try await transaction(timeout: .seconds(600)) { connection in
+            var created = 0
+            for (seq, event) in candidates {
+                if try await Self.insertDelivery(PlannedDelivery(event: event, subscription: subscription), eventSeq: seq, eventId: event.id,
+                                                 at: now, on: connection, logger: self.logger) {
+                    created += 1
+                }
+            }
+            return created
+        }
+    }
+
     public func queueStats() async throws -> QueueStats {
         let row = try await fetch(
             """

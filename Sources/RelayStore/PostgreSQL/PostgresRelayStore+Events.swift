@@ -30,16 +30,18 @@ extension PostgresRelayStore {
         }
     }
 
+    /// False when the event already has a delivery to that subscription (it stays as it is).
+    @discardableResult
     static func insertDelivery(_ delivery: PlannedDelivery, eventSeq: Int, eventId: String, at date: Date, on connection: PostgresConnection,
-                               logger: Logger) async throws {
-        try await connection.run(
+                               logger: Logger) async throws -> Bool {
+        !(try await connection.fetch(
             """
             INSERT INTO deliveries (id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key,
                                     created_at, updated_at)
             VALUES (\(DeliveryID.make(at: date)), \(eventSeq), \(eventId), \(delivery.subscriptionId), 'pending', 0, \(millis(date)),
                     \(delivery.orderKey), \(millis(date)), \(millis(date)))
-            ON CONFLICT (event_id, subscription_id) DO NOTHING
-            """, logger: logger)
+            ON CONFLICT (event_id, subscription_id) DO NOTHING RETURNING id
+            """, logger: logger).isEmpty)
     }
 
     /// A newer ticket replaces an older one; a late retry of an older push does not.

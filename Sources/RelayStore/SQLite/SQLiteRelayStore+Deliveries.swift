@@ -228,6 +228,19 @@ extension SQLiteRelayStore {
         }
     }
 
+    public func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int {
+        let candidates = try await reader.query(
+            "SELECT * FROM events WHERE received_at >= ? AND received_at < ? ORDER BY seq",
+            [.integer(Self.millis(since)), .integer(Self.millis(until))]
+        ).map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
+        guard !candidates.isEmpty else { return 0 }
+        return try await write { db in
+            try candidates.reduce(0) { count, event in
+                count + (try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)], for: event.id, at: now, on: db))
+            }
+        }
+    }
+
     public func queueStats() async throws -> QueueStats {
         let row = try await reader.query(Self.queueStatsSQL).first
         return QueueStats(depth: row?.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row?.column("oldest")))

@@ -91,18 +91,22 @@ extension SQLiteRelayStore {
         }
     }
 
-    static func insertDeliveries(_ planned: [PlannedDelivery], for eventId: String, at date: Date, on db: SQLiteHandle) throws {
+    /// Returns how many were created (an existing delivery of the same event and subscription stays).
+    @discardableResult
+    static func insertDeliveries(_ planned: [PlannedDelivery], for eventId: String, at date: Date, on db: SQLiteHandle) throws -> Int {
+        var created = 0
         for delivery in planned {
-            _ = try db.query(
+            created += try db.query(
                 """
                 INSERT INTO deliveries (id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key,
                                         created_at, updated_at)
                 SELECT ?, seq, id, ?, 'pending', 0, ?, ?, ?, ? FROM events WHERE id = ?
-                ON CONFLICT (event_id, subscription_id) DO NOTHING
+                ON CONFLICT (event_id, subscription_id) DO NOTHING RETURNING id
                 """,
                 [.text(DeliveryID.make(at: date)), .text(delivery.subscriptionId), .integer(millis(date)), text(delivery.orderKey),
-                 .integer(millis(date)), .integer(millis(date)), .text(eventId)])
+                 .integer(millis(date)), .integer(millis(date)), .text(eventId)]).count
         }
+        return created
     }
 
     private static func upsert(_ ticket: ComponentTicket, on db: SQLiteHandle, sealer: SecretSealer) throws {

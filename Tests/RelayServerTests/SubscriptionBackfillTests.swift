@@ -1,0 +1,39 @@
+import Foundation
+import HummingbirdTesting
+import RelayCore
+import RelayServer
+import RelayTestSupport
+import Testing
+
+/// A subscription created through one node is unknown to the others for up to 10 s; events they
+/// store meanwhile get their delivery to it afterwards.
+@Suite struct SubscriptionBackfillTests {
+    @Test(arguments: StoreBackend.available)
+    func eventsAnotherNodeStoredBeforeItKnewANewSubscriptionAreDeliveredToIt(_ backend: StoreBackend) async throws {
+        try await backend.withStorageURL { url in
+            try await TestReceiver.run { receiver, port in
+                try await TestRelay.with(extraYAML: AdminAPITests.yaml(), storageURL: url) { relay in
+                    try await relay.application().test(.router) { client async throws in
+                        let created = try await AdminAPITests.call(client, .post, "/v1/subscriptions",
+                                                                   json: #"{"id": "late", "url": "http://127.0.0.1:\#(port)/hook"}"#)
+                        #expect(created.status == 201)
+                        // What a node still on the old list writes: the event, no delivery to "late".
+                        let now = relay.clock.now()
+                        let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: nil,
+                                               receivedAt: now, dataJSON: #"{"Content":"missed"}"#, dedupKey: "missed", fromUser: nil)
+                        _ = try await relay.store.commit(IntakeRecord(event: event, ticket: nil))
+                        // One stored before the subscription existed stays out of it.
+                        let before = RelayEvent(id: EventID.make(at: now - 60), type: "message.text", appid: "wx1", componentAppid: nil,
+                                                receivedAt: now - 60, dataJSON: "{}", dedupKey: "before", fromUser: nil)
+                        _ = try await relay.store.commit(IntakeRecord(event: before, ticket: nil))
+                        relay.clock.advance(by: 16)
+                        let delivered = try await receiver.next()
+                        #expect(delivered.headers["webhook-id"] == event.id)
+                        #expect(try await relay.store.deliveries(eventId: before.id).isEmpty)
+                        #expect(try await relay.store.deliveries(eventId: event.id).map(\.subscriptionId) == ["late"])
+                    }
+                }
+            }
+        }
+    }
+}
