@@ -67,6 +67,9 @@ public protocol RelayStore: AuthorizationStore {
     /// `since..<until`; existing ones stay as they are. (Another node that did not know of the
     /// subscription yet stored such events without one.) Returns how many were created.
     func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int
+    /// Cancels the unfinished deliveries to a subscription that is disabled or deleted (those
+    /// another node created before it knew). Returns how many.
+    func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int
     func queueStats() async throws -> QueueStats
 }
 

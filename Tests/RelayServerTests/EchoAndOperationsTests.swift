@@ -93,6 +93,7 @@ struct FailingStore: RelayStore {
     func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? { throw Down() }
     func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int { throw Down() }
     func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int { throw Down() }
+    func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int { throw Down() }
     func queueStats() async throws -> QueueStats { throw Down() }
     func componentToken(appid: String) async throws -> StoredToken? { throw Down() }
     func saveComponentToken(appid: String, _ token: StoredToken) async throws { throw Down() }

@@ -36,4 +36,30 @@ import Testing
             }
         }
     }
+
+    @Test(arguments: StoreBackend.available)
+    func deliveriesAnotherNodeCreatedForADisabledSubscriptionAreCancelled(_ backend: StoreBackend) async throws {
+        try await backend.withStorageURL { url in
+            try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/hook"),
+                                     storageURL: url) { relay in
+                try await relay.application().test(.router) { client async throws in
+                    _ = try await AdminAPITests.call(client, .post, "/v1/subscriptions", json: #"{"id": "gone", "url": "http://127.0.0.1:9/x"}"#)
+                    #expect(try await AdminAPITests.call(client, .patch, "/v1/subscriptions/gone", json: #"{"status": "disabled"}"#).status == 200)
+                    // A node still on the old list stores an event with a delivery to it.
+                    let now = relay.clock.now()
+                    let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: nil,
+                                           receivedAt: now, dataJSON: "{}", dedupKey: "stale", fromUser: nil)
+                    _ = try await relay.store.commit(IntakeRecord(event: event, ticket: nil,
+                                                                  deliveries: [PlannedDelivery(subscriptionId: "gone", orderKey: nil)]))
+                    relay.clock.advance(by: 16)
+                    var status = try await relay.store.deliveries(eventId: event.id).first?.status
+                    for _ in 0..<100 where status != .cancelled {
+                        try await Task.sleep(for: .milliseconds(50))  // the dispatcher settles on its next wake-up (a second at most)
+                        status = try await relay.store.deliveries(eventId: event.id).first?.status
+                    }
+                    #expect(status == .cancelled)
+                }
+            }
+        }
+    }
 }

@@ -27,9 +27,11 @@ struct SubscriptionRoutes: Sendable {
         group.delete("subscriptions/{id}") { _, context in
             let subscription = try await existing(context)
             try readOnlyCheck(subscription)
-            _ = try await store.deleteSubscription(id: subscription.id, now: clock.now())
+            let now = clock.now()
+            _ = try await store.deleteSubscription(id: subscription.id, now: now)
             registry.remove(id: subscription.id)
             dispatcher.subscriptionsChanged()
+            dispatcher.settleLater(subscriptionId: subscription.id, changedAt: now)
             return Response(status: .noContent)
         }
         group.post("subscriptions/{id}/rotate-secret") { _, context in try await rotate(context) }
@@ -73,7 +75,7 @@ struct SubscriptionRoutes: Sendable {
         }
         registry.upsert(subscription)
         dispatcher.subscriptionsChanged()
-        dispatcher.scheduleBackfill(subscriptionId: subscription.id, changedAt: subscription.createdAt)
+        dispatcher.settleLater(subscriptionId: subscription.id, changedAt: subscription.createdAt)
         return AdminJSON.response(AdminJSON.subscription(subscription, secret: true), status: .created)
     }
 
@@ -98,7 +100,7 @@ struct SubscriptionRoutes: Sendable {
         try await store.updateSubscription(subscription, now: now)
         registry.upsert(subscription)
         dispatcher.subscriptionsChanged()
-        dispatcher.scheduleBackfill(subscriptionId: subscription.id, changedAt: now)
+        dispatcher.settleLater(subscriptionId: subscription.id, changedAt: now)
         return AdminJSON.response(AdminJSON.subscription(subscription))
     }
 

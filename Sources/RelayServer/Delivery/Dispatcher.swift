@@ -29,12 +29,12 @@ final class Dispatcher: Service {
     /// paired runs) and a whole one clearly lost.
     var claimBatch: Int { max(1, maxInFlightPerSubscription / 4) }
 
-    /// Subscriptions created or changed through this node, to fill in once every node has seen
-    /// the change (see `scheduleBackfill`). Bounded: changes are rare, and beyond 1,000 pending
-    /// ones the replay endpoint is the remedy.
-    private let backfills = Mutex<[(subscriptionId: String, since: Date, due: Date)]>([])
+    /// Subscriptions created, changed or deleted through this node, to settle once every node
+    /// has seen the change (see `settleLater`). Bounded: changes are rare, and beyond 1,000
+    /// pending ones the replay endpoint is the remedy.
+    private let settlements = Mutex<[(subscriptionId: String, since: Date, due: Date)]>([])
     /// Other nodes reload the subscriptions every 10 s; a margin on top.
-    static let backfillDelay: TimeInterval = 15
+    static let settleDelay: TimeInterval = 15
 
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
@@ -59,34 +59,44 @@ final class Dispatcher: Service {
         for id in subscriptionIds { doorbell(for: id).ring() }
     }
 
-    /// After a subscription was created or changed here at `changedAt`, other nodes go on for up
-    /// to 10 s with the list they loaded, and store the events they take without a delivery to
-    /// it. `backfillDelay` later this node creates the deliveries missing since the change, so no
-    /// event is left out whichever node took it. (On one node nothing is missing: a no-op.)
-    func scheduleBackfill(subscriptionId: String, changedAt: Date) {
-        backfills.withLock { list in
+    /// After a subscription was created, changed or deleted here at `changedAt`, other nodes go
+    /// on for up to 10 s with the list they loaded: they store events without a delivery to a new
+    /// or re-enabled subscription, and go on creating deliveries to a disabled or deleted one.
+    /// `settleDelay` later this node settles that, from the subscription as the store has it
+    /// then: the deliveries missing since the change are created, or the unfinished ones
+    /// cancelled. (On one node there is nothing to settle.)
+    func settleLater(subscriptionId: String, changedAt: Date) {
+        settlements.withLock { list in
             guard list.count < 1000 else { return }
-            list.append((subscriptionId, changedAt, changedAt.addingTimeInterval(Self.backfillDelay)))
+            list.append((subscriptionId, changedAt, changedAt.addingTimeInterval(Self.settleDelay)))
         }
     }
 
-    private func runDueBackfills() async {
+    private func settleDueChanges() async {
         let now = clock.now()
-        let due = backfills.withLock { list in
+        let due = settlements.withLock { list in
             defer { list.removeAll { $0.due <= now } }
             return list.filter { $0.due <= now }
         }
         for item in due {
-            guard let subscription = registry.subscription(id: item.subscriptionId), subscription.receivesDeliveries else { continue }
             do {
-                let created = try await store.backfill(subscription: subscription, since: item.since, until: now, now: now)
-                guard created > 0 else { continue }
-                logger.notice("created deliveries for events another node stored before it knew the subscription",
-                              metadata: ["subscription": .string(subscription.id), "count": "\(created)"])
-                notify(subscriptionIds: [subscription.id])
+                // The store's copy, not this node's list: another node may have changed it since.
+                let subscription = try await store.subscription(id: item.subscriptionId)
+                if let subscription, subscription.receivesDeliveries {
+                    let created = try await store.backfill(subscription: subscription, since: item.since, until: now, now: now)
+                    guard created > 0 else { continue }
+                    logger.notice("created deliveries for events another node stored before it knew the subscription",
+                                  metadata: ["subscription": .string(item.subscriptionId), "count": "\(created)"])
+                    notify(subscriptionIds: [item.subscriptionId])
+                } else if subscription == nil || subscription?.status == .disabled {
+                    let cancelled = try await store.cancelUnfinishedDeliveries(subscriptionId: item.subscriptionId, now: now)
+                    guard cancelled > 0 else { continue }
+                    logger.notice("cancelled deliveries another node created before it knew the subscription was disabled or deleted",
+                                  metadata: ["subscription": .string(item.subscriptionId), "count": "\(cancelled)"])
+                }
             } catch {
-                logger.error("cannot backfill a new subscription; replay it to be sure nothing is missing",
-                             metadata: ["subscription": .string(subscription.id), "error": "\(error)"])
+                logger.error("cannot settle a subscription change; replay or retry it to be sure",
+                             metadata: ["subscription": .string(item.subscriptionId), "error": "\(error)"])
             }
         }
     }
@@ -113,7 +123,7 @@ final class Dispatcher: Service {
                         if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
                     }
                     await supervisorBell.wait(upTo: .seconds(1))
-                    await runDueBackfills()
+                    await settleDueChanges()
                     if ContinuousClock.now - lastReload > .seconds(10) {
                         lastReload = ContinuousClock.now
                         if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }

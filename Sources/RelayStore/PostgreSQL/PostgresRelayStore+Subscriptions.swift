@@ -69,14 +69,19 @@ extension PostgresRelayStore {
         return !deleted.isEmpty
     }
 
+    public func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int {
+        try await transaction { connection in try await self.cancelUnfinished(subscriptionId: subscriptionId, now: now, on: connection) }
+    }
+
     /// Cancels what has not finished; leased ones too (their attempt's result is then ignored).
-    private func cancelUnfinished(subscriptionId: String, now: Date, on connection: PostgresConnection) async throws {
-        try await connection.run(
+    @discardableResult
+    private func cancelUnfinished(subscriptionId: String, now: Date, on connection: PostgresConnection) async throws -> Int {
+        try await connection.fetch(
             """
             UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = \(Self.millis(now))
-            WHERE subscription_id = \(subscriptionId) AND \(unescaped: PostgresSchema.unfinished)
-            """, logger: logger)
+            WHERE subscription_id = \(subscriptionId) AND \(unescaped: PostgresSchema.unfinished) RETURNING id
+            """, logger: logger).count
     }
 
     private func subscription(from row: PostgresRandomAccessRow) throws -> Subscription {

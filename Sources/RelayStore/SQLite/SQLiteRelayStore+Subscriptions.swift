@@ -57,14 +57,19 @@ extension SQLiteRelayStore {
         }
     }
 
+    public func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int {
+        try await write { db in try Self.cancelUnfinished(subscriptionId: subscriptionId, now: now, on: db) }
+    }
+
     /// Cancels what has not finished; in-flight ones too (their result will be ignored).
-    static func cancelUnfinished(subscriptionId: String, now: Date, on db: SQLiteHandle) throws {
-        _ = try db.query(
+    @discardableResult
+    static func cancelUnfinished(subscriptionId: String, now: Date, on db: SQLiteHandle) throws -> Int {
+        try db.query(
             """
             UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = ?
-            WHERE subscription_id = ? AND \(SQLiteSchema.unfinished)
-            """, [.integer(millis(now)), .text(subscriptionId)])
+            WHERE subscription_id = ? AND \(SQLiteSchema.unfinished) RETURNING id
+            """, [.integer(millis(now)), .text(subscriptionId)]).count
     }
 
     private func binds(for s: Subscription) throws -> [SQLiteData] {
