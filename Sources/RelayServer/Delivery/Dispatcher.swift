@@ -32,7 +32,7 @@ final class Dispatcher: Service {
     /// Subscriptions created, changed or deleted through this node, to settle once every node
     /// has seen the change (see `settleLater`). Bounded: changes are rare, and beyond 1,000
     /// pending ones the replay endpoint is the remedy.
-    private let settlements = Mutex<[(subscriptionId: String, since: Date, due: Date)]>([])
+    let settlements = Mutex<[(subscriptionId: String, since: Date, due: Date)]>([])
     /// Other nodes reload the subscriptions every 10 s; a margin on top.
     static let settleDelay: TimeInterval = 15
 
@@ -57,48 +57,6 @@ final class Dispatcher: Service {
     /// Tells the loops of these subscriptions that new work is due.
     func notify(subscriptionIds: some Sequence<String>) {
         for id in subscriptionIds { doorbell(for: id).ring() }
-    }
-
-    /// After a subscription was created, changed or deleted here at `changedAt`, other nodes go
-    /// on for up to 10 s with the list they loaded: they store events without a delivery to a new
-    /// or re-enabled subscription, and go on creating deliveries to a disabled or deleted one.
-    /// `settleDelay` later this node settles that, from the subscription as the store has it
-    /// then: the deliveries missing since the change are created, or the unfinished ones
-    /// cancelled. (On one node there is nothing to settle.)
-    func settleLater(subscriptionId: String, changedAt: Date) {
-        settlements.withLock { list in
-            guard list.count < 1000 else { return }
-            list.append((subscriptionId, changedAt, changedAt.addingTimeInterval(Self.settleDelay)))
-        }
-    }
-
-    private func settleDueChanges() async {
-        let now = clock.now()
-        let due = settlements.withLock { list in
-            defer { list.removeAll { $0.due <= now } }
-            return list.filter { $0.due <= now }
-        }
-        for item in due {
-            do {
-                // The store's copy, not this node's list: another node may have changed it since.
-                let subscription = try await store.subscription(id: item.subscriptionId)
-                if let subscription, subscription.receivesDeliveries {
-                    let created = try await store.backfill(subscription: subscription, since: item.since, until: now, now: now)
-                    guard created > 0 else { continue }
-                    logger.notice("created deliveries for events another node stored before it knew the subscription",
-                                  metadata: ["subscription": .string(item.subscriptionId), "count": "\(created)"])
-                    notify(subscriptionIds: [item.subscriptionId])
-                } else if subscription == nil || subscription?.status == .disabled {
-                    let cancelled = try await store.cancelUnfinishedDeliveries(subscriptionId: item.subscriptionId, now: now)
-                    guard cancelled > 0 else { continue }
-                    logger.notice("cancelled deliveries another node created before it knew the subscription was disabled or deleted",
-                                  metadata: ["subscription": .string(item.subscriptionId), "count": "\(cancelled)"])
-                }
-            } catch {
-                logger.error("cannot settle a subscription change; replay or retry it to be sure",
-                             metadata: ["subscription": .string(item.subscriptionId), "error": "\(error)"])
-            }
-        }
     }
 
     /// Tells the supervisor the set of subscriptions changed.
