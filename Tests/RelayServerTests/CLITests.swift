@@ -84,7 +84,7 @@ import Testing
         #expect(bad.status != 0 && bad.output.contains("--to: expected sqlite:PATH or postgres://"), "\(bad.output)")
         let same = try run(["copy-store", "--to", "sqlite:relay.sqlite"], directory: directory)
         #expect(same.status != 0 && same.output.contains("--to names the store being copied"), "\(same.output)")
-        // The source is created (and its config subscription synced) by a first copy's opening.
+        // The first copy creates the source, empty (copy-store syncs no config subscription).
         let first = try run(["copy-store", "--to", "sqlite:moved.sqlite"], directory: directory)
         #expect(first.status == 0 && first.output.contains("copied 0 subscriptions"), "\(first.output)")
         let again = try run(["copy-store", "--to", "sqlite:other.sqlite"], directory: directory)

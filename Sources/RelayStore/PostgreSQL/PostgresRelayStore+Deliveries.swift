@@ -121,14 +121,7 @@ extension PostgresRelayStore {
     }
 
     public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
-        let candidates = try await fetch(
-            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq",
-            timeout: .seconds(600)
-        ).compactMap { row -> (seq: Int, event: RelayEvent)? in
-            let event = try Self.event(from: row)
-            guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
-            return (try row["seq"].decode(Int.self), event)
-        }
+        let candidates = try await events(for: subscription, since: since, until: until)
         guard !candidates.isEmpty else { return 0 }
         let millis = Self.millis(now)
         // A replay of weeks may touch tens of thousands of deliveries, two statements each.
@@ -158,14 +151,7 @@ extension PostgresRelayStore {
     }
 
     public func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int {
-        let candidates = try await fetch(
-            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq",
-            timeout: .seconds(600)
-        ).compactMap { row -> (seq: Int, event: RelayEvent)? in
-            let event = try Self.event(from: row)
-            guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
-            return (try row["seq"].decode(Int.self), event)
-        }
+        let candidates = try await events(for: subscription, since: since, until: until)
         guard !candidates.isEmpty else { return 0 }
         return try await transaction(timeout: .seconds(600)) { connection in
             var created = 0
@@ -176,6 +162,19 @@ extension PostgresRelayStore {
                 }
             }
             return created
+        }
+    }
+
+    /// The events received in `since..<until` that `subscription` takes, in arrival order, with
+    /// their `seq` (a delivery row references it).
+    private func events(for subscription: Subscription, since: Date, until: Date) async throws -> [(seq: Int, event: RelayEvent)] {
+        try await fetch(
+            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq",
+            timeout: .seconds(600)
+        ).compactMap { row in
+            let event = try Self.event(from: row)
+            guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
+            return (try row["seq"].decode(Int.self), event)
         }
     }
 

@@ -200,10 +200,7 @@ extension SQLiteRelayStore {
     }
 
     public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
-        let range: [SQLiteData] = [.integer(Self.millis(since)), .integer(Self.millis(until))]
-        let candidates = try await reader.query(
-            "SELECT * FROM events WHERE received_at >= ? AND received_at < ? ORDER BY seq", range
-        ).map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
+        let candidates = try await events(for: subscription, since: since, until: until)
         guard !candidates.isEmpty else { return 0 }
         return try await write { db in
             var count = 0
@@ -229,16 +226,20 @@ extension SQLiteRelayStore {
     }
 
     public func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int {
-        let candidates = try await reader.query(
-            "SELECT * FROM events WHERE received_at >= ? AND received_at < ? ORDER BY seq",
-            [.integer(Self.millis(since)), .integer(Self.millis(until))]
-        ).map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
+        let candidates = try await events(for: subscription, since: since, until: until)
         guard !candidates.isEmpty else { return 0 }
         return try await write { db in
             try candidates.reduce(0) { count, event in
                 count + (try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)], for: event.id, at: now, on: db))
             }
         }
+    }
+
+    /// The events received in `since..<until` that `subscription` takes, in arrival order.
+    private func events(for subscription: Subscription, since: Date, until: Date) async throws -> [RelayEvent] {
+        try await reader.query("SELECT * FROM events WHERE received_at >= ? AND received_at < ? ORDER BY seq",
+                               [.integer(Self.millis(since)), .integer(Self.millis(until))])
+            .map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
     }
 
     public func queueStats() async throws -> QueueStats {
