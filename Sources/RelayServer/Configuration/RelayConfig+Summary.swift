@@ -13,7 +13,7 @@ extension RelayConfig {
         case .postgres(let url):
             // Validated when the file was read; the password is not repeated.
             let parsed = try? PostgresURL(url)
-            lines.append("storage: PostgreSQL" + (parsed.map { " at \($0.host):\($0.port)/\($0.database), sslmode \($0.sslMode.rawValue)" } ?? ""))
+            lines.append("storage: PostgreSQL" + (parsed.map { " at \($0.location), sslmode \($0.sslMode.rawValue)" } ?? ""))
         }
         lines.append("secrets at rest: \(storage.encryptionKey == nil ? "not sealed (no storage.encryption_key)" : "sealed with AES-GCM")")
         lines.append("retention: \(storage.retention)")

@@ -15,8 +15,6 @@ public final class PostgresRelayStore: RelayStore {
     let url: PostgresURL
     let sealer: SecretSealer
     let logger: Logger
-    /// Where the database is, for messages (never the password).
-    let server: String
     /// How long one operation may take. With the database down, the pool waits for a connection
     /// indefinitely; an intake must fail in time for WeChat to retry, and `relay serve` must not
     /// hang at start.
@@ -25,7 +23,6 @@ public final class PostgresRelayStore: RelayStore {
     public init(url: PostgresURL, sealer: SecretSealer = .disabled, timeout: Duration = .seconds(10), logger: Logger) {
         self.client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
         self.url = url
-        self.server = "\(url.host):\(url.port)/\(url.database)"
         self.sealer = sealer
         self.timeout = timeout
         self.logger = logger
@@ -70,7 +67,7 @@ public final class PostgresRelayStore: RelayStore {
         do {
             connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 0, logger: logger)
         } catch {
-            throw StoreError(.unavailable, "cannot connect to PostgreSQL at \(server): "
+            throw StoreError(.unavailable, "cannot connect to PostgreSQL at \(url.location): "
                              + "\(Self.storeError(error))".replacingOccurrences(of: "PostgreSQL: ", with: ""))
         }
         try? await connection.close()
@@ -113,7 +110,7 @@ public final class PostgresRelayStore: RelayStore {
     /// Fails `operation` with a `StoreError` once `timeout` (else the store's) has passed.
     private func bounded<T: Sendable>(_ timeout: Duration? = nil, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let timeout = timeout ?? self.timeout
-        return try await withThrowingTaskGroup(of: T.self) { [server] group in
+        return try await withThrowingTaskGroup(of: T.self) { [server = url.location] group in
             group.addTask(operation: operation)
             group.addTask {
                 try await Task.sleep(for: timeout)

@@ -65,6 +65,9 @@ public struct PostgresURL: Sendable {
         self.maxConnections = maxConnections
     }
 
+    /// `host:port/database`, for messages: never the password.
+    public var location: String { "\(host):\(port)/\(database)" }
+
     /// The connection pool's configuration.
     public var configuration: PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS =
