@@ -215,6 +215,40 @@ import Testing
         }
     }
 
+    /// SQLite keeps a delivering attempt in the delivery's row (migration 8): the list must read
+    /// the same as where every attempt is a row, through failures, a retry and a replay.
+    @Test(arguments: StoreBackend.available)
+    func attemptsAreListedInOrderAcrossRetriesAndReplays(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let crm = Self.subscription("crm")
+            try await store.insertSubscription(crm)
+            try await Self.commit(["a"], to: ["crm"], in: store)
+            func attempt(_ owner: String, _ result: DeliveryAttempt, _ verdict: DeliveryVerdict, at time: Date) async throws -> String {
+                let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 1, now: time, leaseUntil: time + 30, owner: owner)
+                try #require(claimed.count == 1)
+                try await store.recordAttempt(deliveryId: claimed[0].id, owner: owner, attempt: result, verdict: verdict, now: time)
+                return claimed[0].id
+            }
+            func ok(_ ms: Int, at time: Date) -> DeliveryAttempt {
+                DeliveryAttempt(at: time, statusCode: 200, error: nil, durationMs: ms, responseExcerpt: "thanks \(ms)")
+            }
+            let id = try await attempt("a", Self.refused, .retry(at: Self.now + 5), at: Self.now)
+            _ = try await attempt("a", ok(7, at: Self.now + 5), .succeeded, at: Self.now + 5)
+            #expect(try await store.attempts(deliveryId: id) == [Self.refused, ok(7, at: Self.now + 5)])
+            #expect(try await store.delivery(id: id)?.status == .succeeded)
+            #expect(try await store.retryDelivery(id: id, now: Self.now + 10)?.status == .failed)
+            #expect(try await store.attempts(deliveryId: id) == [Self.refused, ok(7, at: Self.now + 5)])
+            _ = try await attempt("a", ok(8, at: Self.now + 10), .succeeded, at: Self.now + 10)
+            #expect(try await store.replay(subscription: crm, since: Self.now - 60, until: Self.now + 60, status: .succeeded,
+                                           now: Self.now + 20) == 1)
+            _ = try await attempt("b", ok(9, at: Self.now + 20), .succeeded, at: Self.now + 20)
+            let all = try await store.attempts(deliveryId: id)
+            #expect(all == [Self.refused, ok(7, at: Self.now + 5), ok(8, at: Self.now + 10), ok(9, at: Self.now + 20)])
+            let delivered = try await store.delivery(id: id)
+            #expect(delivered?.status == .succeeded && delivered?.attemptCount == 4)
+        }
+    }
+
     @Test(arguments: StoreBackend.available)
     func retryAndReplayMakeDeliveriesDueAgainAndCreateMissingOnes(_ backend: StoreBackend) async throws {
         try await Self.withStore(backend) { store in

@@ -81,27 +81,54 @@ extension SQLiteRelayStore {
         try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, status: status, nextAttemptAt: next, now: now))
     }
 
-    /// The attempts of one group in two statements. Only the lease holder moves a delivery on: a
-    /// cancelled or re-claimed one stays as it is (its attempt is still recorded).
+    /// The attempts of one group in two statements. An attempt that delivers is written into its
+    /// delivery's row (migration 8); the others become rows of `attempts`. Only the lease holder
+    /// moves a delivery on: a cancelled or re-claimed one stays as it is, and its attempt, even a
+    /// success, is still recorded as a row.
     static func bulkAttempts(_ writes: [AttemptWrite], on db: SQLiteHandle) throws {
-        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
-        _ = try db.query("INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES \(rows)",
-                               writes.flatMap { w -> [SQLiteData] in
-                                   [.text(w.deliveryId), .integer(millis(w.attempt.at)), w.attempt.statusCode.map { .integer($0) } ?? .null,
-                                    text(w.attempt.error), .integer(w.attempt.durationMs), text(w.attempt.responseExcerpt)]
-                               })
-        let values = Array(repeating: "(?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
-        _ = try db.query(
+        let values = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
+        let moved = Set(try db.query(
             """
             UPDATE deliveries SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, lease_owner = NULL,
-                lease_expires_at = NULL, updated_at = v.column5
+                lease_expires_at = NULL, updated_at = v.column5, succeeded_at = v.column6, succeeded_status_code = v.column7,
+                succeeded_duration_ms = v.column8, succeeded_response = v.column9
             FROM (VALUES \(values)) AS v
             WHERE deliveries.id = v.column1 AND deliveries.lease_owner = v.column2 AND deliveries.status IN ('pending', 'failed')
+            RETURNING deliveries.id
             """,
             writes.flatMap { w -> [SQLiteData] in
-                [.text(w.deliveryId), .text(w.owner), .text(w.status.rawValue), w.nextAttemptAt.map { .integer(millis($0)) } ?? .null,
-                 .integer(millis(w.now))]
-            })
+                let succeeded = w.status == .succeeded
+                return [.text(w.deliveryId), .text(w.owner), .text(w.status.rawValue), w.nextAttemptAt.map { .integer(millis($0)) } ?? .null,
+                        .integer(millis(w.now)), succeeded ? .integer(millis(w.attempt.at)) : .null,
+                        succeeded ? (w.attempt.statusCode.map { .integer($0) } ?? .null) : .null,
+                        succeeded ? .integer(w.attempt.durationMs) : .null, succeeded ? text(w.attempt.responseExcerpt) : .null]
+            }).compactMap { $0.values.first?.string })
+        let rows = writes.filter { $0.status != .succeeded || !moved.contains($0.deliveryId) }
+        guard !rows.isEmpty else { return }
+        let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: rows.count).joined(separator: ", ")
+        _ = try db.query("INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES \(placeholders)",
+                         rows.flatMap { w -> [SQLiteData] in
+                             [.text(w.deliveryId), .integer(millis(w.attempt.at)), w.attempt.statusCode.map { .integer($0) } ?? .null,
+                              text(w.attempt.error), .integer(w.attempt.durationMs), text(w.attempt.responseExcerpt)]
+                         })
+    }
+
+    /// Before a delivered delivery is sent again (retry, replay), its successful attempt moves
+    /// from its row to `attempts`, where the next success cannot overwrite it. `where` selects
+    /// the deliveries (with `binds`).
+    static func setAsideSuccesses(where condition: String, _ binds: [SQLiteData], on db: SQLiteHandle) throws {
+        _ = try db.query(
+            """
+            INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response)
+            SELECT id, succeeded_at, succeeded_status_code, NULL, succeeded_duration_ms, succeeded_response FROM deliveries
+            WHERE succeeded_at IS NOT NULL AND \(condition)
+            """, binds)
+        _ = try db.query(
+            """
+            UPDATE deliveries SET succeeded_at = NULL, succeeded_status_code = NULL, succeeded_duration_ms = NULL,
+                succeeded_response = NULL
+            WHERE succeeded_at IS NOT NULL AND \(condition)
+            """, binds)
     }
 
     /// One SQLite file serves one relay process, so at start every claim belongs to a dead one.
@@ -179,21 +206,37 @@ extension SQLiteRelayStore {
             .map(Self.delivery(from:))
     }
 
+    /// The rows of `attempts`, then the successful attempt kept in the delivery's row (always
+    /// the last: nothing is attempted after a success until a retry or replay sets it aside).
     public func attempts(deliveryId: String) async throws -> [DeliveryAttempt] {
-        try await reader.query("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY seq", [.text(deliveryId)]).map {
+        let id: [SQLiteData] = [.text(deliveryId)]
+        // One read transaction: a retry setting the success aside in between would show it twice or not at all.
+        let (failed, succeeded) = try await reader.run { db in
+            try db.query("BEGIN")
+            defer { _ = try? db.query("COMMIT") }
+            return (try db.query("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY seq", id),
+                    try db.query("SELECT * FROM deliveries WHERE id = ? AND succeeded_at IS NOT NULL", id).first)
+        }
+        return failed.map {
             DeliveryAttempt(at: Self.date($0.column("at")), statusCode: $0.column("status_code")?.integer,
                             error: $0.column("error")?.string, durationMs: $0.column("duration_ms")?.integer ?? 0,
                             responseExcerpt: $0.column("response")?.string)
-        }
+        } + (succeeded.map {
+            [DeliveryAttempt(at: Self.date($0.column("succeeded_at")), statusCode: $0.column("succeeded_status_code")?.integer,
+                             error: nil, durationMs: $0.column("succeeded_duration_ms")?.integer ?? 0,
+                             responseExcerpt: $0.column("succeeded_response")?.string)]
+        } ?? [])
     }
 
     public func retryDelivery(id: String, now: Date) async throws -> DeliveryRecord? {
         try await write { db in
+            let retryable = "id = ? AND status != 'in_flight' AND lease_owner IS NULL"
+            try Self.setAsideSuccesses(where: retryable, [.text(id)], on: db)
             _ = try db.query(
                 """
                 UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END, next_attempt_at = ?,
                     updated_at = ?
-                WHERE id = ? AND status != 'in_flight' AND lease_owner IS NULL
+                WHERE \(retryable)
                 """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(id)])
             return try db.query("SELECT * FROM deliveries WHERE id = ?", [.text(id)]).first.map(Self.delivery(from:))
         }
@@ -209,6 +252,7 @@ extension SQLiteRelayStore {
                                                   [.text(event.id), .text(subscription.id)]).first.map { Self.delivery(from: $0).status }
                 if let existing {
                     guard existing != .inFlight, status == nil || status == existing else { continue }
+                    try Self.setAsideSuccesses(where: "event_id = ? AND subscription_id = ?", [.text(event.id), .text(subscription.id)], on: db)
                     _ = try db.query(
                         """
                         UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,

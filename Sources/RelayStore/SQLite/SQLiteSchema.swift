@@ -153,6 +153,16 @@ enum SQLiteSchema {
             "CREATE INDEX deliveries_dead ON deliveries (id) WHERE status = 'dead'",
             "CREATE INDEX deliveries_cancelled ON deliveries (id) WHERE status = 'cancelled'",
         ],
+        // 8: the attempt that delivers is kept in the delivery's own row, not as a row of
+        // `attempts`, which holds the attempts that failed (and successes a replay or retry set
+        // aside). Most deliveries succeed at once; their attempt row and its index entry were
+        // half the pages every delivery group wrote to the WAL.
+        [
+            "ALTER TABLE deliveries ADD COLUMN succeeded_at INTEGER",
+            "ALTER TABLE deliveries ADD COLUMN succeeded_status_code INTEGER",
+            "ALTER TABLE deliveries ADD COLUMN succeeded_duration_ms INTEGER",
+            "ALTER TABLE deliveries ADD COLUMN succeeded_response TEXT",
+        ],
     ]
 
     /// The condition of the partial queue indexes (migrations 5 and 6); never change it, add a migration.
