@@ -204,6 +204,33 @@ import Testing
         }
     }
 
+    /// Before migration 8 a success was a row of `attempts` like any attempt, and the delivery's
+    /// own success columns are empty: such a history still lists once, in order, and a replay
+    /// adds the new success after it.
+    @Test func successesRecordedBeforeMigration8StillListOnceAndInOrder() async throws {
+        try await Self.withStore { store, subscription in
+            let now = Date(timeIntervalSince1970: 1_800_000_000)
+            try await Self.commitEvents(1, at: now, to: subscription, in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "sink", limit: 1, now: now, leaseUntil: now + 30, owner: "me")
+            // What an older relay wrote for a delivery that succeeded at once.
+            try await store.writer.query(
+                "INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES (?, ?, 204, NULL, 4, NULL)",
+                [.text(claimed[0].id), .integer(SQLiteRelayStore.millis(now))])
+            try await store.writer.query(
+                "UPDATE deliveries SET status = 'succeeded', attempts = 1, next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL")
+            let legacy = DeliveryAttempt(at: now, statusCode: 204, error: nil, durationMs: 4, responseExcerpt: nil)
+            #expect(try await store.attempts(deliveryId: claimed[0].id) == [legacy])
+            #expect(try await store.replay(subscription: subscription, since: now - 60, until: now + 60, status: .succeeded, now: now + 10) == 1)
+            let again = try await store.claimDeliveries(subscriptionId: "sink", limit: 1, now: now + 10, leaseUntil: now + 40, owner: "me")
+            let success = DeliveryAttempt(at: now + 10, statusCode: 200, error: nil, durationMs: 6, responseExcerpt: "ok")
+            try await store.recordAttempt(deliveryId: again[0].id, owner: "me", attempt: success, verdict: .succeeded, now: now + 10)
+            #expect(try await store.attempts(deliveryId: claimed[0].id) == [legacy, success])
+            // The new success lives in the row, not in `attempts`.
+            let rows = try await store.reader.query("SELECT COUNT(*) AS n FROM attempts")
+            #expect(rows.first?.column("n")?.integer == 1)
+        }
+    }
+
     @Test func claimsTakeTheOldestFirstAcrossStatuses() async throws {
         try await Self.withStore { store, subscription in
             let start = Date(timeIntervalSince1970: 1_800_000_000)
