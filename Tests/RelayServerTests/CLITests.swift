@@ -109,18 +109,9 @@ import Testing
     @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
         let directory = makeTemporaryDirectory()
         try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
-        let serve = Process()
-        serve.executableURL = URL(fileURLWithPath: try relayBinary)
-        serve.arguments = ["serve"]
-        serve.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let log = Pipe()
-        serve.standardError = log
-        serve.standardOutput = log
-        try serve.run()
-        defer { if serve.isRunning { serve.terminate() } }
-
-        // The server logs its bound port (port 0 in the config lets the OS pick a free one).
-        let port = try await Self.waitForPort(log)
+        let relay = try RelayProcess.start(in: directory)
+        let (serve, port) = (relay.process, relay.port)
+        defer { relay.terminate() }
         let push = try run(["push", "text", "hello from the CLI test", "--url", "http://127.0.0.1:\(port)"], directory: directory)
         #expect(push.status == 0, "\(push.output)")
         #expect(push.output.contains("200 success"))
@@ -135,18 +126,74 @@ import Testing
         #expect(serve.terminationStatus == 0)
     }
 
-    static func waitForPort(_ pipe: Pipe) async throws -> Int {
-        let handle = pipe.fileHandleForReading
-        var seen = ""
+    /// One SQLite file serves one relay process: a second `serve`, and `copy-store` from the
+    /// file of a running relay, stop with the other process's id instead of sending the first
+    /// one's deliveries again or copying a store that keeps changing.
+    @Test func aSecondProcessOnTheSameSQLiteFileIsRefused() async throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let relay = try RelayProcess.start(in: directory)
+        let serve = relay.process
+        defer { relay.terminate() }
+
+        let expected = "relay.sqlite is open in another process (pid \(serve.processIdentifier))"
+        let copy = try await runStopping(["copy-store", "--to", "sqlite:moved.sqlite"], directory: directory)
+        #expect(copy.status != 0 && copy.output.contains(expected), "\(copy.output)")
+        let second = try await runStopping(["serve"], directory: directory)
+        #expect(second.status != 0 && second.output.contains(expected), "\(second.output)")
+
+        serve.terminate()
+        serve.waitUntilExit()
+        let after = try await runStopping(["copy-store", "--to", "sqlite:moved.sqlite"], directory: directory)
+        #expect(after.status == 0, "\(after.output)")
+    }
+
+    /// A `serve` whose port is taken stops with the reason. Its other services are cancelled
+    /// then, not shut down gracefully: the retention and token loops ignored that and spun,
+    /// logging cancellation errors as fast as they could, and the process never exited, not even
+    /// on SIGTERM.
+    @Test func serveOnATakenPortStopsWithTheReason() async throws {
+        let first = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: first + "/relay.yml", atomically: true, encoding: .utf8)
+        let relay = try RelayProcess.start(in: first)
+        defer { relay.terminate() }
+
+        let second = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite", port: relay.port)
+            .write(toFile: second + "/relay.yml", atomically: true, encoding: .utf8)
+        let taken = try await runStopping(["serve"], directory: second)
+        // Named values, so that a failure prints them rather than the whole (huge) output.
+        let exitedByItself = !taken.stopped, status = taken.status, output = String(taken.output.prefix(2000))
+        #expect(exitedByItself, "relay serve did not exit by itself: \(output)")
+        #expect(status != 0 && output.contains("Address already in use"), "\(output)")
+        #expect(!output.contains("CancellationError"), "\(output)")
+    }
+
+    /// Like `run`, but a process still running after 30 s (a `serve` that should have refused to
+    /// start) is stopped instead of hanging the test: SIGTERM, then SIGKILL. `stopped` says so.
+    func runStopping(_ arguments: [String], directory: String) async throws -> (status: Int32, output: String, stopped: Bool) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try relayBinary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("relay-cli-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
         let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            seen += String(decoding: chunk, as: UTF8.self)
-            if let range = seen.range(of: #"port=(\d+)"#, options: .regularExpression) {
-                return Int(seen[range].dropFirst(5))!
-            }
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let stopped = process.isRunning
+        if stopped {
+            process.terminate()
+            let grace = ContinuousClock.now + .seconds(5)
+            while process.isRunning && ContinuousClock.now < grace { try await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
-        throw CLIError("relay serve did not report its port: \(seen)")
+        process.waitUntilExit()
+        try handle.close()
+        defer { try? FileManager.default.removeItem(at: output) }
+        return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8), stopped)
     }
 }

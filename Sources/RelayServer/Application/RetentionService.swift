@@ -12,7 +12,9 @@ struct RetentionService: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully {
+        // Cancelled too when another service fails (the server cannot bind its port, say): the
+        // sleep then returns at once, and without the check this loop spun purging for ever.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             await purge()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(3600)) }
         }

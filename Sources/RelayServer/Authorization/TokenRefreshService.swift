@@ -14,7 +14,8 @@ struct TokenRefreshService: Service {
 
     func run() async throws {
         var round = 0
-        while !Task.isShuttingDownGracefully {
+        // Cancelled too when another service fails; see RetentionService.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             await refreshDue()
             if round % reconcileEvery == reconcileEvery - 1 { await reconcile() }
             round += 1

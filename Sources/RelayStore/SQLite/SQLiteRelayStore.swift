@@ -96,6 +96,16 @@ public final class SQLiteRelayStore: RelayStore {
             _ = try await writer.query("PRAGMA journal_mode = WAL")
             _ = try await writer.query("PRAGMA synchronous = FULL")
             let reader = try await connect(pool)
+            let others = SQLiteSharers.otherProcesses(openingDatabaseAt: path)
+            guard others.isEmpty else {
+                try? await writer.close()
+                try? await reader.close()
+                let pids = others.map(String.init).joined(separator: ", ")
+                throw StoreError(.unavailable, """
+                    storage.url: \(path) is open in another process (pid \(pids)), most likely a relay: one SQLite file serves \
+                    one relay process. Stop that process first; for several relay nodes use PostgreSQL (storage.url: postgres://…)
+                    """)
+            }
             return SQLiteRelayStore(path: path, pool: pool, writer: writer, reader: reader, sealer: sealer)
         } catch {
             try? await pool.shutdownGracefully()
