@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import RelayCore
 import RelayServer
 
@@ -32,6 +33,14 @@ struct Serve: AsyncParsableCommand {
             }
         } catch where !opened {
             throw ValidationError("cannot open the store: \(error)")
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES || error.errnoCode == EADDRNOTAVAIL {
+            // The only socket the relay binds; name the keys that choose it.
+            let reason = String(cString: strerror(error.errnoCode))
+            logger.error("relay stopped: cannot listen", metadata: ["error": "\(error)"])
+            throw ValidationError("""
+                server.host/server.port: cannot listen on \(config.server.host):\(config.server.port): \(reason) \
+                (another process has the port, or the address is not this machine's); change server.port or stop that process
+                """)
         } catch {
             logger.error("relay stopped with an error", metadata: ["error": "\(error)"])
             throw error
