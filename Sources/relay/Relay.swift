@@ -24,3 +24,11 @@ struct ConfigOptions: ParsableArguments {
         }
     }
 }
+
+/// A command that could not do what it was asked (the store cannot be opened, the port is taken):
+/// printed as `Error: …` without the usage text ArgumentParser adds after a `ValidationError`,
+/// which is about the command line.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -32,12 +32,12 @@ struct Serve: AsyncParsableCommand {
                 try await app.runService()
             }
         } catch where !opened {
-            throw ValidationError("cannot open the store: \(error)")
+            throw CommandFailure("cannot open the store: \(error)")
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES || error.errnoCode == EADDRNOTAVAIL {
             // The only socket the relay binds; name the keys that choose it.
             let reason = String(cString: strerror(error.errnoCode))
             logger.error("relay stopped: cannot listen", metadata: ["error": "\(error)"])
-            throw ValidationError("""
+            throw CommandFailure("""
                 server.host/server.port: cannot listen on \(config.server.host):\(config.server.port): \(reason) \
                 (another process has the port, or the address is not this machine's); change server.port or stop that process
                 """)
