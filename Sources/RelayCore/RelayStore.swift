@@ -35,6 +35,10 @@ public protocol RelayStore: AuthorizationStore {
     func updateSubscription(_ subscription: Subscription, now: Date) async throws
     /// Deletes it and cancels its unfinished deliveries (kept as cancelled). False if unknown.
     func deleteSubscription(id: String, now: Date) async throws -> Bool
+    /// Calls `changed` whenever a subscription may have been changed by another relay process
+    /// (and once whenever watching starts again after a lost connection), until the calling task
+    /// is cancelled. A store that only one process uses returns at once.
+    func watchSubscriptionChanges(_ changed: @escaping @Sendable () -> Void) async
 
     // MARK: Delivery queue
 

@@ -81,6 +81,7 @@ struct FailingStore: RelayStore {
     func insertSubscription(_ subscription: Subscription) async throws { throw Down() }
     func updateSubscription(_ subscription: Subscription, now: Date) async throws { throw Down() }
     func deleteSubscription(id: String, now: Date) async throws -> Bool { throw Down() }
+    func watchSubscriptionChanges(_ changed: @escaping @Sendable () -> Void) async {}
     func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] { throw Down() }
     func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws { throw Down() }
     func releaseClaims(deliveryIds: [String], owner: String, now: Date) async throws { throw Down() }

@@ -61,6 +61,41 @@ struct PostgresRelayTests {
         }
     }
 
+    /// A subscription created through one node is announced (NOTIFY) and the other node fans
+    /// out to it at once, not after its next 10-second reload of the list.
+    @Test func aSubscriptionCreatedThroughOneNodeIsUsedByAnotherAtOnce() async throws {
+        try await StoreBackend.postgres.withStorageURL { url in
+            try await TestReceiver.run { receiver, port in
+                try await TestRelay.with(extraYAML: AdminAPITests.yaml(), storageURL: url) { a in
+                    try await TestRelay.with(extraYAML: AdminAPITests.yaml(), storageURL: url) { b in
+                        try await a.application().test(.live) { nodeA async throws in
+                            try await b.application().test(.live) { nodeB async throws in
+                                let started = ContinuousClock.now
+                                let created = try await AdminAPITests.call(nodeA, .post, "/v1/subscriptions",
+                                                                           json: #"{"id": "late", "url": "http://127.0.0.1:\#(port)/hook"}"#)
+                                #expect(created.status == 201)
+                                // Node B started a moment ago, so its own reload is 10 s away: within 3 s
+                                // only the announcement can have told it.
+                                var fannedOut = false
+                                for i in 0..<30 where !fannedOut {
+                                    let push = b.textPush(content: "after \(i)", msgId: "\(90_000 + i)")
+                                    #expect(try await nodeB.send(push).body == "success")
+                                    let stored = try await b.store.events(EventQuery(limit: 1))
+                                    fannedOut = try await !b.store.deliveries(eventId: stored[0].id).isEmpty
+                                    if !fannedOut { try await Task.sleep(for: .milliseconds(100)) }
+                                }
+                                #expect(fannedOut)
+                                #expect(ContinuousClock.now - started < .seconds(5))
+                                let delivered = try await receiver.next()
+                                #expect(delivered.body.contains("after "))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Tokens are refreshed once for all nodes: the lock that serializes refreshes is a row in
     /// the shared database, not a lock of one process.
     @Test func nodesAskingForATokenTogetherFetchItOnce() async throws {

@@ -39,6 +39,8 @@ final class Dispatcher: Service {
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
     private let supervisorBell = Doorbell()
+    /// Another node announced a subscription change: reload the list.
+    private let reloadRequested = Atomic(false)
 
     init(store: any RelayStore, registry: SubscriptionRegistry, sender: WebhookSender, policy: RetryPolicy, clock: any RelayClock,
          metrics: RelayMetrics, logger: Logger, maxInFlightPerSubscription: Int, onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
@@ -73,27 +75,44 @@ final class Dispatcher: Service {
             logger.error("cannot release claims of dead processes; they are taken when their leases expire", metadata: ["error": "\(error)"])
         }
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                var lastReload = ContinuousClock.now
-                while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                    for subscription in registry.all where subscription.receivesDeliveries {
-                        let started = running.withLock { $0.insert(subscription.id).inserted }
-                        if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
-                    }
-                    await supervisorBell.wait(upTo: .seconds(1))
-                    await settleDueChanges()
-                    if ContinuousClock.now - lastReload > .seconds(10) {
-                        lastReload = ContinuousClock.now
-                        if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }
+            await withDiscardingTaskGroup { watching in
+                // Other nodes announce their subscription changes (PostgreSQL); the list is
+                // reloaded at once instead of at the next 10-second reload.
+                watching.addTask {
+                    await self.store.watchSubscriptionChanges { [self] in
+                        reloadRequested.store(true, ordering: .releasing)
+                        supervisorBell.ring()
                     }
                 }
-                // In-flight attempts finish (each bounded by the per-attempt timeout) before the
-                // group returns.
+                await supervise()
+                watching.cancelAll()
             }
         } onGracefulShutdown: {
             self.supervisorBell.ring()
         }
         logger.info("dispatcher stopped")
+    }
+
+    /// Starts a loop per subscription that receives deliveries, settles this node's changes, and
+    /// reloads the list when another node announced a change, else every 10 s.
+    private func supervise() async {
+        await withDiscardingTaskGroup { group in
+            var lastReload = ContinuousClock.now
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                for subscription in registry.all where subscription.receivesDeliveries {
+                    let started = running.withLock { $0.insert(subscription.id).inserted }
+                    if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
+                }
+                await supervisorBell.wait(upTo: .seconds(1))
+                await settleDueChanges()
+                if reloadRequested.exchange(false, ordering: .acquiring) || ContinuousClock.now - lastReload > .seconds(10) {
+                    lastReload = ContinuousClock.now
+                    if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }
+                }
+            }
+            // In-flight attempts finish (each bounded by the per-attempt timeout) before the
+            // group returns.
+        }
     }
 
     private func doorbell(for id: String) -> Doorbell {

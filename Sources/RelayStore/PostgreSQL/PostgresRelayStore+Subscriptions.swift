@@ -39,8 +39,46 @@ extension PostgresRelayStore {
         try await transaction { connection in try await self.delete(id: id, now: now, on: connection) }
     }
 
+    /// The channel on which every change of a subscription is announced (with its id), when its
+    /// transaction commits; each node listens (`watchSubscriptionChanges`) and reloads its list.
+    static let subscriptionChannel = "relay_subscriptions"
+
+    /// Listens on `subscriptionChannel` for as long as the task runs, on a connection of its own
+    /// rather than one of the pool's (which it would hold for ever: with `max_connections=1`,
+    /// every other operation would wait for it). A lost connection is opened again after a few
+    /// seconds, and `changed` called, since changes may have been missed meanwhile; the
+    /// dispatcher's reload every 10 s covers the gap.
+    public func watchSubscriptionChanges(_ changed: @escaping @Sendable () -> Void) async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
+                do {
+                    try await connection.listen(on: Self.subscriptionChannel) { notifications in
+                        changed()
+                        for try await _ in notifications { changed() }
+                    }
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+                try? await connection.close()
+            } catch {
+                guard !Task.isCancelled else { return }
+                logger.warning("not listening for subscription changes of other nodes; trying again in 5 s", metadata: [
+                    "error": "\(Self.storeError(error))",
+                ])
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
+    }
+
+    private func announce(_ id: String, on connection: PostgresConnection) async throws {
+        try await connection.run("SELECT pg_notify(\(Self.subscriptionChannel), \(id))", logger: logger)
+    }
+
     private func insert(_ s: Subscription, on connection: PostgresConnection) async throws -> Bool {
-        !(try await connection.fetch(
+        try await announce(s.id, on: connection)
+        return !(try await connection.fetch(
             """
             INSERT INTO subscriptions (id, url, appids, events, reply, ordered, status, source, created_at, secret,
                                        previous_secret, previous_secret_expires_at)
@@ -52,6 +90,7 @@ extension PostgresRelayStore {
     }
 
     private func update(_ s: Subscription, now: Date, on connection: PostgresConnection) async throws {
+        try await announce(s.id, on: connection)
         try await connection.run(
             """
             UPDATE subscriptions SET url = \(s.url), appids = \(s.appids), events = \(s.events), reply = \(s.reply),
@@ -64,6 +103,7 @@ extension PostgresRelayStore {
     }
 
     private func delete(id: String, now: Date, on connection: PostgresConnection) async throws -> Bool {
+        try await announce(id, on: connection)
         let deleted = try await connection.fetch("DELETE FROM subscriptions WHERE id = \(id) RETURNING id", logger: logger)
         try await cancelUnfinished(subscriptionId: id, now: now, on: connection)
         return !deleted.isEmpty

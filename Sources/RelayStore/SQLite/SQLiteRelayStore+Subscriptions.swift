@@ -3,6 +3,9 @@ import RelayCore
 import SQLiteNIO
 
 extension SQLiteRelayStore {
+    /// One process per file: nobody else changes the subscriptions.
+    public func watchSubscriptionChanges(_ changed: @escaping @Sendable () -> Void) async {}
+
     public func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription] {
         // One process per SQLite file: nobody else syncs in between.
         let plan = try SubscriptionSyncPlan(configured: configured, stored: try await subscriptions())
