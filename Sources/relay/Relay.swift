@@ -20,14 +20,14 @@ struct ConfigOptions: ParsableArguments {
         do {
             return try RelayConfig.load(path: config)
         } catch {
-            throw ValidationError("\(config): \(error)")
+            throw CommandFailure("\(config): \(error)")
         }
     }
 }
 
-/// A command that could not do what it was asked (the store cannot be opened, the port is taken):
-/// printed as `Error: …` without the usage text ArgumentParser adds after a `ValidationError`,
-/// which is about the command line.
+/// A command that could not do what it was asked (a broken config file, a store that cannot be
+/// opened, a port that is taken): printed as `Error: …` without the usage text ArgumentParser
+/// adds after a `ValidationError`, which is about the command line.
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }

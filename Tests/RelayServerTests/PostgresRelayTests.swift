@@ -155,16 +155,18 @@ struct PostgresRelayTests {
             try await TestReceiver.run { receiver, port in
                 try await TestRelay.with(extraYAML: Self.yaml(port: port), storageURL: url) { survivor in
                     let reports = Reports()
+                    let now = survivor.clock.now()
+                    let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: nil,
+                                           receivedAt: now, dataJSON: #"{"Content":"orphan"}"#, dedupKey: "orphan", fromUser: nil)
+                    _ = try await survivor.store.commit(IntakeRecord(event: event, ticket: nil,
+                                                                     deliveries: [PlannedDelivery(subscriptionId: "crm", orderKey: nil)]))
+                    // Another node claims it and dies before sending — before the survivor's
+                    // dispatcher runs, which would otherwise race it for the claim.
+                    let claimed = try await survivor.store.claimDeliveries(subscriptionId: "crm", limit: 1, now: now,
+                                                                           leaseUntil: now.addingTimeInterval(60), owner: "node-killed")
+                    #expect(claimed.count == 1)
                     try await survivor.application(onDeliveryAttempt: reports.hook).test(.live) { _ async throws in
-                        let now = survivor.clock.now()
-                        let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: nil,
-                                               receivedAt: now, dataJSON: #"{"Content":"orphan"}"#, dedupKey: "orphan", fromUser: nil)
-                        _ = try await survivor.store.commit(IntakeRecord(event: event, ticket: nil,
-                                                                         deliveries: [PlannedDelivery(subscriptionId: "crm", orderKey: nil)]))
-                        // Another node claims it and dies before sending.
-                        let claimed = try await survivor.store.claimDeliveries(subscriptionId: "crm", limit: 1, now: now,
-                                                                               leaseUntil: now.addingTimeInterval(60), owner: "node-killed")
-                        #expect(claimed.count == 1)
+                        #expect(try await survivor.store.delivery(id: claimed[0].id)?.status == .inFlight)
                         survivor.clock.advance(by: 61)
                         let delivered = try await receiver.next()
                         #expect(delivered.headers["webhook-id"] == event.id)
