@@ -21,6 +21,16 @@ import Testing
         #expect(SQLiteSharers.holders(of: Self.shm, in: locks) == [1234, 2345, 6789, -1])
     }
 
+    /// As glibc's makedev() lays them out; a major past 12 bits must not leak into the minor.
+    @Test func deviceNumbersAreSplitAsGlibcDoes() {
+        func device(major: UInt64, minor: UInt64) -> UInt64 {
+            (major & 0xfff) << 8 | (major & ~0xfff) << 32 | minor & 0xff | (minor & ~0xff) << 12
+        }
+        #expect(SQLiteSharers.FileKey(device: device(major: 0xfe, minor: 0), inode: 7) == .init(major: 0xfe, minor: 0, inode: 7))
+        #expect(SQLiteSharers.FileKey(device: device(major: 0x1234, minor: 0x56789), inode: 7)
+            == .init(major: 0x1234, minor: 0x56789, inode: 7))
+    }
+
     @Test func aDatabaseNobodyHasOpenHasNoOtherHolders() {
         #expect(SQLiteSharers.otherProcesses(openingDatabaseAt: "/nonexistent/relay.sqlite").isEmpty)
     }

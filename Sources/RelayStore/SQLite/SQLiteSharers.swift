@@ -19,9 +19,7 @@ enum SQLiteSharers {
         var status = stat()
         guard stat(path + "-shm", &status) == 0,
               let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return [] }
-        let device = UInt64(status.st_dev)
-        let file = FileKey(major: (device >> 8) & 0xfff | (device >> 32) & ~0xfff, minor: device & 0xff | (device >> 12) & ~0xff,
-                           inode: UInt64(status.st_ino))
+        let file = FileKey(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
         return holders(of: file, in: locks).filter { $0 != getpid() }
     }
 
@@ -30,6 +28,17 @@ enum SQLiteSharers {
         let major: UInt64
         let minor: UInt64
         let inode: UInt64
+
+        init(major: UInt64, minor: UInt64, inode: UInt64) {
+            (self.major, self.minor, self.inode) = (major, minor, inode)
+        }
+
+        /// Splits `st_dev` as glibc's `major()` and `minor()` do (macros Swift does not import):
+        /// major in bits 8–19 and 44–63, minor in bits 0–7 and 20–43.
+        init(device: UInt64, inode: UInt64) {
+            self.init(major: (device >> 8) & 0xfff | (device >> 32) & 0xffff_f000,
+                      minor: device & 0xff | (device >> 12) & 0xffff_ff00, inode: inode)
+        }
     }
 
     static let dmsByte: UInt64 = 128
