@@ -11,7 +11,8 @@ struct CopyStore: AsyncParsableCommand {
         discussion: """
             Stop the relay first. Copies subscriptions with their secrets, authorizers with their tokens, each configured \
             component's ticket and token, and every event with an unfinished delivery (queued again, due at once). Delivered \
-            events are copied only with --history. The destination uses the same storage.encryption_key.
+            events are copied only with --history-hours. Dead-lettered deliveries are counted and left behind, or queued \
+            again with --requeue-dead. The destination uses the same storage.encryption_key.
             """)
 
     @OptionGroup var options: ConfigOptions
@@ -21,6 +22,9 @@ struct CopyStore: AsyncParsableCommand {
 
     @Option(help: "Also copy delivered events received within this many hours (listed and replayable, without their delivery history).")
     var historyHours: Int = 0
+
+    @Flag(help: "Queue dead-lettered deliveries again in the destination (due at once) instead of leaving them behind.")
+    var requeueDead = false
 
     func run() async throws {
         let logger = Logger(label: "relay")
@@ -36,7 +40,7 @@ struct CopyStore: AsyncParsableCommand {
         let summary = try await StoreFactory.withStore(config.storage, logger: logger) { source in
             try await StoreFactory.withStore(destination, logger: logger) { target in
                 try await StoreCopier.copy(from: source, to: target, components: config.wechat.components.map(\.appid),
-                                           history: TimeInterval(historyHours) * 3600, now: Date())
+                                           history: TimeInterval(historyHours) * 3600, requeueDead: requeueDead, now: Date())
             }
         }
         print(summary)

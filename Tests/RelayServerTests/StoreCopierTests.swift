@@ -69,4 +69,46 @@ import Testing
             }
         }
     }
+
+    /// Dead letters are never dropped silently: counted and left behind by default (the summary
+    /// says how to bring them), queued again with `requeueDead`.
+    @Test(arguments: StoreBackend.available)
+    func deadLettersAreCountedOrQueuedAgain(_ backend: StoreBackend) async throws {
+        try await StoreContractTests.withStore(.sqlite) { source in
+            try await source.insertSubscription(StoreContractTests.subscription("crm"))
+            let events = try await StoreContractTests.commit(["dead", "waiting"], to: ["crm"], in: source)
+            let claimed = try await source.claimDeliveries(subscriptionId: "crm", limit: 1, now: Self.now, leaseUntil: Self.now + 30, owner: "x")
+            #expect(claimed.map(\.event.id) == [events[0].id])
+            try await source.recordAttempt(deliveryId: claimed[0].id, owner: "x", attempt: StoreContractTests.refused, verdict: .dead, now: Self.now)
+
+            let left = try await backend.withStorageURL { url in
+                try await Self.withDestination(url) { destination in
+                    let summary = try await StoreCopier.copy(from: source, to: destination, components: [], history: 0, now: Self.now)
+                    #expect(try await destination.deliveries(eventId: events[0].id).isEmpty)
+                    return summary
+                }
+            }
+            #expect(left.deadLetteredLeft == 1 && left.queuedDeliveries == 1)
+            #expect(left.description.hasSuffix("; 1 dead-lettered deliveries were not copied (still listed in the old store; "
+                                                + "copy again into an empty store with --requeue-dead to queue them in the new one)"))
+
+            let requeued = try await backend.withStorageURL { url in
+                try await Self.withDestination(url) { destination in
+                    let summary = try await StoreCopier.copy(from: source, to: destination, components: [], history: 0, requeueDead: true,
+                                                             now: Self.now)
+                    let due = try await destination.claimDeliveries(subscriptionId: "crm", limit: 10, now: Self.now, leaseUntil: Self.now + 30,
+                                                                    owner: "y")
+                    #expect(Set(due.map(\.event.id)) == Set(events.map(\.id)))
+                    return summary
+                }
+            }
+            #expect(requeued.deadLetteredLeft == 0 && requeued.queuedDeliveries == 2)
+            #expect(requeued.description.hasSuffix("2 events with 2 unfinished deliveries, 0 delivered events of the history"))
+        }
+    }
+
+    static func withDestination<T: Sendable>(_ url: String, _ body: (any RelayStore) async throws -> T) async throws -> T {
+        let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storageURL: url), environment: [:])
+        return try await StoreFactory.withStore(config.storage, logger: Logger(label: "test"), body)
+    }
 }

@@ -6,7 +6,9 @@ import RelayCore
 /// tokens, each component's ticket and token, and the queue — every event with an unfinished
 /// delivery, re-queued due now (attempt counts and schedules start again; at least once holds).
 /// Delivered history is copied only as far back as `history`, as events without deliveries
-/// (listed, and replayable); the rest stays in the old store.
+/// (listed, and replayable); the rest stays in the old store. Dead-lettered deliveries are either
+/// queued again (`requeueDead`) or left behind and counted, never dropped without a word: the
+/// store has no way to take a delivery in as dead-lettered without sending it first.
 public enum StoreCopier {
     public struct Summary: Sendable, Equatable, CustomStringConvertible {
         public var subscriptions = 0
@@ -16,12 +18,22 @@ public enum StoreCopier {
         public var queuedEvents = 0
         public var queuedDeliveries = 0
         public var historyEvents = 0
+        /// Dead-lettered deliveries left in the old store (not queued again).
+        public var deadLetteredLeft = 0
 
         public var description: String {
             """
             copied \(subscriptions) subscriptions, \(authorizers) authorizers, \(tickets) tickets, \(componentTokens) component tokens, \
-            \(queuedEvents) events with \(queuedDeliveries) unfinished deliveries, \(historyEvents) delivered events of the history
+            \(queuedEvents) events with \(queuedDeliveries) unfinished deliveries, \(historyEvents) delivered events of the history\(deadLetteredNote)
             """
+        }
+
+        private var deadLetteredNote: String {
+            guard deadLetteredLeft > 0 else { return "" }
+            return """
+                ; \(deadLetteredLeft) dead-lettered deliveries were not copied (still listed in the old store; \
+                copy again into an empty store with --requeue-dead to queue them in the new one)
+                """
         }
     }
 
@@ -30,9 +42,10 @@ public enum StoreCopier {
     }
 
     /// `components` are the component AppIDs whose ticket and token to copy (the store lists
-    /// neither); `history` how far back delivered events are copied (zero: none).
+    /// neither); `history` how far back delivered events are copied (zero: none); `requeueDead`
+    /// queues dead-lettered deliveries again with the unfinished ones.
     public static func copy(from source: any RelayStore, to destination: any RelayStore, components: [String], history: TimeInterval,
-                            now: Date) async throws -> Summary {
+                            requeueDead: Bool = false, now: Date) async throws -> Summary {
         guard try await destination.subscriptions().isEmpty, try await destination.authorizers().isEmpty,
               try await destination.events(EventQuery(limit: 1)).isEmpty else { throw NotEmpty() }
         var summary = Summary()
@@ -55,9 +68,10 @@ public enum StoreCopier {
         }
         // The queue: events with an unfinished delivery, and to which subscriptions.
         var unfinished: [String: [String]] = [:]  // event id -> subscription ids
-        for status in [DeliveryStatus.pending, .failed, .inFlight] {
+        for status in [DeliveryStatus.pending, .failed, .inFlight] + (requeueDead ? [.dead] : []) {
             for delivery in try await all(status: status, in: source) { unfinished[delivery.eventId, default: []].append(delivery.subscriptionId) }
         }
+        if !requeueDead { summary.deadLetteredLeft = try await all(status: .dead, in: source).count }
         var events: [RelayEvent] = []
         for id in unfinished.keys {
             if let event = try await source.event(id: id) { events.append(event) }
