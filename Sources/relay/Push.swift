@@ -9,7 +9,7 @@ import RelayServer
 struct Push: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a correctly encrypted and signed WeChat push to a running relay, using the config's credentials.",
-        subcommands: [Text.self, Event.self, Ticket.self])
+        subcommands: [Text.self, Event.self, Ticket.self, WrkScriptCommand.self])
 
     struct Target: ParsableArguments {
         @OptionGroup var options: ConfigOptions
@@ -101,6 +101,49 @@ struct Push: AsyncParsableCommand {
             let now = Int(Date().timeIntervalSince1970)
             let xml = SamplePushes.ticket(component: component.appid, ticket: ticket, createTime: now)
             try await target.send(PushComposer.componentPush(xml: xml, component: component, timestamp: now, nonce: PushComposer.nonce()))
+        }
+    }
+    struct WrkScriptCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "wrk-script",
+            abstract: "Write a wrk Lua script of distinct signed text pushes, and print the wrk command that sends them.",
+            discussion: """
+                For load from outside the relay's process (another machine, say). The pushes are signed now: the relay \
+                accepts them while they are within wechat.max_clock_skew. Each is stored once; wrk sends them again \
+                once through the list, and those are answered as duplicates.
+                """)
+        @OptionGroup var target: Target
+        @OptionGroup var addressing: Addressing
+        @Option(help: "How many distinct pushes the script holds (about 740 bytes each); past them wrk sends duplicates.") var count = 50_000
+        @Option(help: "Where to write the script.") var output = "push.lua"
+
+        func validate() throws {
+            guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be between 1 and 1000000") }
+        }
+
+        func run() throws {
+            let component = try target.credentials()
+            let seconds = try target.options.load().wechat.maxClockSkew.components.seconds
+            let skew = seconds % 60 == 0 ? "\(seconds / 60) min" : "\(seconds) s"
+            let now = Int(Date().timeIntervalSince1970)
+            let first = UInt64.random(in: 1_000_000_000_000_000...8_000_000_000_000_000)
+            let pushes = (0..<count).map { index in
+                let xml = SamplePushes.text(to: addressing.toUser, from: addressing.from, content: "wrk load \(index)", createTime: now,
+                                            msgId: String(first + UInt64(index)))
+                return PushComposer.callbackPush(xml: xml, appid: addressing.appid, toUserName: addressing.toUser, crypto: component.crypto,
+                                                 timestamp: now, nonce: PushComposer.nonce())
+            }
+            let comment = """
+                \(count) text pushes to \(addressing.appid), signed by component \(component.appid) at \(now) (Unix time):
+                the relay accepts them for \(skew) (wechat.max_clock_skew). Written by `relay push wrk-script`.
+                """
+            do {
+                try WrkScript.render(pushes, comment: comment).write(toFile: output, atomically: true, encoding: .utf8)
+            } catch {
+                throw CommandFailure("cannot write \(output): \(error.localizedDescription)")
+            }
+            print("wrote \(output): \(count) distinct text pushes for \(addressing.appid), accepted for \(skew) from now")
+            print("wrk -t2 -c64 -d10s -s \(output) \(target.url.trimmingSuffix("/")) -- 2   # the last number: wrk's threads (-t)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RelayServer
 import RelayTestSupport
 import Synchronization
 import Testing
@@ -104,6 +105,21 @@ import Testing
         #expect((crypto?["operations_per_second"] ?? 0) > 0)
         #expect((crypto?["event_builds_per_second"] ?? 0) > 0)
         #expect(report?["intake"] == nil)
+    }
+
+    @Test func wrkScriptWritesTheScriptAndPrintsTheCommand() throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let result = try run(["push", "wrk-script", "--count", "4", "--output", "load.lua", "--url", "http://10.0.0.7:8080/"], directory: directory)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("wrote load.lua: 4 distinct text pushes for wx1111111111111111, accepted for 5 min from now"),
+                "\(result.output)")
+        #expect(result.output.contains("wrk -t2 -c64 -d10s -s load.lua http://10.0.0.7:8080 -- 2"), "\(result.output)")
+        let pushes = WrkScript.pushes(in: try String(contentsOfFile: directory + "/load.lua", encoding: .utf8))
+        #expect(pushes.count == 4 && Set(pushes.map(\.body)).count == 4)
+        #expect(pushes.allSatisfy { $0.uri.hasPrefix("/wechat/wx1111111111111111/callback?signature=") })
+        let none = try run(["push", "wrk-script", "--count", "0"], directory: directory)
+        #expect(none.status != 0 && none.output.contains("--count must be between 1 and 1000000"), "\(none.output)")
     }
 
     @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
