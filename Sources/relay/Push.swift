@@ -109,8 +109,8 @@ struct Push: AsyncParsableCommand {
             abstract: "Write a wrk Lua script of distinct signed text pushes, and print the wrk command that sends them.",
             discussion: """
                 For load from outside the relay's process (another machine, say). The pushes are signed now: the relay \
-                accepts them while they are within wechat.max_clock_skew. Each is stored once; wrk sends them again \
-                once through the list, and those are answered as duplicates.
+                accepts them for wechat.max_clock_skew. wrk's threads share the list out (pass their number after --); \
+                a thread past the end of its share starts over, and those pushes are answered as duplicates.
                 """)
         @OptionGroup var target: Target
         @OptionGroup var addressing: Addressing
