@@ -71,6 +71,9 @@ final class Dispatcher: Service {
         do {
             let released = try await store.releaseClaimsOfDeadProcesses(now: clock.now())
             if released > 0 { logger.notice("took over deliveries claimed by a relay process that died", metadata: ["count": "\(released)"]) }
+        } catch where Task.isCancelled {
+            // The relay is stopping before it started (its port taken, say): nothing is lost, the
+            // next start releases them.
         } catch {
             logger.error("cannot release claims of dead processes; they are taken when their leases expire", metadata: ["error": "\(error)"])
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import RelayCore
+import Synchronization
 
 /// The store for several relay nodes sharing one PostgreSQL database. Nodes claim deliveries
 /// with `FOR UPDATE SKIP LOCKED` under leases, so two never take the same one, and a node that
@@ -84,10 +85,10 @@ public final class PostgresRelayStore: RelayStore {
 
     /// Runs `query` on a pooled connection and collects its rows (results here are a page at most).
     func fetch(_ query: PostgresQuery, timeout: Duration? = nil) async throws -> [PostgresRandomAccessRow] {
-        try await bounded(timeout) { [client, logger] in
+        try await bounded(timeout) { [logger] connection in
             do {
                 var rows: [PostgresRandomAccessRow] = []
-                for try await row in try await client.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
+                for try await row in try await connection.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
                 return rows
             } catch {
                 throw Self.storeError(error)
@@ -98,22 +99,36 @@ public final class PostgresRelayStore: RelayStore {
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     func transaction<T: Sendable>(timeout: Duration? = nil,
                                   _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await bounded(timeout) { [client, logger] in
+        try await bounded(timeout) { [logger] connection in
             do {
-                return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+                return try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
             } catch {
                 throw Self.transactionError(error)
             }
         }
     }
 
-    /// Fails `operation` with a `StoreError` once `timeout` (else the store's) has passed.
-    private func bounded<T: Sendable>(_ timeout: Duration? = nil, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Runs `operation` on a pooled connection, failing it with a `StoreError` once `timeout` (else
+    /// the store's) has passed — and then closing the connection, because postgres-nio does not
+    /// abandon a running query when its task is cancelled: on a connection gone silent (a network
+    /// partition, a frozen server) the query, and this task group waiting for it, would otherwise
+    /// hang until TCP gives up, a quarter of an hour later. Waiting for a connection from the
+    /// pool (the database down) does end on cancellation.
+    private func bounded<T: Sendable>(_ timeout: Duration? = nil,
+                                      _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let timeout = timeout ?? self.timeout
-        return try await withThrowingTaskGroup(of: T.self) { [server = url.location] group in
-            group.addTask(operation: operation)
+        let leased = LeasedConnection()
+        return try await withThrowingTaskGroup(of: T.self) { [client, server = url.location] group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    leased.hold(connection)
+                    defer { leased.release() }
+                    return try await operation(connection)
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: timeout)
+                leased.close()
                 throw StoreError(.unavailable, "PostgreSQL at \(server) did not answer within \(timeout) (is it running and reachable? "
                                                + "connection errors are logged)")
             }
@@ -165,5 +180,21 @@ extension PostgresConnection {
     /// Runs a statement whose rows, if any, are not needed.
     func run(_ query: PostgresQuery, logger: Logger) async throws {
         _ = try await fetch(query, logger: logger)
+    }
+}
+
+/// The connection an operation is using, for its timeout to close.
+private final class LeasedConnection: Sendable {
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    func hold(_ connection: PostgresConnection) { self.connection.withLock { $0 = connection } }
+    func release() { connection.withLock { $0 = nil } }
+
+    /// Closes the connection, if the operation still holds one: its query fails at once, and the
+    /// pool replaces the connection.
+    func close() {
+        // The overload that returns a future: nothing here waits for the close.
+        let closing: EventLoopFuture<Void>? = connection.withLock { $0 }?.close()
+        _ = closing
     }
 }

@@ -1,0 +1,96 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP proxy on 127.0.0.1 to a local port that can go silent: it stops passing bytes either
+/// way but keeps every connection open — a network partition or a frozen server, as a client
+/// sees it (no reset, no close, just no answer). Blocking sockets on threads of its own: it is
+/// small, and nothing in it runs on the tests' executors.
+public final class SilentProxy: Sendable {
+    public let port: Int
+    private let listener: Int32
+    private let silent = Atomic<Bool>(false)
+    private let sockets = Mutex<Set<Int32>>([])
+
+    public init(to targetPort: Int) throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = Self.loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                bind(listener, address, length) == 0 && listen(listener, 64) == 0 && getsockname(listener, address, &length) == 0
+            }
+        }
+        guard bound else {
+            Glibc.close(listener)
+            throw ProxyError("cannot listen on 127.0.0.1: errno \(errno)")
+        }
+        self.listener = listener
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in accept(forwardingTo: targetPort) }
+        thread.start()
+    }
+
+    /// Stops (true) or resumes (false) passing bytes.
+    public func setSilent(_ isSilent: Bool) { silent.store(isSilent, ordering: .sequentiallyConsistent) }
+
+    /// Closes the listener and every connection.
+    public func close() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        Glibc.close(listener)
+        for socket in sockets.withLock({ $0 }) { shutdown(socket, Int32(SHUT_RDWR)) }
+    }
+
+    private func accept(forwardingTo targetPort: Int) {
+        while true {
+            let client = Glibc.accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = Self.loopback(port: targetPort)
+            let connected = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            guard connected else {
+                Glibc.close(client)
+                Glibc.close(upstream)
+                continue
+            }
+            sockets.withLock { $0.formUnion([client, upstream]) }
+            Thread { [self] in pump(from: client, to: upstream) }.start()
+            Thread { [self] in pump(from: upstream, to: client) }.start()
+        }
+    }
+
+    private func pump(from source: Int32, to destination: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = recv(source, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            while silent.load(ordering: .sequentiallyConsistent) { usleep(10_000) }
+            var sent = 0
+            while sent < count {
+                let written = buffer[sent..<count].withUnsafeBytes { send(destination, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                guard written > 0 else { break }
+                sent += written
+            }
+        }
+        shutdown(destination, Int32(SHUT_RDWR))
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+
+    struct ProxyError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+}
