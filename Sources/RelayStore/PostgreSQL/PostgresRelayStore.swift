@@ -118,19 +118,24 @@ public final class PostgresRelayStore: RelayStore {
                                       _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let timeout = timeout ?? self.timeout
         let leased = LeasedConnection()
-        return try await withThrowingTaskGroup(of: T.self) { [client, server = url.location] group in
+        let timedOut = StoreError(.unavailable, "PostgreSQL at \(url.location) did not answer within \(timeout) (is it running and reachable? "
+                                                + "connection errors are logged)")
+        return try await withThrowingTaskGroup(of: T.self) { [client] group in
             group.addTask {
-                try await client.withConnection { connection in
-                    leased.hold(connection)
-                    defer { leased.release() }
-                    return try await operation(connection)
+                do {
+                    return try await client.withConnection { connection in
+                        leased.hold(connection)
+                        defer { leased.release() }
+                        return try await operation(connection)
+                    }
+                } catch where leased.wasClosed {
+                    throw timedOut  // not the closed connection's error, whichever child ends first
                 }
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 leased.close()
-                throw StoreError(.unavailable, "PostgreSQL at \(server) did not answer within \(timeout) (is it running and reachable? "
-                                               + "connection errors are logged)")
+                throw timedOut
             }
             defer { group.cancelAll() }
             return try await group.next()!
@@ -185,16 +190,22 @@ extension PostgresConnection {
 
 /// The connection an operation is using, for its timeout to close.
 private final class LeasedConnection: Sendable {
-    private let connection = Mutex<PostgresConnection?>(nil)
+    private let state = Mutex<(connection: PostgresConnection?, closed: Bool)>((nil, false))
 
-    func hold(_ connection: PostgresConnection) { self.connection.withLock { $0 = connection } }
-    func release() { connection.withLock { $0 = nil } }
+    func hold(_ connection: PostgresConnection) { state.withLock { $0.connection = connection } }
+    func release() { state.withLock { $0.connection = nil } }
+    /// Whether the timeout closed the connection.
+    var wasClosed: Bool { state.withLock { $0.closed } }
 
     /// Closes the connection, if the operation still holds one: its query fails at once, and the
     /// pool replaces the connection.
     func close() {
+        let connection = state.withLock { state -> PostgresConnection? in
+            state.closed = state.connection != nil
+            return state.connection
+        }
         // The overload that returns a future: nothing here waits for the close.
-        let closing: EventLoopFuture<Void>? = connection.withLock { $0 }?.close()
+        let closing: EventLoopFuture<Void>? = connection?.close()
         _ = closing
     }
 }
