@@ -103,6 +103,7 @@ struct Push: AsyncParsableCommand {
             try await target.send(PushComposer.componentPush(xml: xml, component: component, timestamp: now, nonce: PushComposer.nonce()))
         }
     }
+
     struct WrkScriptCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "wrk-script",
