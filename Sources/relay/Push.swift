@@ -21,7 +21,10 @@ struct Push: AsyncParsableCommand {
         var component: String?
 
         func credentials() throws -> ComponentCredentials {
-            let config = try options.load()
+            try credentials(in: try options.load())
+        }
+
+        func credentials(in config: RelayConfig) throws -> ComponentCredentials {
             let components = config.wechat.components
             if let component {
                 guard let match = components.first(where: { $0.appid == component }) else {
@@ -123,8 +126,9 @@ struct Push: AsyncParsableCommand {
         }
 
         func run() throws {
-            let component = try target.credentials()
-            let seconds = try target.options.load().wechat.maxClockSkew.components.seconds
+            let config = try target.options.load()
+            let component = try target.credentials(in: config)
+            let seconds = config.wechat.maxClockSkew.components.seconds
             let skew = seconds % 60 == 0 ? "\(seconds / 60) min" : "\(seconds) s"
             let now = Int(Date().timeIntervalSince1970)
             let first = UInt64.random(in: 1_000_000_000_000_000...8_000_000_000_000_000)

@@ -29,7 +29,7 @@ struct PostgresPartitionTests {
 
                 proxy.setSilent(true)
                 let error = await #expect(throws: StoreError.self) { try await store.ping() }
-                #expect("\(error.map { "\($0)" } ?? "")".contains("did not answer within 1.0 seconds"))
+                #expect(error?.description.contains("did not answer within 1.0 seconds") == true, "\(String(describing: error))")
                 let record = IntakeRecord(event: RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxa", componentAppid: nil,
                                                             receivedAt: Date(), dataJSON: "{}", dedupKey: "msg:1", fromUser: nil),
                                           ticket: nil)

@@ -50,18 +50,6 @@ public enum WrkScript {
         return lines.joined(separator: "\n")
     }
 
-    /// The (URI, body) pairs of a script this type rendered, in order.
-    public static func pushes(in script: String) -> [(uri: String, body: String)] {
-        script.split(separator: "\n").compactMap { line -> (uri: String, body: String)? in
-            guard line.hasPrefix("  {["), line.hasSuffix("},") else { return nil }
-            var rest = Substring(line.dropFirst(3).dropLast(2))
-            guard let uri = readLongString(&rest), rest.hasPrefix(", ") else { return nil }
-            rest = rest.dropFirst(2)
-            guard let body = readLongString(&rest), rest.isEmpty else { return nil }
-            return (uri, body)
-        }
-    }
-
     /// A Lua long string (`[==[…]==]`) with as many `=` as it takes for `text` not to close it,
     /// so nothing needs escaping (the XML holds `]]>`, the query `&` and `%`).
     public static func longString(_ text: String) -> String {
@@ -69,16 +57,5 @@ public enum WrkScript {
         while text.contains("]" + String(repeating: "=", count: level) + "]") { level += 1 }
         let equals = String(repeating: "=", count: level)
         return "[\(equals)[\(text)]\(equals)]"
-    }
-
-    private static func readLongString(_ input: inout Substring) -> String? {
-        guard input.hasPrefix("[") else { return nil }
-        let equals = input.dropFirst().prefix { $0 == "=" }
-        let open = "[" + equals + "[", close = "]" + equals + "]"
-        guard input.hasPrefix(open) else { return nil }
-        let content = input.dropFirst(open.count)
-        guard let end = content.range(of: close) else { return nil }
-        input = content[end.upperBound...]
-        return String(content[..<end.lowerBound])
     }
 }

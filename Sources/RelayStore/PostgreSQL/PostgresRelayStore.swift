@@ -118,8 +118,11 @@ public final class PostgresRelayStore: RelayStore {
                                       _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let timeout = timeout ?? self.timeout
         let leased = LeasedConnection()
-        let timedOut = StoreError(.unavailable, "PostgreSQL at \(url.location) did not answer within \(timeout) (is it running and reachable? "
-                                                + "connection errors are logged)")
+        // Made only when it happens: every query of a push passes here.
+        let timedOut: @Sendable () -> StoreError = { [location = url.location] in
+            StoreError(.unavailable, "PostgreSQL at \(location) did not answer within \(timeout) (is it running and reachable? "
+                                     + "connection errors are logged)")
+        }
         return try await withThrowingTaskGroup(of: T.self) { [client] group in
             group.addTask {
                 do {
@@ -129,13 +132,13 @@ public final class PostgresRelayStore: RelayStore {
                         return try await operation(connection)
                     }
                 } catch where leased.wasClosed {
-                    throw timedOut  // not the closed connection's error, whichever child ends first
+                    throw timedOut()  // not the closed connection's error, whichever child ends first
                 }
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 leased.close()
-                throw timedOut
+                throw timedOut()
             }
             defer { group.cancelAll() }
             return try await group.next()!
