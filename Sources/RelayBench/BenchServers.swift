@@ -42,14 +42,23 @@ struct BenchError: Error, CustomStringConvertible {
 }
 
 /// The bare ceiling for intake: a handler that reads the body and answers `success`.
-func bareIntakeServer(onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+func bareIntakeServer(port: Int = 0, onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
     let router = Router()
     router.post("/wechat/{appid}/callback") { request, _ -> Response in
         _ = try await request.body.collect(upTo: 1 << 20)
         return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "success")))
     }
-    return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+    return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
                        onServerRunning: { await onListening($0.localAddress?.port ?? 0) }, logger: quietLogger)
+}
+
+/// The intake ceiling on its own, for a load generator outside this process (wrk): the same
+/// comparison as the intake scenario without the in-process client's CPU on the same cores.
+public enum CeilingServer {
+    /// Serves on 127.0.0.1:`port` (0 picks one) until SIGTERM or SIGINT.
+    public static func run(port: Int, onListening: @escaping @Sendable (Int) async -> Void) async throws {
+        try await bareIntakeServer(port: port, onListening: onListening).runService()
+    }
 }
 
 /// A subscriber that answers 204 and counts what it received (and when, by MsgId).

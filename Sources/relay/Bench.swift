@@ -18,9 +18,14 @@ struct Bench: AsyncParsableCommand {
     var only: String?
     @Option(help: "Measure the relay on PostgreSQL instead of SQLite: a server URL whose user may create databases (one per scenario, dropped afterwards).")
     var postgres: String?
+    @Option(help: ArgumentHelp("Measure nothing: serve the intake ceiling (a bare handler answering `success`) on 127.0.0.1 at this port (0 picks one) until interrupted, to load it with wrk beside `relay serve`.", valueName: "port"))
+    var serveCeiling: Int?
 
     func validate() throws {
         _ = try scenarios()
+        if let serveCeiling, !(0...65535).contains(serveCeiling) {
+            throw ValidationError("--serve-ceiling: \(serveCeiling) is not a port (0 to 65535; 0 picks a free one)")
+        }
     }
 
     func scenarios() throws -> Set<Benchmark.Scenario> {
@@ -34,6 +39,12 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let serveCeiling {
+            try await CeilingServer.run(port: serveCeiling) { port in
+                FileHandle.standardError.write(Data("intake ceiling listening on http://127.0.0.1:\(port) (port=\(port)); Ctrl-C stops it\n".utf8))
+            }
+            return
+        }
         let report = try await Benchmark(options: .init(requests: requests, concurrency: concurrency, backlog: backlog, rate: rate,
                                                         scenarios: try scenarios(), rounds: rounds, postgresServer: postgres))
             .run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }

@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import RelayServer
 import RelayTestSupport
 import Synchronization
@@ -105,6 +107,28 @@ import Testing
         #expect((crypto?["operations_per_second"] ?? 0) > 0)
         #expect((crypto?["event_builds_per_second"] ?? 0) > 0)
         #expect(report?["intake"] == nil)
+    }
+
+    /// The intake ceiling for an outside load generator: the bench's baseline handler on a port
+    /// of its own, answering any push `success` without looking at it, until SIGTERM.
+    @Test func benchServesTheCeilingForAnOutsideLoadGenerator() async throws {
+        let directory = makeTemporaryDirectory()
+        let ceiling = try RelayProcess.start(in: directory, arguments: ["bench", "--serve-ceiling", "0"])
+        defer { ceiling.terminate() }
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(ceiling.port)/wechat/wx1111111111111111/callback?signature=x")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: "<xml>not even checked</xml>"))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        #expect(response.status == .ok)
+        #expect(String(buffer: try await response.body.collect(upTo: 1024)) == "success")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/bench.json"), "it measured instead of serving")
+
+        ceiling.process.terminate()  // SIGTERM
+        ceiling.waitUntilExit()
+        #expect(ceiling.process.terminationReason == .exit && ceiling.process.terminationStatus == 0)
+
+        let wrong = try run(["bench", "--serve-ceiling", "70000"], directory: directory)
+        #expect(wrong.status != 0 && wrong.output.contains("--serve-ceiling: 70000 is not a port"), "\(wrong.output)")
     }
 
     @Test func wrkScriptWritesTheScriptAndPrintsTheCommand() throws {

@@ -142,10 +142,11 @@ struct RelayProcess: Sendable {
     let process: Process
     let port: Int
 
-    static func start(in directory: String) throws -> RelayProcess {
+    /// Starts `relay` with `arguments` (`serve` unless told) and waits for it to log `port=N`.
+    static func start(in directory: String, arguments: [String] = ["serve"]) throws -> RelayProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try CLITests().relayBinary)
-        process.arguments = ["serve"]
+        process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let log = Pipe()
         process.standardError = log
@@ -164,7 +165,7 @@ struct RelayProcess: Sendable {
             }
         }
         process.terminate()
-        throw TimeoutError(description: "relay serve did not start: \(seen)")
+        throw TimeoutError(description: "relay \(arguments.joined(separator: " ")) did not start: \(seen)")
     }
 
     func kill9() { kill(process.processIdentifier, SIGKILL) }
