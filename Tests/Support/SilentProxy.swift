@@ -13,6 +13,11 @@ public final class SilentProxy: Sendable {
     private let listener: Int32
     private let silent = Atomic<Bool>(false)
     private let sockets = Mutex<Set<Int32>>([])
+    /// Pumps finished per connection (keyed by the client's socket): the second one to finish
+    /// closes both sockets, as nothing reads them any more.
+    private let finishedPumps = Mutex<[Int32: Int]>([:])
+    /// Every running pump, so that `close()` returns once all sockets are closed.
+    private let pumps = DispatchGroup()
 
     public init(to targetPort: Int) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -33,14 +38,22 @@ public final class SilentProxy: Sendable {
         thread.start()
     }
 
+    /// Connections whose sockets are still open (both ends close once both directions ended).
+    public var openConnections: Int { sockets.withLock { $0.count / 2 } }
+
     /// Stops (true) or resumes (false) passing bytes.
     public func setSilent(_ isSilent: Bool) { silent.store(isSilent, ordering: .sequentiallyConsistent) }
 
-    /// Closes the listener and every connection.
+    /// Closes the listener and every connection, and returns once their pumps have ended.
     public func close() {
         shutdown(listener, Int32(SHUT_RDWR))
         Glibc.close(listener)
-        for socket in sockets.withLock({ $0 }) { shutdown(socket, Int32(SHUT_RDWR)) }
+        sockets.withLock { sockets in
+            for socket in sockets { shutdown(socket, Int32(SHUT_RDWR)) }
+        }
+        // Only now: a pump held by the silence must find its sockets ended, not pass what it holds.
+        setSilent(false)
+        _ = pumps.wait(timeout: .now() + 10)
     }
 
     private func accept(forwardingTo targetPort: Int) {
@@ -60,8 +73,14 @@ public final class SilentProxy: Sendable {
                 continue
             }
             sockets.withLock { $0.formUnion([client, upstream]) }
-            Thread { [self] in pump(from: client, to: upstream) }.start()
-            Thread { [self] in pump(from: upstream, to: client) }.start()
+            for (source, destination) in [(client, upstream), (upstream, client)] {
+                pumps.enter()
+                Thread { [self] in
+                    pump(from: source, to: destination)
+                    finished(client: client, upstream: upstream)
+                    pumps.leave()
+                }.start()
+            }
         }
     }
 
@@ -79,6 +98,23 @@ public final class SilentProxy: Sendable {
             }
         }
         shutdown(destination, Int32(SHUT_RDWR))
+    }
+
+    private func finished(client: Int32, upstream: Int32) {
+        let last = finishedPumps.withLock { finished in
+            finished[client, default: 0] += 1
+            guard finished[client] == 2 else { return false }
+            finished[client] = nil
+            return true
+        }
+        guard last else { return }
+        // Under the lock that `close()` shuts sockets down under, so it never reaches a number
+        // that was closed here and reused meanwhile.
+        sockets.withLock { sockets in
+            sockets.subtract([client, upstream])
+            Glibc.close(client)
+            Glibc.close(upstream)
+        }
     }
 
     private static func loopback(port: Int) -> sockaddr_in {
