@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import RelayBench
 import WeChatXML
 
@@ -40,8 +41,12 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         if let serveCeiling {
-            try await CeilingServer.run(port: serveCeiling) { port in
-                FileHandle.standardError.write(Data("intake ceiling listening on http://127.0.0.1:\(port) (port=\(port)); Ctrl-C stops it\n".utf8))
+            do {
+                try await CeilingServer.run(port: serveCeiling) { port in
+                    FileHandle.standardError.write(Data("intake ceiling listening on http://127.0.0.1:\(port) (port=\(port)); Ctrl-C stops it\n".utf8))
+                }
+            } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
+                throw CommandFailure("--serve-ceiling: cannot listen on 127.0.0.1:\(serveCeiling): \(String(cString: strerror(error.errnoCode))); choose another port, or 0 for a free one")
             }
             return
         }

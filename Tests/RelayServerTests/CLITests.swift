@@ -123,6 +123,10 @@ import Testing
         #expect(String(buffer: try await response.body.collect(upTo: 1024)) == "success")
         #expect(!FileManager.default.fileExists(atPath: directory + "/bench.json"), "it measured instead of serving")
 
+        let taken = try await runStopping(["bench", "--serve-ceiling", "\(ceiling.port)"], directory: directory)
+        #expect(!taken.stopped && taken.status != 0 && taken.output.contains("--serve-ceiling: cannot listen on 127.0.0.1:\(ceiling.port): Address already in use"),
+                "\(taken.output)")
+
         ceiling.process.terminate()  // SIGTERM
         ceiling.waitUntilExit()
         #expect(ceiling.process.terminationReason == .exit && ceiling.process.terminationStatus == 0)
