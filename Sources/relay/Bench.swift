@@ -45,8 +45,8 @@ struct Bench: AsyncParsableCommand {
                 try await CeilingServer.run(port: serveCeiling) { port in
                     FileHandle.standardError.write(Data("intake ceiling listening on http://127.0.0.1:\(port) (port=\(port)); Ctrl-C stops it\n".utf8))
                 }
-            } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
-                throw CommandFailure("--serve-ceiling: cannot listen on 127.0.0.1:\(serveCeiling): \(String(cString: strerror(error.errnoCode))); choose another port, or 0 for a free one")
+            } catch let error as IOError where error.isCannotListen {
+                throw CommandFailure("--serve-ceiling: cannot listen on 127.0.0.1:\(serveCeiling): \(error.explanation); choose another port, or 0 for a free one")
             }
             return
         }

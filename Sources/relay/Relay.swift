@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import NIOCore
 import RelayServer
 
 /// `relay`: argument parsing only; the work lives in RelayServer.
@@ -31,4 +33,13 @@ struct ConfigOptions: ParsableArguments {
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension IOError {
+    /// Binding the listening socket failed for a reason the user can act on: the port is taken,
+    /// privileged, or the address is not this machine's.
+    var isCannotListen: Bool { [EADDRINUSE, EACCES, EADDRNOTAVAIL].contains(errnoCode) }
+
+    /// What `strerror` says of it ("Address already in use").
+    var explanation: String { String(cString: strerror(errnoCode)) }
 }

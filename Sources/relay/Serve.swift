@@ -33,12 +33,11 @@ struct Serve: AsyncParsableCommand {
             }
         } catch where !opened {
             throw CommandFailure("cannot open the store: \(error)")
-        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES || error.errnoCode == EADDRNOTAVAIL {
+        } catch let error as IOError where error.isCannotListen {
             // The only socket the relay binds; name the keys that choose it.
-            let reason = String(cString: strerror(error.errnoCode))
             logger.error("relay stopped: cannot listen", metadata: ["error": "\(error)"])
             throw CommandFailure("""
-                server.host/server.port: cannot listen on \(config.server.host):\(config.server.port): \(reason) \
+                server.host/server.port: cannot listen on \(config.server.host):\(config.server.port): \(error.explanation) \
                 (another process has the port, or the address is not this machine's); change server.port or stop that process
                 """)
         } catch {
