@@ -178,6 +178,35 @@ struct PostgresRelayTests {
             }
         }
     }
+
+    /// Other nodes reload their subscriptions on every announcement; a subscription that already
+    /// existed (the admin API's 409) changed nothing and must not be announced. Announcements
+    /// arrive in commit order, so the second one received says whether the conflict announced.
+    @Test func aConflictingInsertAnnouncesNothing() async throws {
+        try await StoreBackend.postgres.withStorageURL { url in
+            let store = PostgresRelayStore(url: try PostgresURL(url), logger: Logger(label: "test"))
+            try await withThrowingDiscardingTaskGroup { pool in
+                pool.addTask { await store.run() }
+                try await store.migrate()
+                let listener = try await PostgresConnection.connect(configuration: try PostgresURL(url).connectionConfiguration(),
+                                                                    id: 9, logger: Logger(label: "test"))
+                try await listener.listen(on: "relay_subscriptions") { notifications in
+                    let subscription = { (id: String) in Subscription(id: id, url: "https://example.com/\(id)", createdAt: Date(), secret: "whsec_\(id)") }
+                    try await store.insertSubscription(subscription("crm"))
+                    await #expect(throws: StoreError.self) { try await store.insertSubscription(subscription("crm")) }
+                    try await store.insertSubscription(subscription("erp"))
+                    var payloads: [String] = []
+                    for try await notification in notifications {
+                        payloads.append(notification.payload)
+                        if payloads.count == 2 { break }
+                    }
+                    #expect(payloads == ["crm", "erp"])
+                }
+                try await listener.close()
+                pool.cancelAll()
+            }
+        }
+    }
 }
 
 /// What `relay serve` says when PostgreSQL cannot be used (these need no server).

@@ -76,9 +76,10 @@ extension PostgresRelayStore {
         try await connection.run("SELECT pg_notify(\(Self.subscriptionChannel), \(id))", logger: logger)
     }
 
+    /// Announces only a subscription it inserted: one that existed changed nothing, and every
+    /// announcement makes every node reload its list.
     private func insert(_ s: Subscription, on connection: PostgresConnection) async throws -> Bool {
-        try await announce(s.id, on: connection)
-        return !(try await connection.fetch(
+        let inserted = !(try await connection.fetch(
             """
             INSERT INTO subscriptions (id, url, appids, events, reply, ordered, status, source, created_at, secret,
                                        previous_secret, previous_secret_expires_at)
@@ -87,6 +88,8 @@ extension PostgresRelayStore {
                     \(s.previousSecretExpiresAt.map(Self.millis)))
             ON CONFLICT (id) DO NOTHING RETURNING id
             """, logger: logger).isEmpty)
+        if inserted { try await announce(s.id, on: connection) }
+        return inserted
     }
 
     private func update(_ s: Subscription, now: Date, on connection: PostgresConnection) async throws {
