@@ -184,16 +184,18 @@ extension SQLiteRelayStore {
         return try await reader.query(sql, binds).map(Self.delivery(from:))
     }
 
-    /// Newest first. A status filter reads its partial index (migration 7), or the unfinished
-    /// one for pending and in-flight deliveries — named word for word so SQLite may use it —
-    /// rather than walking every delivery by id.
+    /// Newest first. A status filter reads its partial index (migration 7), or for pending and
+    /// in-flight deliveries the due index, which holds the backlog only (its condition named word
+    /// for word so SQLite may use it, and the index named: without statistics SQLite would rather
+    /// walk the whole history by id, newest first, to find a page of old pending deliveries).
     static func listingSQL(_ query: DeliveryQuery) -> (String, [SQLiteData]) {
-        var sql = "SELECT * FROM deliveries WHERE 1 = 1"
+        let unfinished = query.status == .pending || query.status == .inFlight
+        var sql = "SELECT * FROM deliveries\(unfinished ? " INDEXED BY deliveries_due" : "") WHERE 1 = 1"
         var binds: [SQLiteData] = []
         if let subscription = query.subscriptionId { sql += " AND subscription_id = ?"; binds.append(.text(subscription)) }
         if let status = query.status {
             sql += " AND " + DeliveryStatusColumns.condition(status)
-            if status == .pending || status == .inFlight { sql += " AND \(SQLiteSchema.unfinished)" }
+            if unfinished { sql += " AND \(SQLiteSchema.unfinished)" }
         }
         if let before = query.before { sql += " AND id < ?"; binds.append(.text(before)) }
         sql += " ORDER BY id DESC LIMIT ?"

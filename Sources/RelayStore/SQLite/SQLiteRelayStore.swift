@@ -114,16 +114,32 @@ public final class SQLiteRelayStore: RelayStore {
     }
 
     public func migrate() async throws {
+        try await migrate(upTo: SQLiteSchema.migrations.count)
+    }
+
+    /// Applies the migrations after the database's version, up to `last` (tests stop earlier to
+    /// write what an older relay wrote). Foreign keys are not enforced meanwhile — a migration
+    /// that copies a table drops the old one, which would cascade — and checked before each commit.
+    func migrate(upTo last: Int) async throws {
         try await writer.run { db in
             try db.query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
             let current = try db.query("SELECT MAX(version) AS v FROM schema_migrations").first?.column("v")?.integer ?? 0
             guard current <= SQLiteSchema.migrations.count else {
                 throw StoreError(.corrupt, "the database was written by a newer relay (schema \(current)); upgrade the relay")
             }
-            for (index, statements) in SQLiteSchema.migrations.enumerated() where index + 1 > current {
+            guard current < last else { return }
+            try db.query("PRAGMA foreign_keys = OFF")  // a no-op inside a transaction: set between them
+            defer { _ = try? db.query("PRAGMA foreign_keys = ON") }
+            for (index, statements) in SQLiteSchema.migrations.enumerated() where index + 1 > current && index < last {
                 try db.query("BEGIN IMMEDIATE")
                 do {
                     for statement in statements { try db.query(statement) }
+                    if let violation = try db.query("PRAGMA foreign_key_check").first {
+                        throw StoreError(.corrupt, """
+                            migration \(index + 1) left a row of \(violation.column("table")?.string ?? "?") without its \
+                            \(violation.column("parent")?.string ?? "?") row, so it was not applied
+                            """)
+                    }
                     try db.query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                                  [.integer(index + 1), .integer(Int(Date().timeIntervalSince1970))])
                     try db.query("COMMIT")

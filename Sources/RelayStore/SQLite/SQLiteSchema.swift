@@ -163,7 +163,52 @@ enum SQLiteSchema {
             "ALTER TABLE deliveries ADD COLUMN succeeded_duration_ms INTEGER",
             "ALTER TABLE deliveries ADD COLUMN succeeded_response TEXT",
         ],
+        // 9: fewer B-trees per delivery — a push inserted into six, a success left three. The
+        // event's foreign key moves from `event_seq`, whose cascade needed an index of its own,
+        // to `event_id`, which the (event_id, subscription_id) index already serves; the
+        // unfinished index folds into the due index, which ends with `created_at` so the queue
+        // statistics still read one index. SQLite changes a foreign key only by copying the
+        // table (rowids kept: claims work by rowid); `migrate` turns enforcement off meanwhile,
+        // as dropping the old table would otherwise cascade to `attempts`.
+        [
+            """
+            CREATE TABLE deliveries_9 (
+                id TEXT PRIMARY KEY,
+                event_seq INTEGER NOT NULL,
+                event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+                subscription_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_attempt_at INTEGER,
+                order_key TEXT,
+                lease_owner TEXT,
+                lease_expires_at INTEGER,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                succeeded_at INTEGER,
+                succeeded_status_code INTEGER,
+                succeeded_duration_ms INTEGER,
+                succeeded_response TEXT,
+                UNIQUE (event_id, subscription_id)
+            )
+            """,
+            """
+            INSERT INTO deliveries_9 (rowid, \(deliveryColumns)) SELECT rowid, \(deliveryColumns) FROM deliveries
+            """,
+            "DROP TABLE deliveries",
+            "ALTER TABLE deliveries_9 RENAME TO deliveries",
+            "CREATE INDEX deliveries_due ON deliveries (subscription_id, status, next_attempt_at, event_seq, created_at) WHERE \(unfinished)",
+            "CREATE INDEX deliveries_order ON deliveries (subscription_id, order_key, event_seq) WHERE order_key IS NOT NULL AND \(unfinished)",
+            "CREATE INDEX deliveries_failed ON deliveries (id) WHERE status = 'failed'",
+            "CREATE INDEX deliveries_dead ON deliveries (id) WHERE status = 'dead'",
+            "CREATE INDEX deliveries_cancelled ON deliveries (id) WHERE status = 'cancelled'",
+        ],
     ]
+
+    private static let deliveryColumns = """
+        id, event_seq, event_id, subscription_id, status, attempts, next_attempt_at, order_key, lease_owner, lease_expires_at, \
+        created_at, updated_at, succeeded_at, succeeded_status_code, succeeded_duration_ms, succeeded_response
+        """
 
     /// The condition of the partial queue indexes (migrations 5 and 6); never change it, add a migration.
     static let unfinished = "status IN ('pending', 'failed', 'in_flight')"
