@@ -4,6 +4,7 @@ import RelayCore
 @testable import RelayStore
 import RelayTestSupport
 import SQLiteNIO
+import Synchronization
 import Testing
 
 /// Migrations that copy a table, run on what an older relay wrote.
@@ -12,7 +13,9 @@ import Testing
     /// of its indexes. Dropping the old table with foreign keys enforced would have emptied
     /// `attempts` through their cascade; claims work by rowid, so rowids must survive the copy.
     @Test func migration9KeepsEveryDeliveryAndAttemptAndCascadesByEventId() async throws {
-        let store = try await SQLiteRelayStore.open(path: makeTemporaryDirectory() + "/m9.sqlite", logger: Logger(label: "test"))
+        let logs = CapturedLogs()
+        let store = try await SQLiteRelayStore.open(path: makeTemporaryDirectory() + "/m9.sqlite",
+                                                    logger: Logger(label: "test") { _ in logs.handler })
         defer { Task { try? await store.close() } }
         try await store.migrate(upTo: 8)
         let subscription = try await store.syncConfigSubscriptions(
@@ -39,8 +42,13 @@ import Testing
         let attemptsBefore = try await store.attempts(deliveryId: claimed[0].id)
         #expect(attemptsBefore == [failure] && deliveriesBefore.count == 5)
 
+        #expect(logs.lines.isEmpty)  // creating the schema is not an upgrade
         try await store.migrate()
 
+        // An upgrade may pause the start for a while: the log says why.
+        #expect(logs.lines.count == 2 && logs.lines[0].hasPrefix("notice upgrading the SQLite schema from=8")
+                && logs.lines[0].contains("to=\(SQLiteSchema.migrations.count)") && logs.lines[1].hasPrefix("notice upgraded the SQLite schema"),
+                "\(logs.lines)")
         #expect(try await snapshot() == deliveriesBefore)
         #expect(try await store.attempts(deliveryId: claimed[0].id) == attemptsBefore)
         #expect(try await store.attempts(deliveryId: claimed[1].id) == [success])
@@ -71,5 +79,32 @@ import Testing
         #expect(versions?.column("n")?.integer == SQLiteSchema.migrations.count)
         #expect(versions?.column("v")?.integer == SQLiteSchema.migrations.count)
         try await store.close()
+    }
+}
+
+/// Log lines as `level message key=value…` (keys sorted), for tests of what an operator reads.
+private final class CapturedLogs: Sendable {
+    private let captured = Mutex<[String]>([])
+
+    var lines: [String] { captured.withLock { $0 } }
+
+    func append(_ line: String) { captured.withLock { $0.append(line) } }
+
+    var handler: some LogHandler { Handler(logs: self) }
+
+    private struct Handler: LogHandler {
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            logs.append("\(event.level) \(event.message) \(fields)")
+        }
     }
 }
