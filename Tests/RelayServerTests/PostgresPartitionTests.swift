@@ -15,14 +15,7 @@ struct PostgresPartitionTests {
     /// an hour) instead of failing after the timeout. The time limit is what fails without the fix.
     @Test(.timeLimit(.minutes(1)))
     func anOperationOnASilentConnectionFailsAfterTheTimeoutAndTheStoreRecovers() async throws {
-        try await StoreBackend.postgres.withStorageURL { url in
-            let direct = try PostgresURL(url)
-            let proxy = try SilentProxy(to: direct.port)
-            defer { proxy.close() }
-            var components = try #require(URLComponents(string: url))
-            components.port = proxy.port
-            let proxied = try PostgresURL(try #require(components.string))
-            let store = PostgresRelayStore(url: proxied, timeout: .seconds(1), logger: Logger(label: "partition-test"))
+        try await withStoreBehindSilentProxy { store, proxy in
             try await withThrowingDiscardingTaskGroup { pool in
                 pool.addTask { await store.run() }
                 try await store.migrate()
@@ -51,7 +44,7 @@ struct PostgresPartitionTests {
 struct PostgresListenerPartitionTests {
     @Test(.timeLimit(.minutes(1)))
     func theListenerStopsWhenCancelledWhileConnectingToASilentServer() async throws {
-        try await withSilentStore { store, proxy in
+        try await withStoreBehindSilentProxy { store, proxy in
             proxy.setSilent(true)
             let connecting = ChangeCounter()
             try await withThrowingDiscardingTaskGroup { group in
@@ -66,7 +59,7 @@ struct PostgresListenerPartitionTests {
 
     @Test(.timeLimit(.minutes(1)))
     func theListenerStopsWhenCancelledWhileListeningOnASilentConnection() async throws {
-        try await withSilentStore { store, proxy in
+        try await withStoreBehindSilentProxy { store, proxy in
             let changes = ChangeCounter()
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { await store.watchSubscriptionChanges { changes.count() } }
@@ -78,17 +71,18 @@ struct PostgresListenerPartitionTests {
         }
     }
 
-    private func withSilentStore(_ body: (PostgresRelayStore, SilentProxy) async throws -> Void) async throws {
-        try await StoreBackend.postgres.withStorageURL { url in
-            let direct = try PostgresURL(url)
-            let proxy = try SilentProxy(to: direct.port)
-            defer { proxy.close() }
-            var components = try #require(URLComponents(string: url))
-            components.port = proxy.port
-            let store = PostgresRelayStore(url: try PostgresURL(try #require(components.string)), timeout: .seconds(1),
-                                           logger: Logger(label: "listener-partition-test"))
-            try await body(store, proxy)
-        }
+}
+
+/// A store (timeout 1 s) on a fresh database, reached through a proxy that can go silent.
+private func withStoreBehindSilentProxy(_ body: (PostgresRelayStore, SilentProxy) async throws -> Void) async throws {
+    try await StoreBackend.postgres.withStorageURL { url in
+        let proxy = try SilentProxy(to: try PostgresURL(url).port)
+        defer { proxy.close() }
+        var components = try #require(URLComponents(string: url))
+        components.port = proxy.port
+        let store = PostgresRelayStore(url: try PostgresURL(try #require(components.string)), timeout: .seconds(1),
+                                       logger: Logger(label: "partition-test"))
+        try await body(store, proxy)
     }
 }
 
