@@ -1,7 +1,8 @@
 import Foundation
 import Logging
+import PostgresNIO
 import RelayCore
-import RelayStore
+@testable import RelayStore
 import RelayTestSupport
 import Synchronization
 import Testing
@@ -71,10 +72,40 @@ struct PostgresListenerPartitionTests {
         }
     }
 
+
+    /// A NAT or firewall that drops idle connections leaves the listener waiting on a connection
+    /// that will never deliver again; its keepalive query finds out and it listens again on a
+    /// new one. (Without the keepalive the second wait below never ends: the time limit fails.)
+    @Test(.timeLimit(.minutes(1)))
+    func theListenerNoticesAConnectionDroppedWhileIdleAndListensAgain() async throws {
+        try await withStoreBehindSilentProxy { store, proxy, direct in
+            let changes = ChangeCounter()
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    await store.watchSubscriptionChanges(keepalive: .milliseconds(100), retryDelay: .milliseconds(50)) { changes.count() }
+                }
+                await changes.waitFor(1)  // listening
+                proxy.dropOpenConnections()
+                await changes.waitFor(2)  // listening again, on a new connection (changes may have been missed)
+                // Another node's announcement reaches it there.
+                let other = try await PostgresConnection.connect(configuration: try direct.connectionConfiguration(), id: 2,
+                                                                 logger: Logger(label: "other-node"))
+                try await other.query("SELECT pg_notify('relay_subscriptions', 'crm')", logger: Logger(label: "other-node"))
+                await changes.waitFor(3)
+                try await other.close()
+                group.cancelAll()
+            }
+        }
+    }
 }
 
 /// A store (timeout 1 s) on a fresh database, reached through a proxy that can go silent.
 private func withStoreBehindSilentProxy(_ body: (PostgresRelayStore, SilentProxy) async throws -> Void) async throws {
+    try await withStoreBehindSilentProxy { store, proxy, _ in try await body(store, proxy) }
+}
+
+/// The same, with the database's own URL (not through the proxy).
+private func withStoreBehindSilentProxy(_ body: (PostgresRelayStore, SilentProxy, PostgresURL) async throws -> Void) async throws {
     try await StoreBackend.postgres.withStorageURL { url in
         let proxy = try SilentProxy(to: try PostgresURL(url).port)
         defer { proxy.close() }
@@ -82,34 +113,48 @@ private func withStoreBehindSilentProxy(_ body: (PostgresRelayStore, SilentProxy
         components.port = proxy.port
         let store = PostgresRelayStore(url: try PostgresURL(try #require(components.string)), timeout: .seconds(1),
                                        logger: Logger(label: "partition-test"))
-        try await body(store, proxy)
+        try await body(store, proxy, try PostgresURL(url))
     }
 }
 
+/// Counts calls of `changed`; a test waits for a count, or for its time limit (the wait ends on
+/// cancellation, so a count that never comes fails the test instead of hanging the run).
 private final class ChangeCounter: Sendable {
-    private let state = Mutex<(value: Int, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, []))
+    private struct State {
+        var value = 0
+        var nextWaiter = 0
+        var waiters: [Int: (target: Int, continuation: CheckedContinuation<Void, Never>)] = [:]
+    }
+    private let state = Mutex(State())
 
     var value: Int { state.withLock { $0.value } }
 
     func count() {
         let ready = state.withLock { state in
             state.value += 1
-            let value = state.value
-            let ready = state.waiters.filter { $0.0 <= value }.map(\.1)
-            state.waiters.removeAll { $0.0 <= value }
-            return ready
+            let ready = state.waiters.filter { $0.value.target <= state.value }
+            for id in ready.keys { state.waiters[id] = nil }
+            return ready.values.map(\.continuation)
         }
         for waiter in ready { waiter.resume() }
     }
 
     func waitFor(_ target: Int) async {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { state in
-                if state.value >= target { return true }
-                state.waiters.append((target, continuation))
-                return false
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state in
+                    if state.value >= target || Task.isCancelled { return true }
+                    state.waiters[id] = (target, continuation)
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume()
         }
     }
 }

@@ -18,6 +18,8 @@ public final class SilentProxy: Sendable {
     private let finishedPumps = Mutex<[Int32: Int]>([:])
     /// Every running pump, so that `close()` returns once all sockets are closed.
     private let pumps = DispatchGroup()
+    /// Sockets of connections whose bytes are dropped, as a NAT that forgot them would.
+    private let dropped = Mutex<Set<Int32>>([])
 
     public init(to targetPort: Int) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -43,6 +45,14 @@ public final class SilentProxy: Sendable {
 
     /// Stops (true) or resumes (false) passing bytes.
     public func setSilent(_ isSilent: Bool) { silent.store(isSilent, ordering: .sequentiallyConsistent) }
+
+    /// From now on drops whatever the connections open now send either way, for good, while new
+    /// connections work: what a NAT or firewall that dropped idle connections does. Neither end
+    /// is told; a client finds out only by getting no answer.
+    public func dropOpenConnections() {
+        let open = sockets.withLock { $0 }
+        dropped.withLock { $0.formUnion(open) }
+    }
 
     /// Closes the listener and every connection, and returns once their pumps have ended.
     public func close() {
@@ -89,6 +99,7 @@ public final class SilentProxy: Sendable {
         while true {
             let count = recv(source, &buffer, buffer.count, 0)
             guard count > 0 else { break }
+            if dropped.withLock({ $0.contains(source) }) { continue }
             while silent.load(ordering: .sequentiallyConsistent) { usleep(10_000) }
             var sent = 0
             while sent < count {
@@ -112,6 +123,7 @@ public final class SilentProxy: Sendable {
         // that was closed here and reused meanwhile.
         sockets.withLock { sockets in
             sockets.subtract([client, upstream])
+            dropped.withLock { $0.subtract([client, upstream]) }  // the numbers will be reused
             Glibc.close(client)
             Glibc.close(upstream)
         }

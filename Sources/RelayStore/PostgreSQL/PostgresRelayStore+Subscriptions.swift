@@ -49,13 +49,32 @@ extension PostgresRelayStore {
     /// seconds, and `changed` called, since changes may have been missed meanwhile; the
     /// dispatcher's reload every 10 s covers the gap.
     public func watchSubscriptionChanges(_ changed: @escaping @Sendable () -> Void) async {
+        await watchSubscriptionChanges(keepalive: .seconds(30), retryDelay: .seconds(5), changed)
+    }
+
+    /// Nothing is sent on a listening connection, so one that a NAT or firewall dropped while
+    /// idle (some do after four minutes) would never be noticed: a query every `keepalive` keeps
+    /// it in use and finds out, within the store's timeout, when no answer comes.
+    func watchSubscriptionChanges(keepalive: Duration, retryDelay: Duration, _ changed: @escaping @Sendable () -> Void) async {
         while !Task.isCancelled {
             do {
-                let connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
+                let connection = try await Self.within(timeout, closing: nil) { [url, logger] in
+                    try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
+                }
                 do {
-                    try await connection.listen(on: Self.subscriptionChannel) { notifications in
-                        changed()
-                        for try await _ in notifications { changed() }
+                    try await withThrowingDiscardingTaskGroup { group in
+                        group.addTask {
+                            try await connection.listen(on: Self.subscriptionChannel) { notifications in
+                                changed()
+                                for try await _ in notifications { changed() }
+                            }
+                        }
+                        group.addTask { [timeout, logger] in
+                            while true {
+                                try await Task.sleep(for: keepalive)
+                                try await Self.within(timeout, closing: connection) { try await connection.run("SELECT 1", logger: logger) }
+                            }
+                        }
                     }
                 } catch {
                     try? await connection.close()
@@ -64,11 +83,29 @@ extension PostgresRelayStore {
                 try? await connection.close()
             } catch {
                 guard !Task.isCancelled else { return }
-                logger.warning("not listening for subscription changes of other nodes; trying again in 5 s", metadata: [
+                logger.warning("not listening for subscription changes of other nodes; trying again in \(retryDelay)", metadata: [
                     "error": "\(Self.storeError(error))",
                 ])
             }
-            try? await Task.sleep(for: .seconds(5))
+            try? await Task.sleep(for: retryDelay)
+        }
+    }
+
+    /// `operation`, or a `StoreError` once `timeout` has passed — closing `connection` then, since
+    /// postgres-nio does not abandon a query on a silent connection when its task is cancelled
+    /// (connecting does end on cancellation).
+    private static func within<T: Sendable>(_ timeout: Duration, closing connection: PostgresConnection?,
+                                            _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                let closing: EventLoopFuture<Void>? = connection?.close()
+                _ = closing
+                throw StoreError(.unavailable, "PostgreSQL did not answer within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
         }
     }
 
