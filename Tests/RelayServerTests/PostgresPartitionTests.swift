@@ -73,6 +73,27 @@ struct PostgresListenerPartitionTests {
     }
 
 
+    /// A server that never answers the start-up: connecting gives up after the store's timeout
+    /// (postgres-nio's connect timeout, which covers the start-up, set to it; its default is 10 s)
+    /// and tries again, and listens once a connection works.
+    @Test(.timeLimit(.minutes(1)))
+    func theListenerGivesUpAConnectionThatGetsNoAnswerAndConnectsAgain() async throws {
+        try await withStoreBehindSilentProxy { store, proxy in
+            proxy.setSilent(true)
+            let changes = ChangeCounter()
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    await store.watchSubscriptionChanges(keepalive: .seconds(30), retryDelay: .milliseconds(50)) { changes.count() }
+                }
+                while proxy.openConnections == 0 { await Task.yield() }
+                proxy.dropOpenConnections()  // the first connection's start-up never arrives...
+                proxy.setSilent(false)       // ...while the next ones work
+                await changes.waitFor(1)
+                group.cancelAll()
+            }
+        }
+    }
+
     /// A NAT or firewall that drops idle connections leaves the listener waiting on a connection
     /// that will never deliver again; its keepalive query finds out and it listens again on a
     /// new one. (Without the keepalive the second wait below never ends: the time limit fails.)

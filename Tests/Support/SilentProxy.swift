@@ -99,8 +99,9 @@ public final class SilentProxy: Sendable {
         while true {
             let count = recv(source, &buffer, buffer.count, 0)
             guard count > 0 else { break }
-            if dropped.withLock({ $0.contains(source) }) { continue }
             while silent.load(ordering: .sequentiallyConsistent) { usleep(10_000) }
+            // After the silence: bytes held by it are dropped too if their connection was meanwhile.
+            if dropped.withLock({ $0.contains(source) }) { continue }
             var sent = 0
             while sent < count {
                 let written = buffer[sent..<count].withUnsafeBytes { send(destination, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -58,9 +58,9 @@ extension PostgresRelayStore {
     func watchSubscriptionChanges(keepalive: Duration, retryDelay: Duration, _ changed: @escaping @Sendable () -> Void) async {
         while !Task.isCancelled {
             do {
-                let connection = try await Self.within(timeout, closing: nil) { [url, logger] in
-                    try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
-                }
+                var configuration = try url.connectionConfiguration()
+                configuration.options.connectTimeout = TimeAmount(timeout)  // the start-up's answer included
+                let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
                 do {
                     try await withThrowingDiscardingTaskGroup { group in
                         group.addTask {
@@ -92,15 +92,14 @@ extension PostgresRelayStore {
     }
 
     /// `operation`, or a `StoreError` once `timeout` has passed — closing `connection` then, since
-    /// postgres-nio does not abandon a query on a silent connection when its task is cancelled
-    /// (connecting does end on cancellation).
-    private static func within<T: Sendable>(_ timeout: Duration, closing connection: PostgresConnection?,
+    /// postgres-nio does not abandon a query on a silent connection when its task is cancelled.
+    private static func within<T: Sendable>(_ timeout: Duration, closing connection: PostgresConnection,
                                             _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: T.self) { group in
             group.addTask { try await operation() }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                let closing: EventLoopFuture<Void>? = connection?.close()
+                let closing: EventLoopFuture<Void> = connection.close()
                 _ = closing
                 throw StoreError(.unavailable, "PostgreSQL did not answer within \(timeout)")
             }
