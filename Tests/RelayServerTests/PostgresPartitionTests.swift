@@ -94,6 +94,29 @@ struct PostgresListenerPartitionTests {
         }
     }
 
+    /// The server ends the listening connection (a restart, `pg_terminate_backend`): the
+    /// listener connects again after its retry delay, not at the next keepalive 30 s later.
+    @Test(.timeLimit(.minutes(1)))
+    func theListenerListensAgainWhenTheServerEndsItsConnection() async throws {
+        try await withStoreBehindSilentProxy { store, _, direct in
+            let changes = ChangeCounter()
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    await store.watchSubscriptionChanges(keepalive: .seconds(30), retryDelay: .milliseconds(50)) { changes.count() }
+                }
+                await changes.waitFor(1)
+                let admin = try await PostgresConnection.connect(configuration: try direct.connectionConfiguration(), id: 2,
+                                                                 logger: Logger(label: "admin"))
+                try await admin.query("""
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                    """, logger: Logger(label: "admin"))
+                await changes.waitFor(2)
+                try await admin.close()
+                group.cancelAll()
+            }
+        }
+    }
+
     /// A NAT or firewall that drops idle connections leaves the listener waiting on a connection
     /// that will never deliver again; its keepalive query finds out and it listens again on a
     /// new one. (Without the keepalive the second wait below never ends: the time limit fails.)

@@ -68,6 +68,8 @@ extension PostgresRelayStore {
                                 changed()
                                 for try await _ in notifications { changed() }
                             }
+                            // Ends the keepalive too: listen again at once, not at its next failure.
+                            throw StoreError(.unavailable, "PostgreSQL ended the listening connection")
                         }
                         group.addTask { [timeout, logger] in
                             while true {
