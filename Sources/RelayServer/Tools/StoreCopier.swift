@@ -66,15 +66,18 @@ public enum StoreCopier {
                 summary.componentTokens += 1
             }
         }
-        // The queue: events with an unfinished delivery, and to which subscriptions.
+        // The queue: events with an unfinished delivery, and to which subscriptions. Only ids are
+        // held, never the events themselves: a store may hold millions.
         var unfinished: [String: [String]] = [:]  // event id -> subscription ids
         for status in [DeliveryStatus.pending, .failed, .inFlight] + (requeueDead ? [.dead] : []) {
-            for delivery in try await all(status: status, in: source) { unfinished[delivery.eventId, default: []].append(delivery.subscriptionId) }
+            try await eachPage(of: status, in: source) { page in
+                for delivery in page { unfinished[delivery.eventId, default: []].append(delivery.subscriptionId) }
+            }
         }
-        if !requeueDead { summary.deadLetteredLeft = try await all(status: .dead, in: source).count }
-        var events: [RelayEvent] = []
+        if !requeueDead { try await eachPage(of: .dead, in: source) { summary.deadLetteredLeft += $0.count } }
+        var keys: [(receivedAt: Date, id: String)] = []
         for id in unfinished.keys {
-            if let event = try await source.event(id: id) { events.append(event) }
+            if let event = try await source.event(id: id) { keys.append((event.receivedAt, event.id)) }
         }
         if history > 0 {
             let since = now.addingTimeInterval(-history)
@@ -83,7 +86,7 @@ public enum StoreCopier {
                 let page = try await source.events(EventQuery(before: before, limit: 500))
                 for event in page {
                     guard event.receivedAt >= since else { break paging }
-                    if unfinished[event.id] == nil { events.append(event) }
+                    if unfinished[event.id] == nil { keys.append((event.receivedAt, event.id)) }
                 }
                 guard let last = page.last, page.count == 500 else { break }
                 before = last.id
@@ -92,7 +95,8 @@ public enum StoreCopier {
         // One pass in order of arrival, so ordered subscriptions keep their order and the new store
         // lists events as the old one did (to the millisecond: the store does not expose its sequence).
         let byId = Dictionary(subscriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        for event in events.sorted(by: { ($0.receivedAt, $0.id) < ($1.receivedAt, $1.id) }) {
+        for key in keys.sorted(by: { ($0.receivedAt, $0.id) < ($1.receivedAt, $1.id) }) {
+            guard let event = try await source.event(id: key.id) else { continue }  // purged meanwhile
             let planned = (unfinished[event.id] ?? []).compactMap { byId[$0].map { PlannedDelivery(event: event, subscription: $0) } }
             _ = try await destination.commit(IntakeRecord(event: event, ticket: nil, deliveries: planned))
             if unfinished[event.id] == nil {
@@ -105,13 +109,14 @@ public enum StoreCopier {
         return summary
     }
 
-    private static func all(status: DeliveryStatus, in store: any RelayStore) async throws -> [DeliveryRecord] {
-        var result: [DeliveryRecord] = []
+    /// Every delivery with `status`, a page at a time.
+    private static func eachPage(of status: DeliveryStatus, in store: any RelayStore,
+                                 _ body: ([DeliveryRecord]) throws -> Void) async throws {
         var before: String?
         while true {
             let page = try await store.deliveries(DeliveryQuery(status: status, before: before, limit: 500))
-            result += page
-            guard let last = page.last, page.count == 500 else { return result }
+            try body(page)
+            guard let last = page.last, page.count == 500 else { return }
             before = last.id
         }
     }
