@@ -72,7 +72,6 @@ struct PostgresListenerPartitionTests {
         }
     }
 
-
     /// A server that never answers the start-up: connecting gives up after the store's timeout
     /// (postgres-nio's connect timeout, which covers the start-up, set to it; its default is 10 s)
     /// and tries again, and listens once a connection works.
@@ -80,16 +79,11 @@ struct PostgresListenerPartitionTests {
     func theListenerGivesUpAConnectionThatGetsNoAnswerAndConnectsAgain() async throws {
         try await withStoreBehindSilentProxy { store, proxy in
             proxy.setSilent(true)
-            let changes = ChangeCounter()
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    await store.watchSubscriptionChanges(keepalive: .seconds(30), retryDelay: .milliseconds(50)) { changes.count() }
-                }
+            try await listening(to: store, keepalive: .seconds(30)) { changes in
                 while proxy.openConnections == 0 { await Task.yield() }
                 proxy.dropOpenConnections()  // the first connection's start-up never arrives...
                 proxy.setSilent(false)       // ...while the next ones work
                 await changes.waitFor(1)
-                group.cancelAll()
             }
         }
     }
@@ -99,20 +93,12 @@ struct PostgresListenerPartitionTests {
     @Test(.timeLimit(.minutes(1)))
     func theListenerListensAgainWhenTheServerEndsItsConnection() async throws {
         try await withStoreBehindSilentProxy { store, _, direct in
-            let changes = ChangeCounter()
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    await store.watchSubscriptionChanges(keepalive: .seconds(30), retryDelay: .milliseconds(50)) { changes.count() }
-                }
+            try await listening(to: store, keepalive: .seconds(30)) { changes in
                 await changes.waitFor(1)
-                let admin = try await PostgresConnection.connect(configuration: try direct.connectionConfiguration(), id: 2,
-                                                                 logger: Logger(label: "admin"))
-                try await admin.query("""
+                try await run("""
                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-                    """, logger: Logger(label: "admin"))
+                    """, on: direct)
                 await changes.waitFor(2)
-                try await admin.close()
-                group.cancelAll()
             }
         }
     }
@@ -123,24 +109,39 @@ struct PostgresListenerPartitionTests {
     @Test(.timeLimit(.minutes(1)))
     func theListenerNoticesAConnectionDroppedWhileIdleAndListensAgain() async throws {
         try await withStoreBehindSilentProxy { store, proxy, direct in
-            let changes = ChangeCounter()
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    await store.watchSubscriptionChanges(keepalive: .milliseconds(100), retryDelay: .milliseconds(50)) { changes.count() }
-                }
+            try await listening(to: store, keepalive: .milliseconds(100)) { changes in
                 await changes.waitFor(1)  // listening
                 proxy.dropOpenConnections()
                 await changes.waitFor(2)  // listening again, on a new connection (changes may have been missed)
                 // Another node's announcement reaches it there.
-                let other = try await PostgresConnection.connect(configuration: try direct.connectionConfiguration(), id: 2,
-                                                                 logger: Logger(label: "other-node"))
-                try await other.query("SELECT pg_notify('relay_subscriptions', 'crm')", logger: Logger(label: "other-node"))
+                try await run("SELECT pg_notify('relay_subscriptions', 'crm')", on: direct)
                 await changes.waitFor(3)
-                try await other.close()
-                group.cancelAll()
             }
         }
     }
+}
+
+/// Runs the store's listener (retrying after 50 ms) beside `body`, and stops it after.
+private func listening(to store: PostgresRelayStore, keepalive: Duration,
+                       _ body: @escaping @Sendable (ChangeCounter) async throws -> Void) async throws {
+    let changes = ChangeCounter()
+    try await withThrowingDiscardingTaskGroup { group in
+        group.addTask { await store.watchSubscriptionChanges(keepalive: keepalive, retryDelay: .milliseconds(50)) { changes.count() } }
+        try await body(changes)
+        group.cancelAll()
+    }
+}
+
+/// Runs `sql` on a connection of its own to the database itself (as another node or an operator would).
+private func run(_ sql: PostgresQuery, on url: PostgresURL) async throws {
+    let connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 2, logger: Logger(label: "other"))
+    do {
+        try await connection.query(sql, logger: Logger(label: "other"))
+    } catch {
+        try? await connection.close()
+        throw error
+    }
+    try await connection.close()
 }
 
 /// A store (timeout 1 s) on a fresh database, reached through a proxy that can go silent.
