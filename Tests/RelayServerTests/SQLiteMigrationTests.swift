@@ -15,7 +15,7 @@ import Testing
     @Test func migration9KeepsEveryDeliveryAndAttemptAndCascadesByEventId() async throws {
         let logs = CapturedLogs()
         let store = try await SQLiteRelayStore.open(path: makeTemporaryDirectory() + "/m9.sqlite",
-                                                    logger: Logger(label: "test") { _ in logs.handler })
+                                                    logger: Logger(label: "test") { _ in logs.handler() })
         defer { Task { try? await store.close() } }
         try await store.migrate(upTo: 8)
         let subscription = try await store.syncConfigSubscriptions(
@@ -79,32 +79,5 @@ import Testing
         #expect(versions?.column("n")?.integer == SQLiteSchema.migrations.count)
         #expect(versions?.column("v")?.integer == SQLiteSchema.migrations.count)
         try await store.close()
-    }
-}
-
-/// Log lines as `level message key=value…` (keys sorted), for tests of what an operator reads.
-private final class CapturedLogs: Sendable {
-    private let captured = Mutex<[String]>([])
-
-    var lines: [String] { captured.withLock { $0 } }
-
-    func append(_ line: String) { captured.withLock { $0.append(line) } }
-
-    var handler: some LogHandler { Handler(logs: self) }
-
-    private struct Handler: LogHandler {
-        let logs: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .info
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            logs.append("\(event.level) \(event.message) \(fields)")
-        }
     }
 }

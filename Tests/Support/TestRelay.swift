@@ -108,11 +108,11 @@ public struct TestRelay: Sendable {
     }
 
     /// The application, wired exactly as in production but with this relay's clock and store.
-    public func application(store override: (any RelayStore)? = nil,
+    public func application(store override: (any RelayStore)? = nil, logger: Logger? = nil,
                             onListening: @escaping @Sendable (Int) async -> Void = { _ in },
                             onDeliveryAttempt: @escaping @Sendable (DeliveryReport) -> Void = { _ in }) async throws -> some ApplicationProtocol {
         try await RelayApplication.build(config: config, dependencies: RelayDependencies(
-            store: override ?? store, clock: clock, metrics: metrics, logger: logger, onListening: onListening,
+            store: override ?? store, clock: clock, metrics: metrics, logger: logger ?? self.logger, onListening: onListening,
             onDeliveryAttempt: onDeliveryAttempt))
     }
 
