@@ -3,6 +3,7 @@ import Foundation
 import RelayCore
 @testable import RelayServer
 import RelayTestSupport
+import Synchronization
 import Testing
 
 /// Requests go where the egress check looked: an http request to the address that was checked
@@ -33,6 +34,40 @@ import Testing
         // Allowed private networks: nothing is resolved, the URL is used as it is.
         let open = Self.guardResolving([:], allowPrivate: true)
         #expect(try await open.destination("http://unknown.example.com/hook") == .init(url: "http://unknown.example.com/hook", hostHeader: nil))
+    }
+
+    /// Every attempt is checked, but DNS is not asked for every attempt: under load that was
+    /// thousands of lookups a second. A failed lookup is not kept.
+    @Test func aNameIsResolvedOnceForManyAttemptsAndAFailureIsNotKept() async throws {
+        let lookups = Mutex<[String]>([])
+        let answers = Mutex<[String: [String]]>(["hooks.example.com": ["93.184.216.34"]])
+        let egress = EgressGuard(allowPrivateNetworks: false, resolve: { host in
+            lookups.withLock { $0.append(host) }
+            return answers.withLock { $0[host] ?? [] }
+        }, isPublic: AddressClassifier.isPublic)
+        for _ in 0..<5 {
+            #expect(try await egress.destination("http://hooks.example.com/hook").url == "http://93.184.216.34/hook")
+        }
+        await #expect(throws: EgressGuard.Refusal.self) { try await egress.destination("http://late.example.com/hook") }
+        answers.withLock { $0["late.example.com"] = ["93.184.216.35"] }
+        #expect(try await egress.destination("http://late.example.com/hook").url == "http://93.184.216.35/hook")
+        #expect(lookups.withLock { $0 } == ["hooks.example.com", "late.example.com", "late.example.com"])
+    }
+
+    @Test func resolvedNamesExpireAndStayWithinTheirCapacity() {
+        let hosts = ResolvedHosts(ttl: .seconds(30), capacity: 2)
+        let start = ContinuousClock.now
+        hosts.remember(["93.184.216.34"], for: "a.example.com", now: start)
+        #expect(hosts.addresses(of: "a.example.com", now: start + .seconds(29)) == ["93.184.216.34"])
+        #expect(hosts.addresses(of: "a.example.com", now: start + .seconds(30)) == nil)
+        hosts.remember(["93.184.216.34"], for: "a.example.com", now: start)
+        hosts.remember(["93.184.216.35"], for: "b.example.com", now: start)
+        hosts.remember(["93.184.216.36"], for: "c.example.com", now: start + .seconds(1))  // full of live names: starts again
+        #expect(hosts.addresses(of: "a.example.com", now: start + .seconds(2)) == nil)
+        #expect(hosts.addresses(of: "c.example.com", now: start + .seconds(2)) == ["93.184.216.36"])
+        let off = ResolvedHosts(ttl: .zero)
+        off.remember(["93.184.216.34"], for: "a.example.com")
+        #expect(off.addresses(of: "a.example.com") == nil)
     }
 
     /// `.invalid` never resolves: the request arriving at all shows the client did not resolve

@@ -1,6 +1,7 @@
 import Foundation
 import NIOPosix
 import RelayCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +19,8 @@ struct EgressGuard: Sendable {
     var resolve: @Sendable (String) -> [String] = EgressGuard.resolve
     /// Which addresses count as public; tests widen it to reach their loopback receivers.
     var isPublic: @Sendable (String) -> Bool = AddressClassifier.isPublic
+    /// What `resolve` answered, kept for a while (see `ResolvedHosts`).
+    var resolved = ResolvedHosts(ttl: .seconds(30))
 
     /// Where one request goes: the URL to connect to, and the `Host` header when that URL names
     /// an address instead of the subscriber's host.
@@ -65,10 +68,15 @@ struct EgressGuard: Sendable {
         let (host, url) = try checkURL(text)
         guard !isLiteralAddress(host) else { return Destination(url: text, hostHeader: nil) }
         let addresses: [String]
-        do {
-            addresses = try await NIOThreadPool.singleton.runIfActive { [resolve] in resolve(host) }
-        } catch {
-            throw .unresolvable(host)
+        if let known = resolved.addresses(of: host) {
+            addresses = known
+        } else {
+            do {
+                addresses = try await NIOThreadPool.singleton.runIfActive { [resolve] in resolve(host) }
+            } catch {
+                throw .unresolvable(host)
+            }
+            resolved.remember(addresses, for: host)
         }
         guard let first = addresses.first else { throw .unresolvable(host) }
         if let inside = addresses.first(where: { !isPublic($0) }) {
@@ -103,5 +111,45 @@ struct EgressGuard: Sendable {
             cursor = info.pointee.ai_next
         }
         return addresses
+    }
+}
+
+/// Host names' addresses as `getaddrinfo` gave them, for `ttl`. Every attempt is checked, and a
+/// lookup per attempt — a hop to the thread pool and, without a caching resolver on the machine,
+/// a DNS query on the network — meant thousands of queries a second under load. The check itself
+/// is still made on every attempt, on these addresses; an http request goes to the address that
+/// was checked, so a name rebound meanwhile changes nothing. Failed lookups are not kept (a name
+/// that starts resolving is used at the next attempt). At most `capacity` names.
+final class ResolvedHosts: Sendable {
+    let ttl: Duration
+    let capacity: Int
+    private let entries = Mutex<[String: (addresses: [String], until: ContinuousClock.Instant)]>([:])
+
+    init(ttl: Duration, capacity: Int = 1024) {
+        self.ttl = ttl
+        self.capacity = capacity
+    }
+
+    func addresses(of host: String, now: ContinuousClock.Instant = .now) -> [String]? {
+        entries.withLock { entries in
+            guard let entry = entries[host] else { return nil }
+            guard entry.until > now else {
+                entries[host] = nil
+                return nil
+            }
+            return entry.addresses
+        }
+    }
+
+    func remember(_ addresses: [String], for host: String, now: ContinuousClock.Instant = .now) {
+        guard !addresses.isEmpty, ttl > .zero else { return }
+        entries.withLock { entries in
+            if entries.count >= capacity {
+                entries = entries.filter { $0.value.until > now }
+                // Still full of live names: start again rather than track which is oldest.
+                if entries.count >= capacity { entries = [:] }
+            }
+            entries[host] = (addresses, now + ttl)
+        }
     }
 }
