@@ -16,8 +16,10 @@ public protocol RelayStore: AuthorizationStore {
     func events(_ query: EventQuery) async throws -> [RelayEvent]
     /// The newest ticket of a component.
     func ticket(componentAppid: String) async throws -> ComponentTicket?
-    /// Deletes events received before `cutoff` (with their deliveries and attempts); returns how many.
-    func purgeEvents(before cutoff: Date) async throws -> Int
+    /// Deletes up to `limit` of the oldest events received before `cutoff` (with their deliveries
+    /// and attempts) in one transaction; returns how many. Callers purge in batches, so a large
+    /// purge never holds the writer — and the intake waiting for it — for long.
+    func purgeEvents(before cutoff: Date, limit: Int) async throws -> Int
     /// Releases connections.
     func close() async throws
 

@@ -73,7 +73,7 @@ struct FailingStore: RelayStore {
     func event(id: String) async throws -> RelayEvent? { throw Down() }
     func events(_ query: EventQuery) async throws -> [RelayEvent] { throw Down() }
     func ticket(componentAppid: String) async throws -> ComponentTicket? { throw Down() }
-    func purgeEvents(before cutoff: Date) async throws -> Int { throw Down() }
+    func purgeEvents(before cutoff: Date, limit: Int) async throws -> Int { throw Down() }
     func close() async throws {}
     func syncConfigSubscriptions(_ configured: [Subscription], now: Date) async throws -> [Subscription] { [] }
     func subscriptions() async throws -> [Subscription] { throw Down() }

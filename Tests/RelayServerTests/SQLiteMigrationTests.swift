@@ -65,7 +65,7 @@ import Testing
         let next = try await store.claimDeliveries(subscriptionId: "sink", limit: 5, now: recent + 60, leaseUntil: recent + 90, owner: "me")
         #expect(Set(next.map(\.id)) == Set(all).subtracting([claimed[1].id]) && next.count == 4)
         // ...and purging the old events takes their deliveries and attempts with them, now by event id.
-        #expect(try await store.purgeEvents(before: old + 1) == 3)
+        #expect(try await store.purgeEvents(before: old + 1, limit: 10) == 3)
         let left = try await store.reader.query("SELECT (SELECT COUNT(*) FROM deliveries) AS d, (SELECT COUNT(*) FROM attempts) AS a").first
         #expect(left?.column("d")?.integer == 2 && left?.column("a")?.integer == 0)
     }

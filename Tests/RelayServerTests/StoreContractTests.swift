@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import RelayCore
-import RelayServer
+@testable import RelayServer
 import RelayTestSupport
 import Testing
 
@@ -106,11 +106,45 @@ import Testing
             try await Self.commit(["new"], to: ["crm"], in: store)
             let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 1, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
             try await store.recordAttempt(deliveryId: claimed[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
-            #expect(try await store.purgeEvents(before: Self.now - 3600) == 1)
+            #expect(try await store.purgeEvents(before: Self.now - 3600, limit: 10) == 1)
             #expect(try await store.event(id: old[0].id) == nil)
             #expect(try await store.delivery(id: claimed[0].id) == nil)
             #expect(try await store.attempts(deliveryId: claimed[0].id).isEmpty)
             #expect(try await store.queueStats().depth == 1)
+        }
+    }
+
+    /// A purge takes the oldest events first and at most `limit` per transaction (a big purge
+    /// in one transaction held the SQLite writer, and every push behind it, for minutes).
+    @Test(arguments: StoreBackend.available)
+    func purgingTakesTheOldestFirstInBatches(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            var old: [RelayEvent] = []
+            for hour in (2...6).reversed() {  // oldest first, so arrival order is not age order
+                old += try await Self.commit(["h\(hour)"], to: ["crm"], in: store, at: Self.now - Double(hour * 3600))
+            }
+            try await Self.commit(["new"], to: ["crm"], in: store)
+            #expect(try await store.purgeEvents(before: Self.now - 3600, limit: 2) == 2)
+            let left = try await store.events(EventQuery(limit: 10)).map(\.id)
+            #expect(Set(left) == Set(old.suffix(3).map(\.id)).union(try await store.events(EventQuery(limit: 1)).map(\.id)))
+            #expect(try await store.purgeEvents(before: Self.now - 3600, limit: 2) == 2)
+            #expect(try await store.purgeEvents(before: Self.now - 3600, limit: 2) == 1)
+            #expect(try await store.purgeEvents(before: Self.now - 3600, limit: 2) == 0)
+            #expect(try await store.events(EventQuery(limit: 10)).count == 1)
+            #expect(try await store.queueStats().depth == 1)
+        }
+    }
+
+    /// The retention service purges everything past retention in one run, batch after batch.
+    @Test(arguments: StoreBackend.available)
+    func theRetentionServicePurgesInBatchesUntilNothingIsLeft(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            for day in 31...35 { try await Self.commit(["d\(day)"], to: ["crm"], in: store, at: Self.now - Double(day * 86_400)) }
+            try await Self.commit(["recent"], to: ["crm"], in: store, at: Self.now - 86_400)
+            let service = RetentionService(store: store, retention: .seconds(30 * 86_400), clock: TestClock(Self.now),
+                                           logger: Logger(label: "test"), batchSize: 2)
+            #expect(await service.purge() == 5)
+            #expect(try await store.events(EventQuery(limit: 10)).count == 1)
         }
     }
 

@@ -83,9 +83,15 @@ extension PostgresRelayStore {
 
     /// A day's events of a large platform can be millions of rows: counted in the database, and
     /// given minutes rather than the usual seconds.
-    public func purgeEvents(before cutoff: Date) async throws -> Int {
+    public func purgeEvents(before cutoff: Date, limit: Int) async throws -> Int {
         try await fetch(
-            "WITH gone AS (DELETE FROM events WHERE received_at < \(Self.millis(cutoff)) RETURNING 1) SELECT COUNT(*) AS n FROM gone",
+            """
+            WITH gone AS (
+                DELETE FROM events WHERE seq IN (
+                    SELECT seq FROM events WHERE received_at < \(Self.millis(cutoff)) ORDER BY received_at LIMIT \(max(1, limit)))
+                RETURNING 1)
+            SELECT COUNT(*) AS n FROM gone
+            """,
             timeout: .seconds(600)
         ).first?["n"].decode(Int.self) ?? 0
     }

@@ -85,9 +85,11 @@ extension SQLiteRelayStore {
             receivedAt: Self.date(row.column("received_at")))
     }
 
-    public func purgeEvents(before cutoff: Date) async throws -> Int {
+    public func purgeEvents(before cutoff: Date, limit: Int) async throws -> Int {
         try await write { db in
-            try db.query("DELETE FROM events WHERE received_at < ? RETURNING seq", [.integer(Self.millis(cutoff))]).count
+            try db.query("""
+                DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < ? ORDER BY received_at LIMIT ?) RETURNING seq
+                """, [.integer(Self.millis(cutoff)), .integer(max(1, limit))]).count
         }
     }
 
