@@ -332,6 +332,28 @@ import Testing
         }
     }
 
+    /// A replay or backfill of a long range goes a page of events at a time (500, each its own
+    /// transaction): every event of the range is still taken, once, across the pages.
+    @Test(arguments: StoreBackend.available)
+    func aReplayOfMoreThanOnePageTakesEveryEventOnce(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let count = 1_203
+            try await withThrowingTaskGroup(of: Void.self) { group in  // concurrent: the store commits them in groups
+                for i in 0..<count {
+                    group.addTask { _ = try await store.commit(IntakeRecord(event: Self.event("e\(i)", at: Self.now - 60), ticket: nil)) }
+                }
+                try await group.waitForAll()
+            }
+            let crm = Self.subscription("crm")
+            try await store.insertSubscription(crm)
+            #expect(try await store.backfill(subscription: crm, since: Self.now - 120, until: Self.now, now: Self.now) == count)
+            #expect(try await store.queueStats().depth == count)
+            #expect(try await store.backfill(subscription: crm, since: Self.now - 120, until: Self.now, now: Self.now) == 0)
+            #expect(try await store.replay(subscription: crm, since: Self.now - 120, until: Self.now, status: nil, now: Self.now) == count)
+            #expect(try await store.queueStats().depth == count)
+        }
+    }
+
     // MARK: Subscriptions
 
     @Test(arguments: StoreBackend.available)

@@ -121,62 +121,80 @@ extension PostgresRelayStore {
     }
 
     public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
-        let candidates = try await events(for: subscription, since: since, until: until)
-        guard !candidates.isEmpty else { return 0 }
         let millis = Self.millis(now)
-        // A replay of weeks may touch tens of thousands of deliveries, two statements each.
-        return try await transaction(timeout: .seconds(600)) { connection in
-            var count = 0
-            for (seq, event) in candidates {
-                let existing = try await connection.fetch(
-                    "SELECT * FROM deliveries WHERE event_id = \(event.id) AND subscription_id = \(subscription.id) FOR UPDATE",
-                    logger: self.logger).first.map(Self.delivery(from:))
-                if let existing {
-                    guard existing.status != .inFlight, status == nil || status == existing.status else { continue }
-                    try await connection.run(
-                        """
-                        UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
-                            next_attempt_at = \(millis), updated_at = \(millis)
-                        WHERE id = \(existing.id)
-                        """, logger: self.logger)
-                } else {
-                    guard status == nil else { continue }
-                    try await Self.insertDelivery(PlannedDelivery(event: event, subscription: subscription), eventSeq: seq,
-                                                  eventId: event.id, at: now, on: connection, logger: self.logger)
+        var count = 0
+        try await forEachPage(of: subscription, since: since, until: until) { page in
+            count += try await transaction { connection in
+                var count = 0
+                for (seq, event) in page {
+                    let existing = try await connection.fetch(
+                        "SELECT * FROM deliveries WHERE event_id = \(event.id) AND subscription_id = \(subscription.id) FOR UPDATE",
+                        logger: self.logger).first.map(Self.delivery(from:))
+                    if let existing {
+                        guard existing.status != .inFlight, status == nil || status == existing.status else { continue }
+                        try await connection.run(
+                            """
+                            UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
+                                next_attempt_at = \(millis), updated_at = \(millis)
+                            WHERE id = \(existing.id)
+                            """, logger: self.logger)
+                    } else {
+                        guard status == nil else { continue }
+                        try await Self.insertDelivery(PlannedDelivery(event: event, subscription: subscription), eventSeq: seq,
+                                                      eventId: event.id, at: now, on: connection, logger: self.logger)
+                    }
+                    count += 1
                 }
-                count += 1
+                return count
             }
-            return count
         }
+        return count
     }
 
     public func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int {
-        let candidates = try await events(for: subscription, since: since, until: until)
-        guard !candidates.isEmpty else { return 0 }
-        return try await transaction(timeout: .seconds(600)) { connection in
-            var created = 0
-            for (seq, event) in candidates {
-                if try await Self.insertDelivery(PlannedDelivery(event: event, subscription: subscription), eventSeq: seq, eventId: event.id,
-                                                 at: now, on: connection, logger: self.logger) {
-                    created += 1
+        var created = 0
+        try await forEachPage(of: subscription, since: since, until: until) { page in
+            created += try await transaction { connection in
+                var created = 0
+                for (seq, event) in page {
+                    if try await Self.insertDelivery(PlannedDelivery(event: event, subscription: subscription), eventSeq: seq, eventId: event.id,
+                                                     at: now, on: connection, logger: self.logger) {
+                        created += 1
+                    }
                 }
+                return created
             }
-            return created
+        }
+        return created
+    }
+
+    /// The events received in `since..<until` that `subscription` takes, in arrival order with
+    /// their `seq` (a delivery row references it), a page at a time, each page written in a
+    /// transaction of its own by `body`: a replay of weeks read them all into memory at once and
+    /// held one transaction (and its row locks) for all of them.
+    private func forEachPage(of subscription: Subscription, since: Date, until: Date,
+                             _ body: ([(seq: Int, event: RelayEvent)]) async throws -> Void) async throws {
+        var after = -1
+        while true {
+            let rows = try await fetch(
+                """
+                SELECT * FROM events WHERE seq > \(after) AND received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until))
+                ORDER BY seq LIMIT \(Self.replayPage)
+                """)
+            guard let last = try rows.last?["seq"].decode(Int.self) else { return }
+            let page = try rows.compactMap { row -> (seq: Int, event: RelayEvent)? in
+                let event = try Self.event(from: row)
+                guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
+                return (try row["seq"].decode(Int.self), event)
+            }
+            if !page.isEmpty { try await body(page) }
+            guard rows.count == Self.replayPage else { return }
+            after = last
         }
     }
 
-    /// The events received in `since..<until` that `subscription` takes, in arrival order, with
-    /// their `seq` (a delivery row references it).
-    private func events(for subscription: Subscription, since: Date, until: Date) async throws -> [(seq: Int, event: RelayEvent)] {
-        try await fetch(
-            "SELECT * FROM events WHERE received_at >= \(Self.millis(since)) AND received_at < \(Self.millis(until)) ORDER BY seq",
-            timeout: .seconds(600)
-        ).compactMap { row in
-            let event = try Self.event(from: row)
-            guard subscription.matches(type: event.type, appid: event.appid) else { return nil }
-            return (try row["seq"].decode(Int.self), event)
-        }
-    }
+    /// Events per transaction of a replay or backfill.
+    static let replayPage = 500
 
     public func queueStats() async throws -> QueueStats {
         let row = try await fetch(

@@ -92,7 +92,7 @@ extension PostgresRelayStore {
                 RETURNING 1)
             SELECT COUNT(*) AS n FROM gone
             """,
-            timeout: .seconds(600)
+            timeout: .seconds(60)
         ).first?["n"].decode(Int.self) ?? 0
     }
 

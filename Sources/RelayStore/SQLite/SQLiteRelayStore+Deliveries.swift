@@ -245,48 +245,67 @@ extension SQLiteRelayStore {
     }
 
     public func replay(subscription: Subscription, since: Date, until: Date, status: DeliveryStatus?, now: Date) async throws -> Int {
-        let candidates = try await events(for: subscription, since: since, until: until)
-        guard !candidates.isEmpty else { return 0 }
-        return try await write { db in
-            var count = 0
-            for event in candidates {
-                let existing = try db.query("SELECT * FROM deliveries WHERE event_id = ? AND subscription_id = ?",
-                                                  [.text(event.id), .text(subscription.id)]).first.map { Self.delivery(from: $0).status }
-                if let existing {
-                    guard existing != .inFlight, status == nil || status == existing else { continue }
-                    try Self.setAsideSuccesses(where: "event_id = ? AND subscription_id = ?", [.text(event.id), .text(subscription.id)], on: db)
-                    _ = try db.query(
-                        """
-                        UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
-                            next_attempt_at = ?, updated_at = ? WHERE event_id = ? AND subscription_id = ?
-                        """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(event.id), .text(subscription.id)])
-                } else {
-                    guard status == nil else { continue }
-                    try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)],
-                                                    for: event.id, at: now, on: db)
+        var count = 0
+        try await forEachPage(of: subscription, since: since, until: until) { page in
+            count += try await write { db in
+                var count = 0
+                for event in page {
+                    let existing = try db.query("SELECT * FROM deliveries WHERE event_id = ? AND subscription_id = ?",
+                                                [.text(event.id), .text(subscription.id)]).first.map { Self.delivery(from: $0).status }
+                    if let existing {
+                        guard existing != .inFlight, status == nil || status == existing else { continue }
+                        try Self.setAsideSuccesses(where: "event_id = ? AND subscription_id = ?", [.text(event.id), .text(subscription.id)], on: db)
+                        _ = try db.query(
+                            """
+                            UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
+                                next_attempt_at = ?, updated_at = ? WHERE event_id = ? AND subscription_id = ?
+                            """, [.integer(Self.millis(now)), .integer(Self.millis(now)), .text(event.id), .text(subscription.id)])
+                    } else {
+                        guard status == nil else { continue }
+                        try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)], for: event.id, at: now, on: db)
+                    }
+                    count += 1
                 }
-                count += 1
+                return count
             }
-            return count
         }
+        return count
     }
 
     public func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int {
-        let candidates = try await events(for: subscription, since: since, until: until)
-        guard !candidates.isEmpty else { return 0 }
-        return try await write { db in
-            try candidates.reduce(0) { count, event in
-                count + (try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)], for: event.id, at: now, on: db))
+        var created = 0
+        try await forEachPage(of: subscription, since: since, until: until) { page in
+            created += try await write { db in
+                try page.reduce(0) { count, event in
+                    count + (try Self.insertDeliveries([PlannedDelivery(event: event, subscription: subscription)], for: event.id, at: now, on: db))
+                }
             }
+        }
+        return created
+    }
+
+    /// The events received in `since..<until` that `subscription` takes, in arrival order, a
+    /// page at a time, each page written in a transaction of its own by `body`: a replay of weeks
+    /// read every event of them into memory at once and wrote them in one transaction, holding
+    /// the writer — and every push behind it — until it was done.
+    private func forEachPage(of subscription: Subscription, since: Date, until: Date,
+                             _ body: ([RelayEvent]) async throws -> Void) async throws {
+        let first = try await reader.query("SELECT MIN(seq) AS seq FROM events WHERE received_at >= ?", [.integer(Self.millis(since))])
+        guard var after = first.first?.column("seq")?.integer.map({ $0 - 1 }) else { return }
+        while true {
+            let rows = try await reader.query(
+                "SELECT * FROM events WHERE seq > ? AND received_at >= ? AND received_at < ? ORDER BY seq LIMIT \(Self.replayPage)",
+                [.integer(after), .integer(Self.millis(since)), .integer(Self.millis(until))])
+            guard let last = rows.last?.column("seq")?.integer else { return }
+            let page = rows.map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
+            if !page.isEmpty { try await body(page) }
+            guard rows.count == Self.replayPage else { return }
+            after = last
         }
     }
 
-    /// The events received in `since..<until` that `subscription` takes, in arrival order.
-    private func events(for subscription: Subscription, since: Date, until: Date) async throws -> [RelayEvent] {
-        try await reader.query("SELECT * FROM events WHERE received_at >= ? AND received_at < ? ORDER BY seq",
-                               [.integer(Self.millis(since)), .integer(Self.millis(until))])
-            .map(Self.event(from:)).filter { subscription.matches(type: $0.type, appid: $0.appid) }
-    }
+    /// Events per transaction of a replay or backfill.
+    static let replayPage = 500
 
     public func queueStats() async throws -> QueueStats {
         let row = try await reader.query(Self.queueStatsSQL).first
