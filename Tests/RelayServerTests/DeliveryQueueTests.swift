@@ -91,6 +91,16 @@ import Testing
         }
     }
 
+    /// A replay reads its range a page at a time in `seq` order, walking the table from the
+    /// last page's end: through `events_received_at` every page read and sorted the whole range.
+    @Test func replayPagesWalkTheTableInsteadOfSortingTheRange() async throws {
+        try await Self.withStore { store, _ in
+            let plan = try await store.reader.query("EXPLAIN QUERY PLAN " + SQLiteRelayStore.replayPageSQL, [.integer(0), .integer(0), .integer(1)])
+                .compactMap { $0.column("detail")?.string }
+            #expect(plan == ["SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"], "\(plan)")
+        }
+    }
+
     /// Finished deliveries leave the queue's indexes (migrations 5 and 6), so they stay the size
     /// of the backlog and an ordered user's claim does not walk that user's history.
     @Test func finishedDeliveriesLeaveTheQueueIndexes() async throws {

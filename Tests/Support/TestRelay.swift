@@ -109,11 +109,13 @@ public struct TestRelay: Sendable {
 
     /// The application, wired exactly as in production but with this relay's clock and store.
     public func application(store override: (any RelayStore)? = nil, logger: Logger? = nil,
+                            subscriptionReloadInterval: Duration = .seconds(10),
                             onListening: @escaping @Sendable (Int) async -> Void = { _ in },
                             onDeliveryAttempt: @escaping @Sendable (DeliveryReport) -> Void = { _ in }) async throws -> some ApplicationProtocol {
-        try await RelayApplication.build(config: config, dependencies: RelayDependencies(
-            store: override ?? store, clock: clock, metrics: metrics, logger: logger ?? self.logger, onListening: onListening,
-            onDeliveryAttempt: onDeliveryAttempt))
+        var dependencies = RelayDependencies(store: override ?? store, clock: clock, metrics: metrics, logger: logger ?? self.logger,
+                                             onListening: onListening, onDeliveryAttempt: onDeliveryAttempt)
+        dependencies.subscriptionReloadInterval = subscriptionReloadInterval
+        return try await RelayApplication.build(config: config, dependencies: dependencies)
     }
 
     /// Unix seconds of the test clock, for push timestamps.

@@ -18,6 +18,9 @@ public struct RelayDependencies: Sendable {
     public var onListening: @Sendable (Int) async -> Void
     /// Called after every delivery attempt (tests wait on it instead of sleeping).
     public var onDeliveryAttempt: @Sendable (DeliveryReport) -> Void
+    /// How often the dispatcher reloads the subscriptions without being told of a change (tests
+    /// that must see an announcement at work make it long).
+    public var subscriptionReloadInterval: Duration = .seconds(10)
 
     public init(store: any RelayStore, clock: any RelayClock = SystemClock(), metrics: RelayMetrics = RelayMetrics(),
                 logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in },
@@ -70,7 +73,7 @@ public enum RelayApplication {
                                   egress: EgressGuard(allowPrivateNetworks: config.delivery.allowPrivateNetworks)),
             policy: RetryPolicy(schedule: config.delivery.retrySchedule), clock: dependencies.clock, metrics: dependencies.metrics,
             logger: dependencies.logger, maxInFlightPerSubscription: config.delivery.maxInFlightPerSubscription,
-            onFinished: dependencies.onDeliveryAttempt)
+            reloadInterval: dependencies.subscriptionReloadInterval, onFinished: dependencies.onDeliveryAttempt)
         let verifier = PushVerifier(
             registry: config.credentials, maxClockSkew: Double(config.wechat.maxClockSkew.components.seconds),
             limits: .init(maxBytes: config.server.maxBodyBytes), clock: dependencies.clock)

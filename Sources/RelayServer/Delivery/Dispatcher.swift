@@ -41,9 +41,13 @@ final class Dispatcher: Service {
     private let supervisorBell = Doorbell()
     /// Another node announced a subscription change: reload the list.
     private let reloadRequested = Atomic(false)
+    /// How often the list is reloaded without an announcement (the backstop for a missed one).
+    let reloadInterval: Duration
 
     init(store: any RelayStore, registry: SubscriptionRegistry, sender: WebhookSender, policy: RetryPolicy, clock: any RelayClock,
-         metrics: RelayMetrics, logger: Logger, maxInFlightPerSubscription: Int, onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
+         metrics: RelayMetrics, logger: Logger, maxInFlightPerSubscription: Int, reloadInterval: Duration = .seconds(10),
+         onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
+        self.reloadInterval = reloadInterval
         self.store = store
         self.registry = registry
         self.sender = sender
@@ -108,7 +112,7 @@ final class Dispatcher: Service {
                 }
                 await supervisorBell.wait(upTo: .seconds(1))
                 await settleDueChanges()
-                if reloadRequested.exchange(false, ordering: .acquiring) || ContinuousClock.now - lastReload > .seconds(10) {
+                if reloadRequested.exchange(false, ordering: .acquiring) || ContinuousClock.now - lastReload > reloadInterval {
                     lastReload = ContinuousClock.now
                     if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }
                 }
