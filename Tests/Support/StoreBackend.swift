@@ -22,7 +22,12 @@ public enum StoreBackend: String, Sendable, CaseIterable, CustomStringConvertibl
             return try await body("sqlite:" + makeTemporaryDirectory() + "/store.sqlite")
         case .postgres:
             guard let base = Self.postgresURL else { throw PostgresURL.Invalid(description: "RELAY_TEST_POSTGRES_URL is not set") }
-            return try await PostgresScratchDatabase.with(serverURL: base, prefix: "relay_test", logger: Logger(label: "postgres-test"), body)
+            return try await PostgresTestSlots.with {
+                try await PostgresScratchDatabase.with(serverURL: base, prefix: "relay_test", logger: Logger(label: "postgres-test")) { url in
+                    // Smaller pools than the default 20: a test needs few, and they add up.
+                    try await body(url.contains("max_connections=") ? url : url + (url.contains("?") ? "&" : "?") + "max_connections=4")
+                }
+            }
         }
     }
 }
