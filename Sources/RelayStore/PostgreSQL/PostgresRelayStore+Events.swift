@@ -81,8 +81,8 @@ extension PostgresRelayStore {
             createTime: Int64(try row["create_time"].decode(Int.self)), receivedAt: Self.date(try row["received_at"].decode(Int.self)))
     }
 
-    /// A day's events of a large platform can be millions of rows: counted in the database, and
-    /// given minutes rather than the usual seconds.
+    /// Counted in the database; a batch gets a minute rather than the usual seconds (its
+    /// cascade reaches every delivery and attempt of its events).
     public func purgeEvents(before cutoff: Date, limit: Int) async throws -> Int {
         try await fetch(
             """

@@ -71,10 +71,12 @@ extension PostgresRelayStore {
                             // Ends the keepalive too: listen again at once, not at its next failure.
                             throw StoreError(.unavailable, "PostgreSQL ended the listening connection")
                         }
-                        group.addTask { [timeout, logger] in
+                        group.addTask { [timeout, logger, location = url.location] in
                             while true {
                                 try await Task.sleep(for: keepalive)
-                                try await Self.within(timeout, closing: connection) { try await connection.run("SELECT 1", logger: logger) }
+                                try await Self.racing(timeout, onTimeout: { _ = connection.close() as EventLoopFuture<Void> }, timedOut: {
+                                    StoreError(.unavailable, "PostgreSQL at \(location) did not answer the listener's keepalive within \(timeout)")
+                                }) { try await connection.run("SELECT 1", logger: logger) }
                             }
                         }
                     }
@@ -90,23 +92,6 @@ extension PostgresRelayStore {
                 ])
             }
             try? await Task.sleep(for: retryDelay)
-        }
-    }
-
-    /// `operation`, or a `StoreError` once `timeout` has passed — closing `connection` then, since
-    /// postgres-nio does not abandon a query on a silent connection when its task is cancelled.
-    private static func within<T: Sendable>(_ timeout: Duration, closing connection: PostgresConnection,
-                                            _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                let closing: EventLoopFuture<Void> = connection.close()
-                _ = closing
-                throw StoreError(.unavailable, "PostgreSQL did not answer within \(timeout)")
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
         }
     }
 

@@ -123,21 +123,29 @@ public final class PostgresRelayStore: RelayStore {
             StoreError(.unavailable, "PostgreSQL at \(location) did not answer within \(timeout) (is it running and reachable? "
                                      + "connection errors are logged)")
         }
-        return try await withThrowingTaskGroup(of: T.self) { [client] group in
-            group.addTask {
-                do {
-                    return try await client.withConnection { connection in
-                        leased.hold(connection)
-                        defer { leased.release() }
-                        return try await operation(connection)
-                    }
-                } catch where leased.wasClosed {
-                    throw timedOut()  // not the closed connection's error, whichever child ends first
+        return try await Self.racing(timeout, onTimeout: leased.close, timedOut: timedOut) { [client] in
+            do {
+                return try await client.withConnection { connection in
+                    leased.hold(connection)
+                    defer { leased.release() }
+                    return try await operation(connection)
                 }
+            } catch where leased.wasClosed {
+                throw timedOut()  // not the closed connection's error, whichever child ends first
             }
+        }
+    }
+
+    /// `operation`, or `timedOut()` thrown once `timeout` has passed, after `onTimeout` — which
+    /// closes the connection the operation uses: cancelling the operation alone would not end it.
+    static func racing<T: Sendable>(_ timeout: Duration, onTimeout: @escaping @Sendable () -> Void,
+                                    timedOut: @escaping @Sendable () -> StoreError,
+                                    _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await operation() }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                leased.close()
+                onTimeout()
                 throw timedOut()
             }
             defer { group.cancelAll() }
