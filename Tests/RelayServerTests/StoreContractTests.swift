@@ -99,6 +99,40 @@ import Testing
         }
     }
 
+    /// Pushes committed at the same moment share group commits on both stores: each keeps its
+    /// own columns (NULL apart from empty), retries of one push racing each other store it once,
+    /// and every other one answers with that event's id.
+    @Test(arguments: StoreBackend.available)
+    func concurrentPushesAreEachStoredOnceWithTheirOwnColumns(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let records = (0..<40).map { i in
+                // The first sixteen are four pushes sent four times each; the others are unique.
+                let key = i < 16 ? "same-\(i % 4)" : "key-\(i)"
+                let event = RelayEvent(id: EventID.make(at: Self.now), type: "message.text", appid: "wx1",
+                                       componentAppid: i % 3 == 0 ? nil : "wxc\(i)", receivedAt: Self.now,
+                                       dataJSON: #"{"i":\#(i)}"#, dedupKey: key, fromUser: i % 2 == 0 ? nil : (i % 5 == 0 ? "" : "u\(i)"))
+                return IntakeRecord(event: event, ticket: nil, deliveries: [PlannedDelivery(subscriptionId: "crm", orderKey: event.fromUser)])
+            }
+            let outcomes = try await withThrowingTaskGroup(of: (Int, IntakeOutcome).self) { group in
+                for (index, record) in records.enumerated() { group.addTask { (index, try await store.commit(record)) } }
+                return try await group.reduce(into: [Int: IntakeOutcome]()) { $0[$1.0] = $1.1 }
+            }
+            var storedByKey: [String: String] = [:]
+            for (index, record) in records.enumerated() {
+                guard case .stored(let id) = outcomes[index] else { continue }
+                #expect(storedByKey[record.event!.dedupKey] == nil, "stored twice: \(record.event!.dedupKey)")
+                storedByKey[record.event!.dedupKey] = id
+                #expect(try await store.event(id: id) == record.event)
+                #expect(try await store.deliveries(eventId: id).count == 1)
+            }
+            #expect(storedByKey.count == 4 + 24)
+            for (index, record) in records.enumerated() {
+                if case .duplicate(let id) = outcomes[index] { #expect(id == storedByKey[record.event!.dedupKey]) }
+            }
+            #expect(try await store.queueStats().depth == storedByKey.count)
+        }
+    }
+
     @Test(arguments: StoreBackend.available)
     func purgingRemovesOldEventsWithTheirDeliveriesAndAttempts(_ backend: StoreBackend) async throws {
         try await Self.withStore(backend) { store in

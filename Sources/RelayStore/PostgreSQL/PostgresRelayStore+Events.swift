@@ -3,33 +3,6 @@ import PostgresNIO
 import RelayCore
 
 extension PostgresRelayStore {
-    /// One push in one transaction: the ticket, the event (deduplicated per AppID by the unique
-    /// index, so a retry reaching another node at the same moment is a duplicate too) and its
-    /// deliveries.
-    public func commit(_ record: IntakeRecord) async throws -> IntakeOutcome {
-        try await transaction { connection in
-            if let ticket = record.ticket { try await self.upsert(ticket, on: connection) }
-            guard let event = record.event else { return .ticketOnly }
-            let inserted = try await connection.fetch(
-                """
-                INSERT INTO events (id, type, appid, component_appid, received_at, dedup_key, from_user, data)
-                VALUES (\(event.id), \(event.type), \(event.appid), \(event.componentAppid), \(Self.millis(event.receivedAt)),
-                        \(event.dedupKey), \(event.fromUser), \(event.dataJSON))
-                ON CONFLICT (appid, dedup_key) DO NOTHING RETURNING seq
-                """, logger: self.logger)
-            guard let seq = try inserted.first?["seq"].decode(Int.self) else {
-                let existing = try await connection.fetch(
-                    "SELECT id FROM events WHERE appid = \(event.appid) AND dedup_key = \(event.dedupKey)", logger: self.logger)
-                return .duplicate(eventID: try existing.first?["id"].decode(String.self) ?? event.id)
-            }
-            for delivery in record.deliveries {
-                try await Self.insertDelivery(delivery, eventSeq: seq, eventId: event.id, at: event.receivedAt, on: connection,
-                                              logger: self.logger)
-            }
-            return .stored(eventID: event.id)
-        }
-    }
-
     /// False when the event already has a delivery to that subscription (it stays as it is).
     @discardableResult
     static func insertDelivery(_ delivery: PlannedDelivery, eventSeq: Int, eventId: String, at date: Date, on connection: PostgresConnection,
@@ -42,18 +15,6 @@ extension PostgresRelayStore {
                     \(delivery.orderKey), \(millis(date)), \(millis(date)))
             ON CONFLICT (event_id, subscription_id) DO NOTHING RETURNING id
             """, logger: logger).isEmpty)
-    }
-
-    /// A newer ticket replaces an older one; a late retry of an older push does not.
-    private func upsert(_ ticket: ComponentTicket, on connection: PostgresConnection) async throws {
-        try await connection.run(
-            """
-            INSERT INTO component_tickets (component_appid, ticket, create_time, received_at)
-            VALUES (\(ticket.componentAppid), \(sealer.seal(ticket.ticket)), \(Int(ticket.createTime)), \(Self.millis(ticket.receivedAt)))
-            ON CONFLICT (component_appid) DO UPDATE SET ticket = excluded.ticket, create_time = excluded.create_time,
-                received_at = excluded.received_at
-            WHERE excluded.create_time >= component_tickets.create_time
-            """, logger: logger)
     }
 
     public func event(id: String) async throws -> RelayEvent? {

@@ -20,13 +20,44 @@ public final class PostgresRelayStore: RelayStore {
     /// indefinitely; an intake must fail in time for WeChat to retry, and `relay serve` must not
     /// hang at start.
     let timeout: Duration
+    /// Pushes arriving together are inserted by one statement (see `commit`), and so are
+    /// attempts finishing together (see `recordAttempt`).
+    let intakeGroups: GroupCommitter<IntakeRecord, IntakeOutcome>
+    let attemptGroups: GroupCommitter<AttemptWrite, Void>
+    let access: Access
 
     public init(url: PostgresURL, sealer: SecretSealer = .disabled, timeout: Duration = .seconds(10), logger: Logger) {
-        self.client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
+        let client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
+        self.client = client
         self.url = url
         self.sealer = sealer
         self.timeout = timeout
         self.logger = logger
+        let access = Access(client: client, location: url.location, timeout: timeout, logger: logger)
+        self.access = access
+        self.intakeGroups = GroupCommitter { records in await Self.commitGroup(records, access: access) }
+        self.attemptGroups = GroupCommitter { writes in
+            do {
+                _ = try await access.fetch(Self.attemptsQuery(writes))
+                return writes.map { _ in .success(()) }
+            } catch {
+                return writes.map { _ in .failure(error) }
+            }
+        }
+    }
+
+    /// What running a query needs, for code that runs without the store (the intake's groups).
+    struct Access: Sendable {
+        let client: PostgresClient
+        let location: String
+        let timeout: Duration
+        let logger: Logger
+
+        func fetch(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+            try await PostgresRelayStore.bounded(timeout, client: client, location: location) { [logger] connection in
+                try await PostgresRelayStore.collect(query, on: connection, logger: logger)
+            }
+        }
     }
 
     /// Runs the connection pool until the calling task is cancelled.
@@ -85,14 +116,16 @@ public final class PostgresRelayStore: RelayStore {
 
     /// Runs `query` on a pooled connection and collects its rows (results here are a page at most).
     func fetch(_ query: PostgresQuery, timeout: Duration? = nil) async throws -> [PostgresRandomAccessRow] {
-        try await bounded(timeout) { [logger] connection in
-            do {
-                var rows: [PostgresRandomAccessRow] = []
-                for try await row in try await connection.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
-                return rows
-            } catch {
-                throw Self.storeError(error)
-            }
+        try await bounded(timeout) { [logger] connection in try await Self.collect(query, on: connection, logger: logger) }
+    }
+
+    static func collect(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws -> [PostgresRandomAccessRow] {
+        do {
+            var rows: [PostgresRandomAccessRow] = []
+            for try await row in try await connection.query(query, logger: logger) { rows.append(row.makeRandomAccess()) }
+            return rows
+        } catch {
+            throw storeError(error)
         }
     }
 
@@ -116,14 +149,18 @@ public final class PostgresRelayStore: RelayStore {
     /// pool (the database down) does end on cancellation.
     private func bounded<T: Sendable>(_ timeout: Duration? = nil,
                                       _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let timeout = timeout ?? self.timeout
+        try await Self.bounded(timeout ?? self.timeout, client: client, location: url.location, operation)
+    }
+
+    static func bounded<T: Sendable>(_ timeout: Duration, client: PostgresClient, location: String,
+                                     _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let leased = LeasedConnection()
         // Made only when it happens: every query of a push passes here.
-        let timedOut: @Sendable () -> StoreError = { [location = url.location] in
+        let timedOut: @Sendable () -> StoreError = {
             StoreError(.unavailable, "PostgreSQL at \(location) did not answer within \(timeout) (is it running and reachable? "
                                      + "connection errors are logged)")
         }
-        return try await Self.racing(timeout, onTimeout: leased.close, timedOut: timedOut) { [client] in
+        return try await racing(timeout, onTimeout: leased.close, timedOut: timedOut) {
             do {
                 return try await client.withConnection { connection in
                     leased.hold(connection)

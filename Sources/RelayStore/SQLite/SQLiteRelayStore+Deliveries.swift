@@ -77,8 +77,7 @@ extension SQLiteRelayStore {
     }
 
     public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
-        let (status, next) = verdict.next
-        try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, status: status, nextAttemptAt: next, now: now))
+        try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, verdict: verdict, now: now))
     }
 
     /// The attempts of one group in two statements. An attempt that delivers is written into its

@@ -30,16 +30,6 @@ public final class SQLiteRelayStore: RelayStore {
         var durable = true
     }
 
-    /// One recorded attempt and what it does to its delivery.
-    struct AttemptWrite: Sendable {
-        let deliveryId: String
-        let owner: String
-        let attempt: DeliveryAttempt
-        let status: DeliveryStatus
-        let nextAttemptAt: Date?
-        let now: Date
-    }
-
     let writer: SQLiteQueue
     let reader: SQLiteQueue
     /// The store's own threads: on the shared pool its writes queued behind whatever else

@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import RelayCore
+@testable import RelayServer
+@testable import RelayStore
+import RelayTestSupport
+import Testing
+
+/// The PostgreSQL store writes pushes, and delivery attempts, that arrive together with one
+/// statement per group. Whether concurrent calls do form a group depends on timing, so these
+/// tests hand a group to the statement directly.
+@Suite(.enabled(if: StoreBackend.postgresURL != nil, "RELAY_TEST_POSTGRES_URL names no PostgreSQL server"))
+struct PostgresGroupTests {
+    static let now = StoreContractTests.now
+
+    static func withStore<T: Sendable>(_ body: (PostgresRelayStore) async throws -> T) async throws -> T {
+        try await StoreContractTests.withStore(.postgres) { store in try await body(try #require(store as? PostgresRelayStore)) }
+    }
+
+    static func record(_ key: String, componentAppid: String? = "wxc", from user: String? = nil, data: String? = nil,
+                       to subscriptions: [String] = ["crm"], orderKey: String? = nil) -> IntakeRecord {
+        let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: componentAppid,
+                               receivedAt: now, dataJSON: data ?? #"{"k":"\#(key)"}"#, dedupKey: key, fromUser: user)
+        return IntakeRecord(event: event, ticket: nil, deliveries: subscriptions.map { PlannedDelivery(subscriptionId: $0, orderKey: orderKey) })
+    }
+
+    @Test func aGroupKeepsArrivalOrderNullsAndItsDuplicates() async throws {
+        try await Self.withStore { (store: PostgresRelayStore) async throws -> Void in
+            let first = Self.record("a", componentAppid: nil, from: "u1", orderKey: "u1")
+            let second = Self.record("b", from: nil, to: ["crm", "bi"])
+            let retry = Self.record("a", from: "u1", orderKey: "u1")  // the same push again, in the same group
+            let empty = Self.record("c", from: "", orderKey: "")
+            let outcomes = await PostgresRelayStore.commitGroup([first, second, retry, empty], access: store.access)
+            #expect(try outcomes.map { try $0.get() } == [.stored(eventID: first.event!.id), .stored(eventID: second.event!.id),
+                                                          .duplicate(eventID: first.event!.id), .stored(eventID: empty.event!.id)])
+            for record in [first, second, empty] { #expect(try await store.event(id: record.event!.id) == record.event) }
+            #expect(try await store.event(id: retry.event!.id) == nil)
+            // Newest first: the group's order is the order of arrival.
+            #expect(try await store.events(EventQuery(limit: 10)).map(\.id) == [empty, second, first].map { $0.event!.id })
+            #expect(try await store.deliveries(eventId: second.event!.id).map(\.subscriptionId) == ["bi", "crm"])
+            let keys = try await store.fetch("SELECT event_id, order_key FROM deliveries ORDER BY event_seq, subscription_id")
+                .map { (try $0["event_id"].decode(String.self), try $0["order_key"].decode(String?.self)) }
+            #expect(keys.map(\.0) == [first, second, second, empty].map { $0.event!.id })
+            #expect(keys.map(\.1) == ["u1", nil, nil, ""])
+        }
+    }
+
+    /// One push the server refuses (PostgreSQL text holds no NUL) fails alone, not its group.
+    @Test func aGroupTheServerRefusesIsStoredPushByPush() async throws {
+        try await Self.withStore { (store: PostgresRelayStore) async throws -> Void in
+            let good = Self.record("good"), bad = Self.record("bad", data: "{\"k\":\"\u{0}\"}"), later = Self.record("later")
+            let outcomes = await PostgresRelayStore.commitGroup([good, bad, later], access: store.access)
+            #expect(try outcomes[0].get() == .stored(eventID: good.event!.id))
+            guard case .failure(let refusal) = outcomes[1] else { Issue.record("the push PostgreSQL cannot hold was stored"); return }
+            #expect("\(refusal)".contains("SQLSTATE"))
+            #expect(try outcomes[2].get() == .stored(eventID: later.event!.id))
+            #expect(try await store.events(EventQuery(limit: 10)).map(\.id) == [later, good].map { $0.event!.id })
+            #expect(try await store.queueStats().depth == 2)
+        }
+    }
+
+    @Test func aGroupOfAttemptsMovesOnlyTheDeliveriesItsOwnerLeased() async throws {
+        try await Self.withStore { (store: PostgresRelayStore) async throws -> Void in
+            for key in ["a", "b", "c"] { _ = try await store.commit(Self.record(key)) }
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 3, now: Self.now, leaseUntil: Self.now + 30, owner: "n1")
+            #expect(claimed.count == 3)
+            let (a, b, c) = (claimed[0].id, claimed[1].id, claimed[2].id)
+            let ok = DeliveryAttempt(at: Self.now, statusCode: 204, error: nil, durationMs: 3, responseExcerpt: "fine")
+            let refused = DeliveryAttempt(at: Self.now, statusCode: nil, error: "connection refused", durationMs: 1, responseExcerpt: nil)
+            _ = try await store.access.fetch(PostgresRelayStore.attemptsQuery([
+                AttemptWrite(deliveryId: a, owner: "n1", attempt: ok, verdict: .succeeded, now: Self.now),
+                AttemptWrite(deliveryId: b, owner: "n1", attempt: refused, verdict: .retry(at: Self.now + 60), now: Self.now),
+                AttemptWrite(deliveryId: c, owner: "n2", attempt: ok, verdict: .succeeded, now: Self.now),  // not its lease
+            ]))
+            let delivered = try #require(try await store.delivery(id: a))
+            #expect(delivered.status == .succeeded && delivered.attemptCount == 1 && delivered.nextAttemptAt == nil)
+            let retried = try #require(try await store.delivery(id: b))
+            #expect(retried.status == .failed && retried.attemptCount == 1 && retried.nextAttemptAt == Self.now + 60)
+            let untouched = try #require(try await store.delivery(id: c))
+            #expect(untouched.status == .inFlight && untouched.attemptCount == 0)
+            #expect(try await store.attempts(deliveryId: a) == [ok])
+            #expect(try await store.attempts(deliveryId: b) == [refused])
+            #expect(try await store.attempts(deliveryId: c) == [ok])  // recorded all the same
+        }
+    }
+}
