@@ -67,7 +67,7 @@ struct PostgresGroupTests {
             let (a, b, c) = (claimed[0].id, claimed[1].id, claimed[2].id)
             let ok = DeliveryAttempt(at: Self.now, statusCode: 204, error: nil, durationMs: 3, responseExcerpt: "fine")
             let refused = DeliveryAttempt(at: Self.now, statusCode: nil, error: "connection refused", durationMs: 1, responseExcerpt: nil)
-            _ = try await store.access.fetch(PostgresRelayStore.attemptsQuery([
+            _ = try await store.access.fetch(PostgresRelayStore.AttemptsStatement(writes: [
                 AttemptWrite(deliveryId: a, owner: "n1", attempt: ok, verdict: .succeeded, now: Self.now),
                 AttemptWrite(deliveryId: b, owner: "n1", attempt: refused, verdict: .retry(at: Self.now + 60), now: Self.now),
                 AttemptWrite(deliveryId: c, owner: "n2", attempt: ok, verdict: .succeeded, now: Self.now),  // not its lease
@@ -82,5 +82,18 @@ struct PostgresGroupTests {
             #expect(try await store.attempts(deliveryId: b) == [refused])
             #expect(try await store.attempts(deliveryId: c) == [ok])  // recorded all the same
         }
+    }
+
+    /// A prepared statement's SQL is fixed when it is first prepared on a connection; each
+    /// execution sends only the values. So the SQL must not depend on them.
+    @Test func theHotStatementsSQLDoesNotDependOnTheValues() {
+        let records = [Self.record("a", componentAppid: nil, to: ["crm", "bi"], orderKey: "u"), Self.record("b", to: [])]
+        #expect(PostgresRelayStore.intakeQuery(records).sql == PostgresRelayStore.IntakeStatement.sql)
+        let attempt = DeliveryAttempt(at: Self.now, statusCode: nil, error: "x", durationMs: 1, responseExcerpt: nil)
+        let writes = [AttemptWrite(deliveryId: "d", owner: "o", attempt: attempt, verdict: .retry(at: Self.now), now: Self.now)]
+        #expect(PostgresRelayStore.attemptsQuery(writes).sql == PostgresRelayStore.AttemptsStatement.sql)
+        #expect(PostgresRelayStore.claimQuery(subscriptionId: "crm", limit: 17, now: 5, leaseUntil: 9, owner: "n1").sql
+            == PostgresRelayStore.ClaimStatement.sql)
+        #expect(!PostgresRelayStore.ClaimStatement.sql.contains("*"))
     }
 }

@@ -10,33 +10,38 @@ extension PostgresRelayStore {
     /// delivery waits while an earlier one of that user is unfinished (being attempted included).
     public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
         guard limit > 0 else { return [] }
-        let now = Self.millis(now)
-        let rows = try await fetch(
-            """
-            WITH claimed AS (
-                UPDATE deliveries d SET lease_owner = \(owner), lease_expires_at = \(Self.millis(leaseUntil)), updated_at = \(now)
-                FROM (
-                    SELECT c.id FROM deliveries c
-                    WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished)
-                      AND c.next_attempt_at <= \(now) AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now))
-                      AND (c.order_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM deliveries e
-                            WHERE e.subscription_id = c.subscription_id AND e.order_key = c.order_key
-                              AND e.event_seq < c.event_seq AND e.\(unescaped: PostgresSchema.unfinished)))
-                    ORDER BY c.next_attempt_at, c.event_seq
-                    LIMIT \(limit)
-                    FOR UPDATE OF c SKIP LOCKED
-                ) picked
-                WHERE d.id = picked.id
-                RETURNING d.id AS delivery_id, d.attempts AS attempts_made, d.event_seq
-            )
-            SELECT claimed.delivery_id, claimed.attempts_made, e.* FROM claimed JOIN events e ON e.seq = claimed.event_seq
-            ORDER BY e.seq
-            """)
+        let statement = ClaimStatement(query: Self.claimQuery(subscriptionId: subscriptionId, limit: limit, now: Self.millis(now),
+                                                              leaseUntil: Self.millis(leaseUntil), owner: owner))
+        let rows = try await bounded { [logger] connection in try await Self.collect(statement, on: connection, logger: logger) }
         return try rows.map { row in
             ClaimedDelivery(id: try row["delivery_id"].decode(String.self), subscriptionId: subscriptionId,
                             attemptsMade: try row["attempts_made"].decode(Int.self), event: try Self.event(from: row))
         }
+    }
+
+    static func claimQuery(subscriptionId: String, limit: Int, now: Int, leaseUntil: Int, owner: String) -> PostgresQuery {
+        """
+        WITH claimed AS (
+            UPDATE deliveries d SET lease_owner = \(owner), lease_expires_at = \(leaseUntil), updated_at = \(now)
+            FROM (
+                SELECT c.id FROM deliveries c
+                WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished)
+                  AND c.next_attempt_at <= \(now) AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now))
+                  AND (c.order_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM deliveries e
+                        WHERE e.subscription_id = c.subscription_id AND e.order_key = c.order_key
+                          AND e.event_seq < c.event_seq AND e.\(unescaped: PostgresSchema.unfinished)))
+                ORDER BY c.next_attempt_at, c.event_seq
+                LIMIT \(limit)
+                FOR UPDATE OF c SKIP LOCKED
+            ) picked
+            WHERE d.id = picked.id
+            RETURNING d.id AS delivery_id, d.attempts AS attempts_made, d.event_seq
+        )
+        SELECT claimed.delivery_id, claimed.attempts_made, \(unescaped: eventColumns("e"))
+        FROM claimed JOIN events e ON e.seq = claimed.event_seq
+        ORDER BY e.seq
+        """
     }
 
     /// The attempt is recorded whatever happened meanwhile; only the lease holder moves the

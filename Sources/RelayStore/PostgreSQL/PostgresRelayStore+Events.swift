@@ -57,6 +57,12 @@ extension PostgresRelayStore {
         ).first?["n"].decode(Int.self) ?? 0
     }
 
+    /// An event's columns, as `event(from:)` reads them, of the table named `table`.
+    static func eventColumns(_ table: String) -> String {
+        ["id", "type", "appid", "component_appid", "received_at", "dedup_key", "from_user", "data"].map { "\(table).\($0)" }
+            .joined(separator: ", ")
+    }
+
     static func event(from row: PostgresRandomAccessRow) throws -> RelayEvent {
         RelayEvent(
             id: try row["id"].decode(String.self), type: try row["type"].decode(String.self), appid: try row["appid"].decode(String.self),

@@ -47,7 +47,7 @@ extension PostgresRelayStore {
     /// Inserts the records' events and, for those that were new, their deliveries; then looks up
     /// the events that duplicates match (another statement, only when there are some).
     private static func insert(_ records: [IntakeRecord], on connection: PostgresConnection, logger: Logger) async throws -> [IntakeOutcome] {
-        let inserted = Set(try await connection.fetch(intakeQuery(records), logger: logger).map { try $0["id"].decode(String.self) })
+        let inserted = Set(try await connection.fetch(IntakeStatement(records: records), logger: logger).map { try $0["id"].decode(String.self) })
         let duplicates = records.compactMap(\.event).filter { !inserted.contains($0.id) }
         var existing: [String: String] = [:]  // "appid dedup_key" -> the stored event's id
         if !duplicates.isEmpty {

@@ -38,7 +38,7 @@ public final class PostgresRelayStore: RelayStore {
         self.intakeGroups = GroupCommitter { records in await Self.commitGroup(records, access: access) }
         self.attemptGroups = GroupCommitter { writes in
             do {
-                _ = try await access.fetch(Self.attemptsQuery(writes))
+                _ = try await access.fetch(AttemptsStatement(writes: writes))
                 return writes.map { _ in .success(()) }
             } catch {
                 return writes.map { _ in .failure(error) }
@@ -53,9 +53,9 @@ public final class PostgresRelayStore: RelayStore {
         let timeout: Duration
         let logger: Logger
 
-        func fetch(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+        func fetch<Statement: HotStatement>(_ statement: Statement) async throws -> [PostgresRandomAccessRow] {
             try await PostgresRelayStore.bounded(timeout, client: client, location: location) { [logger] connection in
-                try await PostgresRelayStore.collect(query, on: connection, logger: logger)
+                try await PostgresRelayStore.collect(statement, on: connection, logger: logger)
             }
         }
     }
@@ -119,6 +119,15 @@ public final class PostgresRelayStore: RelayStore {
         try await bounded(timeout) { [logger] connection in try await Self.collect(query, on: connection, logger: logger) }
     }
 
+    static func collect<Statement: HotStatement>(_ statement: Statement, on connection: PostgresConnection,
+                                                 logger: Logger) async throws -> [PostgresRandomAccessRow] {
+        do {
+            return try await connection.fetch(statement, logger: logger)
+        } catch {
+            throw storeError(error)
+        }
+    }
+
     static func collect(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws -> [PostgresRandomAccessRow] {
         do {
             var rows: [PostgresRandomAccessRow] = []
@@ -147,8 +156,8 @@ public final class PostgresRelayStore: RelayStore {
     /// partition, a frozen server) the query, and this task group waiting for it, would otherwise
     /// hang until TCP gives up, a quarter of an hour later. Waiting for a connection from the
     /// pool (the database down) does end on cancellation.
-    private func bounded<T: Sendable>(_ timeout: Duration? = nil,
-                                      _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func bounded<T: Sendable>(_ timeout: Duration? = nil,
+                              _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await Self.bounded(timeout ?? self.timeout, client: client, location: url.location, operation)
     }
 
