@@ -99,6 +99,25 @@ import Testing
         }
     }
 
+    /// A ticket push that a subscription takes stores its ticket and its event together (and its
+    /// retry keeps the event it stored first).
+    @Test(arguments: StoreBackend.available)
+    func aTicketPushCanBeStoredWithItsEvent(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { (store: any RelayStore) async throws -> Void in
+            let ticket = ComponentTicket(componentAppid: "wxc", ticket: "ticket@1", createTime: 300, receivedAt: Self.now)
+            let event = Self.event("ticket-300", type: "component.verify_ticket")
+            let record = IntakeRecord(event: event, ticket: ticket, deliveries: [PlannedDelivery(subscriptionId: "ops", orderKey: nil)])
+            #expect(try await store.commit(record) == .stored(eventID: event.id))
+            #expect(try await store.ticket(componentAppid: "wxc") == ticket)
+            #expect(try await store.event(id: event.id) == event)
+            #expect(try await store.deliveries(eventId: event.id).map(\.subscriptionId) == ["ops"])
+            let retry = IntakeRecord(event: Self.event("ticket-300", type: "component.verify_ticket"), ticket: ticket,
+                                     deliveries: record.deliveries)
+            #expect(try await store.commit(retry) == .duplicate(eventID: event.id))
+            #expect(try await store.queueStats().depth == 1)
+        }
+    }
+
     /// Pushes committed at the same moment share group commits on both stores: each keeps its
     /// own columns (NULL apart from empty), retries of one push racing each other store it once,
     /// and every other one answers with that event's id.
