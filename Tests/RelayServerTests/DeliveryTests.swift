@@ -55,6 +55,30 @@ import Testing
         }
     }
 
+    /// The start of a subscriber's answer is kept as text; a NUL in it, which PostgreSQL's text
+    /// refuses, made the attempt unrecordable there, and the delivery was sent again whenever its
+    /// lease expired, however often it succeeded.
+    @Test(arguments: StoreBackend.available)
+    func anAnswerWithANulByteIsRecordedAsText(_ backend: StoreBackend) async throws {
+        try await backend.withStorageURL { url in
+            try await TestReceiver.run(respond: { _, _ in .init(status: 200, body: "ok\u{0}!") }) { receiver, port in
+                try await TestRelay.with(extraYAML: Self.yaml("""
+                      - id: crm
+                        url: http://127.0.0.1:\(port)/
+                    """), storageURL: url) { relay in
+                    let reports = Reports()
+                    try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                        #expect(try await client.send(relay.textPush()).body == "success")
+                        #expect(try await reports.next(1).map(\.verdict) == [.succeeded])
+                        let delivery = try #require(try await relay.store.deliveries(DeliveryQuery(limit: 10)).first)
+                        #expect(delivery.status == .succeeded)
+                        #expect(try await relay.store.attempts(deliveryId: delivery.id).map(\.responseExcerpt) == ["ok\u{FFFD}!"])
+                    }
+                }
+            }
+        }
+    }
+
     @Test func filtersByAppidAndEventGlob() async throws {
         try await TestReceiver.run { events, eventsPort in
             try await TestReceiver.run { texts, textsPort in

@@ -133,6 +133,25 @@ struct PostgresGroupTests {
         }
     }
 
+    /// One attempt the server refuses is not recorded; its neighbours in the group are.
+    @Test func anAttemptTheServerRefusesFailsAloneInItsGroup() async throws {
+        try await Self.withStore { (store: PostgresRelayStore) async throws -> Void in
+            for key in ["a", "b", "c"] { _ = try await store.commit(Self.record(key)) }
+            let ids = try await store.claimDeliveries(subscriptionId: "crm", limit: 3, now: Self.now, leaseUntil: Self.now + 30, owner: "n1")
+                .map(\.id)
+            let attempt = { (response: String) in
+                DeliveryAttempt(at: Self.now, statusCode: 200, error: nil, durationMs: 2, responseExcerpt: response)
+            }
+            let results = await PostgresRelayStore.recordGroup(zip(ids, ["fine", "bad\u{0}", "fine"]).map { id, response in
+                AttemptWrite(deliveryId: id, owner: "n1", attempt: attempt(response), verdict: .succeeded, now: Self.now)
+            }, access: store.access)
+            #expect(results.map { if case .success = $0 { true } else { false } } == [true, false, true])
+            #expect(try await store.delivery(id: ids[0])?.status == .succeeded)
+            #expect(try await store.delivery(id: ids[2])?.status == .succeeded)
+            #expect(try await store.delivery(id: ids[1])?.status == .inFlight)
+        }
+    }
+
     /// A prepared statement's SQL is fixed when it is first prepared on a connection; each
     /// execution sends only the values. So the SQL must not depend on them.
     @Test func theHotStatementsSQLDoesNotDependOnTheValues() {

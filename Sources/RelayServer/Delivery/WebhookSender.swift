@@ -24,6 +24,13 @@ struct WebhookSender: Sendable {
 
     static let excerptLimit = 1024
 
+    /// The answer's start as text for people (the admin API, the dashboard): invalid UTF-8 and
+    /// NUL, which PostgreSQL's text refuses, become U+FFFD. A subscriber answering `ok\0` made
+    /// its attempt unrecordable there, and its delivery was sent again and again.
+    static func readable(_ bytes: some Collection<UInt8>) -> String {
+        String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
+    }
+
     /// Posts one signed event. `timeout` overrides the per-attempt timeout (replies use what is left
     /// of WeChat's window); `readLimit` is how much of the answer is kept.
     func send(url: String, eventId: String, body: String, secrets: [String], at now: Date,
@@ -58,7 +65,7 @@ struct WebhookSender: Sendable {
             }
             let excerpt = kept.prefix(Self.excerptLimit)
             return SendResult(statusCode: Int(response.status.code), duration: ContinuousClock.now - started,
-                              responseExcerpt: excerpt.isEmpty ? nil : String(decoding: excerpt, as: UTF8.self),
+                              responseExcerpt: excerpt.isEmpty ? nil : Self.readable(excerpt),
                               retryAfter: response.headers.first(name: "Retry-After"), responseBody: kept)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             return SendResult(error: "timed out after \(timeout)", duration: ContinuousClock.now - started)

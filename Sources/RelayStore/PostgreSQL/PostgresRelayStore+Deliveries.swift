@@ -51,6 +51,14 @@ extension PostgresRelayStore {
         try await attemptGroups.submit(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, verdict: verdict, now: now))
     }
 
+    /// The attempts finishing together (`attemptGroups`), one statement for them all.
+    static func recordGroup(_ writes: [AttemptWrite], access: Access) async -> [Result<Void, any Error>] {
+        await writeGroup(writes, access: access, what: "delivery attempts") { writes, connection in
+            _ = try await connection.fetch(AttemptsStatement(writes: writes), logger: access.logger)
+            return writes.map { _ in () }
+        }
+    }
+
     /// The group's attempts as rows of `attempts`, and their deliveries moved on, in one
     /// statement: one round trip and one commit instead of one of each per delivery. Columns go
     /// as arrays (nullable ones with a mask: postgres-nio sends no NULL inside an array).

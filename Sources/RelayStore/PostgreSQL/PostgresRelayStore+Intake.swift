@@ -16,31 +16,10 @@ extension PostgresRelayStore {
         return try await intakeGroups.submit(record)
     }
 
-    /// One statement for the group. If the server refuses it (a deadlock with another node
-    /// inserting the same pushes in another order, a row it rejects), each push is tried again
-    /// on its own, so one push cannot fail its neighbours; a connection that fails fails them all.
+    /// The pushes arriving together (`intakeGroups`), one statement for them all.
     static func commitGroup(_ records: [IntakeRecord], access: Access) async -> [Result<IntakeOutcome, any Error>] {
-        do {
-            return try await bounded(access.timeout, client: access.client, location: access.location) { connection in
-                do {
-                    return try await insert(records, on: connection, logger: access.logger).map { .success($0) }
-                } catch let error as PSQLError where error.serverInfo != nil && records.count > 1 {
-                    access.logger.notice("PostgreSQL refused a group of pushes; storing them one by one",
-                                         metadata: ["pushes": "\(records.count)", "error": "\(storeError(error))"])
-                    var results: [Result<IntakeOutcome, any Error>] = []
-                    for record in records {
-                        do {
-                            results.append(.success(try await insert([record], on: connection, logger: access.logger)[0]))
-                        } catch {
-                            results.append(.failure(storeError(error)))
-                        }
-                    }
-                    return results
-                }
-            }
-        } catch {
-            let error = storeError(error)
-            return records.map { _ in .failure(error) }
+        await writeGroup(records, access: access, what: "pushes") { records, connection in
+            try await insert(records, on: connection, logger: access.logger)
         }
     }
 

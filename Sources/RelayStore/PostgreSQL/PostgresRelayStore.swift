@@ -36,14 +36,7 @@ public final class PostgresRelayStore: RelayStore {
         let access = Access(client: client, location: url.location, timeout: timeout, logger: logger)
         self.access = access
         self.intakeGroups = GroupCommitter { records in await Self.commitGroup(records, access: access) }
-        self.attemptGroups = GroupCommitter { writes in
-            do {
-                _ = try await access.fetch(AttemptsStatement(writes: writes))
-                return writes.map { _ in .success(()) }
-            } catch {
-                return writes.map { _ in .failure(error) }
-            }
-        }
+        self.attemptGroups = GroupCommitter { writes in await Self.recordGroup(writes, access: access) }
     }
 
     /// What running a query needs, for code that runs without the store (the intake's groups).
@@ -179,6 +172,38 @@ public final class PostgresRelayStore: RelayStore {
             } catch where leased.wasClosed {
                 throw timedOut()  // not the closed connection's error, whichever child ends first
             }
+        }
+    }
+
+    /// Writes a group of items with `write` (one statement for them all), returning one result
+    /// per item. If the server refuses the statement (a deadlock with another node writing the
+    /// same rows in another order, a value it cannot hold), each item is written on its own, so
+    /// one cannot fail its neighbours; a connection that fails fails them all.
+    static func writeGroup<Item: Sendable, Output: Sendable>(
+        _ items: [Item], access: Access, what: String,
+        _ write: @escaping @Sendable ([Item], PostgresConnection) async throws -> [Output]
+    ) async -> [Result<Output, any Error>] {
+        do {
+            return try await bounded(access.timeout, client: access.client, location: access.location) { connection in
+                do {
+                    return try await write(items, connection).map { .success($0) }
+                } catch let error as PSQLError where error.serverInfo != nil && items.count > 1 {
+                    access.logger.notice("PostgreSQL refused a group of \(what); writing them one by one",
+                                         metadata: ["count": "\(items.count)", "error": "\(storeError(error))"])
+                    var results: [Result<Output, any Error>] = []
+                    for item in items {
+                        do {
+                            results.append(.success(try await write([item], connection)[0]))
+                        } catch {
+                            results.append(.failure(storeError(error)))
+                        }
+                    }
+                    return results
+                }
+            }
+        } catch {
+            let error = storeError(error)
+            return items.map { _ in .failure(error) }
         }
     }
 
