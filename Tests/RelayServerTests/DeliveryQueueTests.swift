@@ -101,6 +101,16 @@ import Testing
         }
     }
 
+    /// Cancelling a subscription's backlog reads it through the due index, a batch at a time.
+    @Test func cancelBatchesReadTheDueIndex() async throws {
+        try await Self.withStore { store, _ in
+            let plan = try await store.reader.query("EXPLAIN QUERY PLAN " + SQLiteRelayStore.cancelBatchSQL, [.integer(0), .text("crm")])
+                .compactMap { $0.column("detail")?.string }
+            #expect(plan.contains { $0.contains("USING COVERING INDEX deliveries_due (subscription_id=? AND status=?)") }, "\(plan)")
+            #expect(SQLiteRelayStore.cancelBatchSQL.contains("LIMIT \(SQLiteRelayStore.cancelBatch))"))
+        }
+    }
+
     /// Finished deliveries leave the queue's indexes (migrations 5 and 6), so they stay the size
     /// of the backlog and an ordered user's claim does not walk that user's history.
     @Test func finishedDeliveriesLeaveTheQueueIndexes() async throws {

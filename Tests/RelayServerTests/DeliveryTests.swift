@@ -8,7 +8,7 @@ import Synchronization
 import Testing
 
 /// Delivery to real HTTP receivers on ports picked by the OS.
-@Suite struct DeliveryTests {
+@Suite(.timeLimit(.minutes(1))) struct DeliveryTests {
     static let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
     static func yaml(_ subscriptions: String, schedule: String = "[10ms, 10ms, 10ms]", timeout: String = "5s") -> String {

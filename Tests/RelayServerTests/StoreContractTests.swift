@@ -7,7 +7,7 @@ import Testing
 
 /// What every store promises through `RelayStore`, checked on each backend the same way: SQLite
 /// always, PostgreSQL when `RELAY_TEST_POSTGRES_URL` is set (`.ci/run` sets it).
-@Suite struct StoreContractTests {
+@Suite(.timeLimit(.minutes(2))) struct StoreContractTests {
     static let now = Date(timeIntervalSince1970: 1_790_000_000.250)
 
     static func withStore<T: Sendable>(_ backend: StoreBackend, encryptionKey: String? = nil,
@@ -404,6 +404,42 @@ import Testing
             #expect(try await store.backfill(subscription: crm, since: Self.now - 120, until: Self.now, now: Self.now) == 0)
             #expect(try await store.replay(subscription: crm, since: Self.now - 120, until: Self.now, status: nil, now: Self.now) == count)
             #expect(try await store.queueStats().depth == count)
+        }
+    }
+
+    /// Deleting a subscription cancels its whole backlog (SQLite goes 500 deliveries per
+    /// transaction, so a backlog of millions does not hold every push behind one UPDATE) and
+    /// leaves another subscription's alone; disabling one does the same.
+    @Test(arguments: StoreBackend.available)
+    func deletingOrDisablingASubscriptionCancelsItsWholeBacklog(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { (store: any RelayStore) async throws -> Void in
+            for id in ["crm", "bi", "ops"] { try await store.insertSubscription(Self.subscription(id)) }
+            let count = 1_203
+            try await withThrowingTaskGroup(of: Void.self) { group in  // concurrent: the store commits them in groups
+                for i in 0..<count {
+                    group.addTask {
+                        _ = try await store.commit(IntakeRecord(event: Self.event("e\(i)"), ticket: nil, deliveries: ["crm", "bi", "ops"].map {
+                            PlannedDelivery(subscriptionId: $0, orderKey: nil)
+                        }))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            // Some leased, some failed: unfinished all the same.
+            let leased = try await store.claimDeliveries(subscriptionId: "crm", limit: 10, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            try await store.recordAttempt(deliveryId: leased[0].id, owner: "a", attempt: Self.refused, verdict: .retry(at: Self.now + 60),
+                                          now: Self.now)
+            #expect(try await store.deleteSubscription(id: "crm", now: Self.now))
+            #expect(try await store.subscription(id: "crm") == nil)
+            var bi = try #require(try await store.subscription(id: "bi"))
+            bi.status = .disabled
+            try await store.updateSubscription(bi, now: Self.now)
+            let stats = try await store.queueStats()
+            #expect(stats.depth == count, "only ops's deliveries are left")
+            let cancelled = try await store.deliveries(DeliveryQuery(status: .cancelled, limit: 500))
+            #expect(cancelled.count == 500 && Set(cancelled.map(\.subscriptionId)).isSubset(of: ["crm", "bi"]))
+            #expect(try await store.deliveries(DeliveryQuery(subscriptionId: "ops", status: .pending, limit: 500)).count == 500)
+            #expect(try await store.cancelUnfinishedDeliveries(subscriptionId: "crm", now: Self.now) == 0)
         }
     }
 

@@ -46,34 +46,45 @@ extension SQLiteRelayStore {
                     created_at = ?9, secret = ?10, previous_secret = ?11, previous_secret_expires_at = ?12
                 WHERE id = ?1
                 """, binds)
-            if subscription.status == .disabled {
-                try Self.cancelUnfinished(subscriptionId: subscription.id, now: now, on: db)
-            }
         }
+        if subscription.status == .disabled { _ = try await cancelUnfinishedDeliveries(subscriptionId: subscription.id, now: now) }
     }
 
+    /// Disabled first, then its deliveries cancelled, then deleted: if the relay stops midway,
+    /// the subscription is left disabled (it gets nothing) and deleting it again finishes.
     public func deleteSubscription(id: String, now: Date) async throws -> Bool {
-        try await write { db in
-            let deleted = try db.query("DELETE FROM subscriptions WHERE id = ? RETURNING id", [.text(id)])
-            try Self.cancelUnfinished(subscriptionId: id, now: now, on: db)
-            return !deleted.isEmpty
+        try await write { db in try db.query("UPDATE subscriptions SET status = 'disabled' WHERE id = ?", [.text(id)]) }
+        _ = try await cancelUnfinishedDeliveries(subscriptionId: id, now: now)
+        return try await write { db in !(try db.query("DELETE FROM subscriptions WHERE id = ? RETURNING id", [.text(id)])).isEmpty }
+    }
+
+    /// Cancels what has not finished, in-flight deliveries too (their result will be ignored),
+    /// `cancelBatch` per transaction: a subscriber down for a day can have millions queued, and
+    /// one `UPDATE` of them all held the writer — and every push waiting behind it, past WeChat's
+    /// five seconds — for as long as it took. Deliveries created meanwhile are cancelled too
+    /// (the loop ends on a short batch).
+    public func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int {
+        var cancelled = 0
+        while true {
+            let batch = try await write { db in
+                try db.query(Self.cancelBatchSQL, [.integer(Self.millis(now)), .text(subscriptionId)]).count
+            }
+            cancelled += batch
+            if batch < Self.cancelBatch { return cancelled }
+            await Task.yield()
         }
     }
 
-    public func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int {
-        try await write { db in try Self.cancelUnfinished(subscriptionId: subscriptionId, now: now, on: db) }
-    }
+    static let cancelBatch = 500
 
-    /// Cancels what has not finished; in-flight ones too (their result will be ignored).
-    @discardableResult
-    static func cancelUnfinished(subscriptionId: String, now: Date, on db: SQLiteHandle) throws -> Int {
-        try db.query(
-            """
-            UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
-                updated_at = ?
-            WHERE subscription_id = ? AND \(SQLiteSchema.unfinished) RETURNING id
-            """, [.integer(millis(now)), .text(subscriptionId)]).count
-    }
+    /// The next `cancelBatch` unfinished deliveries of subscription ?2, cancelled at time ?1,
+    /// found through the due index, which holds the unfinished ones only.
+    static let cancelBatchSQL = """
+        UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+        WHERE rowid IN (SELECT rowid FROM deliveries INDEXED BY deliveries_due
+                        WHERE subscription_id = ?2 AND \(SQLiteSchema.unfinished) LIMIT \(cancelBatch))
+        RETURNING id
+        """
 
     private func binds(for s: Subscription) throws -> [SQLiteData] {
         func json(_ list: [String]) throws -> SQLiteData {
