@@ -67,11 +67,12 @@ struct PostgresGroupTests {
             let (a, b, c) = (claimed[0].id, claimed[1].id, claimed[2].id)
             let ok = DeliveryAttempt(at: Self.now, statusCode: 204, error: nil, durationMs: 3, responseExcerpt: "fine")
             let refused = DeliveryAttempt(at: Self.now, statusCode: nil, error: "connection refused", durationMs: 1, responseExcerpt: nil)
-            _ = try await store.access.fetch(PostgresRelayStore.AttemptsStatement(writes: [
+            let recorded = await PostgresRelayStore.recordGroup([
                 AttemptWrite(deliveryId: a, owner: "n1", attempt: ok, verdict: .succeeded, now: Self.now),
                 AttemptWrite(deliveryId: b, owner: "n1", attempt: refused, verdict: .retry(at: Self.now + 60), now: Self.now),
                 AttemptWrite(deliveryId: c, owner: "n2", attempt: ok, verdict: .succeeded, now: Self.now),  // not its lease
-            ]))
+            ], access: store.access)
+            #expect(recorded.allSatisfy { if case .success = $0 { true } else { false } })
             let delivered = try #require(try await store.delivery(id: a))
             #expect(delivered.status == .succeeded && delivered.attemptCount == 1 && delivered.nextAttemptAt == nil)
             let retried = try #require(try await store.delivery(id: b))

@@ -39,18 +39,13 @@ public final class PostgresRelayStore: RelayStore {
         self.attemptGroups = GroupCommitter { writes in await Self.recordGroup(writes, access: access) }
     }
 
-    /// What running a query needs, for code that runs without the store (the intake's groups).
+    /// What running a query needs, for the groups' writes, which run without the store (their
+    /// committers are made in its `init`).
     struct Access: Sendable {
         let client: PostgresClient
         let location: String
         let timeout: Duration
         let logger: Logger
-
-        func fetch<Statement: HotStatement>(_ statement: Statement) async throws -> [PostgresRandomAccessRow] {
-            try await PostgresRelayStore.bounded(timeout, client: client, location: location) { [logger] connection in
-                try await PostgresRelayStore.collect(statement, on: connection, logger: logger)
-            }
-        }
     }
 
     /// Runs the connection pool until the calling task is cancelled.
@@ -151,11 +146,12 @@ public final class PostgresRelayStore: RelayStore {
     /// pool (the database down) does end on cancellation.
     func bounded<T: Sendable>(_ timeout: Duration? = nil,
                               _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await Self.bounded(timeout ?? self.timeout, client: client, location: url.location, operation)
+        try await Self.bounded(access, timeout: timeout, operation)
     }
 
-    static func bounded<T: Sendable>(_ timeout: Duration, client: PostgresClient, location: String,
+    static func bounded<T: Sendable>(_ access: Access, timeout: Duration? = nil,
                                      _ operation: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let (client, location, timeout) = (access.client, access.location, timeout ?? access.timeout)
         let leased = LeasedConnection()
         // Made only when it happens: every query of a push passes here.
         let timedOut: @Sendable () -> StoreError = {
@@ -184,7 +180,7 @@ public final class PostgresRelayStore: RelayStore {
         _ write: @escaping @Sendable ([Item], PostgresConnection) async throws -> [Output]
     ) async -> [Result<Output, any Error>] {
         do {
-            return try await bounded(access.timeout, client: access.client, location: access.location) { connection in
+            return try await bounded(access) { connection in
                 do {
                     return try await write(items, connection).map { .success($0) }
                 } catch let error as PSQLError where error.serverInfo != nil && items.count > 1 {
