@@ -38,6 +38,9 @@ struct RetentionService: Service {
                 if batch < batchSize { break }
                 await Task.yield()
             }
+        } catch where Task.isCancelled {
+            // Stopping (a store call cancelled mid-batch when the server could not start, say) is
+            // not a purge failing: the next start purges what is left.
         } catch {
             logger.warning("retention purge failed", metadata: ["error": "\(error)", "purged": "\(purged)"])
         }
