@@ -18,14 +18,16 @@ import Testing
         """
 
     /// A relay pointed at a fake WeChat that holds a valid ticket the relay has received.
-    static func withRelay(_ body: @Sendable (TestRelay, FakeWeChat, any TestClientProtocol) async throws -> Void,
+    static func withRelay(on backend: StoreBackend = .sqlite, _ body: @Sendable (TestRelay, FakeWeChat, any TestClientProtocol) async throws -> Void,
                           reports: Reports? = nil) async throws {
-        try await FakeWeChat.run { fake, base in
-            try await TestRelay.with(extraYAML: admin, apiBase: base) { relay in
-                fake.addTicket("ticket@@@valid")
-                try await relay.application().test(.router) { client async throws in
-                    #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@valid")).body == "success")
-                    try await body(relay, fake, client)
+        try await backend.withStorageURL { url in
+            try await FakeWeChat.run { fake, base in
+                try await TestRelay.with(extraYAML: admin, apiBase: base, storageURL: url) { relay in
+                    fake.addTicket("ticket@@@valid")
+                    try await relay.application().test(.router) { client async throws in
+                        #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@valid")).body == "success")
+                        try await body(relay, fake, client)
+                    }
                 }
             }
         }
@@ -151,6 +153,19 @@ import Testing
             #expect(listed.body["permissions"] as? [Int] == [1, 15])
             #expect(listed.body["refresh_token"] == nil && listed.body["access_token"] == nil)
             #expect(listed.body["component_appid"] as? String == Self.component)
+        }
+    }
+
+    /// WeChat's JSON may carry `\u0000` in a name; PostgreSQL's text refuses NUL, which failed the
+    /// whole authorization there (the callback answered 502 and no authorizer was kept).
+    @Test(arguments: StoreBackend.available)
+    func aNameWithANULStillCompletesTheAuthorization(backend: StoreBackend) async throws {
+        try await Self.withRelay(on: backend) { relay, fake, client async throws in
+            fake.setNickName("Shop\u{0}One", for: "wxauthorizer00009")
+            try await Self.authorize(client, fake, appid: "wxauthorizer00009", code: "queryauthcode@@@nul")
+            let authorizer = try #require(try await relay.store.authorizer(appid: "wxauthorizer00009"))
+            #expect(authorizer.status == .active)
+            #expect(authorizer.name == "Shop\u{FFFD}One")
         }
     }
 

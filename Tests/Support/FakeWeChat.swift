@@ -26,6 +26,7 @@ public final class FakeWeChat: Sendable {
         var counter = 0
         var calls: [Call] = []
         var refusesTicketRequests = false
+        var nickNames: [String: String] = [:]           // authorizer appid -> nick_name, as JSON
     }
 
     private let state = Mutex(State())
@@ -67,6 +68,12 @@ public final class FakeWeChat: Sendable {
 
     /// A merchant authorized: WeChat has a code for `authorizer`.
     public func addAuthCode(_ code: String, authorizer: String) { state.withLock { $0.authCodes[code] = authorizer } }
+
+    /// The nick_name WeChat's profile of `authorizer` gives (any text: it is JSON-encoded).
+    public func setNickName(_ name: String, for authorizer: String) {
+        let json = String(decoding: try! JSONEncoder().encode(name), as: UTF8.self)
+        state.withLock { $0.nickNames[authorizer] = json }
+    }
 
     /// Makes every issued token stale (as after a token reset), so the next use gets 40001.
     public func invalidateTokens() {
@@ -124,7 +131,8 @@ public final class FakeWeChat: Sendable {
             case "/cgi-bin/component/api_get_authorizer_info":
                 if let error = needsComponentToken() { return error }
                 let appid = body["authorizer_appid"] ?? ""
-                return #"{"authorizer_info":{"nick_name":"Shop \#(appid.suffix(4))","user_name":"gh_\#(appid.suffix(12))","service_type_info":{"id":2},"verify_type_info":{"id":0}},"authorization_info":{"authorizer_appid":"\#(appid)"}}"#
+                let nickName = s.nickNames[appid] ?? #""Shop \#(appid.suffix(4))""#
+                return #"{"authorizer_info":{"nick_name":\#(nickName),"user_name":"gh_\#(appid.suffix(12))","service_type_info":{"id":2},"verify_type_info":{"id":0}},"authorization_info":{"authorizer_appid":"\#(appid)"}}"#
             case "/cgi-bin/component/api_get_authorizer_list":
                 if let error = needsComponentToken() { return error }
                 let items = s.refreshTokens.sorted { $0.key < $1.key }

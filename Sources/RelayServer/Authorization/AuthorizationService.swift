@@ -91,12 +91,18 @@ final class AuthorizationService: Sendable {
             let profile = try await withComponentToken(component) { token in
                 try await self.api.authorizerInfo(appid: component, token: token, authorizer: appid)
             }
-            authorizer.name = profile.authorizer_info.nick_name
-            authorizer.userName = profile.authorizer_info.user_name
+            authorizer.name = Self.storable(profile.authorizer_info.nick_name)
+            authorizer.userName = Self.storable(profile.authorizer_info.user_name)
             authorizer.type = profile.kind
         } catch {
             logger.warning("cannot fetch the authorizer's profile", metadata: ["authorizer_appid": .string(appid), "error": "\(error)"])
         }
+    }
+
+    /// Text from WeChat's answer with NUL as U+FFFD: PostgreSQL's text refuses NUL, and a name
+    /// holding one would fail the whole authorization there (JSON may carry `\u0000`).
+    static func storable(_ text: String?) -> String? {
+        text.map { $0.contains("\u{0}") ? $0.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : $0 }
     }
 
     /// The grant's event, keyed like WeChat's `authorized` push so that only one of the two is stored.
