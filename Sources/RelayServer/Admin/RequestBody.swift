@@ -23,12 +23,14 @@ struct JSONBody {
     func string(_ key: String) throws -> String? {
         guard has(key) else { return nil }
         guard let value = object[key] as? String else { throw AdminError.badRequest("\(key) must be a string") }
+        try ControlCharacters.check(value, key)
         return value
     }
 
     func strings(_ key: String) throws -> [String]? {
         guard has(key) else { return nil }
         guard let value = object[key] as? [String], !value.isEmpty else { throw AdminError.badRequest("\(key) must be a non-empty list of strings") }
+        for item in value { try ControlCharacters.check(item, key) }
         return value
     }
 

@@ -63,6 +63,7 @@ public enum RelayApplication {
 
     static func parts(config: RelayConfig, dependencies: RelayDependencies) async throws -> Parts {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ControlCharacterMiddleware())
         let store = dependencies.store
         let registry = SubscriptionRegistry(try await store.syncConfigSubscriptions(
             config.subscriptions.map { $0.subscription(createdAt: dependencies.clock.now()) }, now: dependencies.clock.now()))
