@@ -183,6 +183,21 @@ import Testing
         }
     }
 
+    /// A replay's times are whole ISO 8601 times; Foundation alone took `…Zjunk` as the time before it.
+    @Test(arguments: [("2026-11-22T00:00:00Zjunk", 400), ("2026-11-22T00:00:00Z ", 400), ("2026-11-22", 400), ("2026-11-22T00:00:00", 400),
+                      ("yesterday", 400), ("2026-11-22T00:00:00Z", 202), ("2026-11-22T00:00:00.250Z", 202), ("2026-11-22T08:00:00+08:00", 202)])
+    func replayTimesMustBeWholeISO8601Times(since: String, status: Int) async throws {
+        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/")) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let answer = try await Self.call(client, .post, "/v1/subscriptions/crm/replay", json: #"{"since": "\#(since)"}"#)
+                #expect(answer.status == status, "\(since): \(answer.body)")
+                if status == 400 {
+                    #expect(((answer.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("since must be an ISO 8601 time") == true)
+                }
+            }
+        }
+    }
+
     @Test func disablingCancelsPendingDeliveriesAtOnce() async throws {
         try await TestReceiver.run(respond: { _, _ in .init(status: 500) }) { _, port in
             try await TestRelay.with(extraYAML: Self.yaml(schedule: "[1h]")) { relay in

@@ -52,7 +52,10 @@ struct JSONBody {
 }
 
 extension Date {
+    /// Foundation's parser stops at the end of a time it recognizes and ignores what follows (it
+    /// took `2026-11-22T08:00:00Zjunk`), so the whole text is matched first.
     static func fromISO8601(_ text: String) -> Date? {
-        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
+        guard text.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})/) != nil else { return nil }
+        return (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
     }
 }
