@@ -87,3 +87,36 @@ public enum Glob {
         return p == pattern.endIndex
     }
 }
+
+/// What a subscription's AppIDs and event globs may be, checked where they come in (relay.yml and
+/// the admin API): a typo such as an empty string or a trailing space would otherwise make a
+/// subscription that silently matches nothing.
+public enum SubscriptionFilter {
+    public struct Problem: Error, Equatable, Sendable {
+        /// The offending item's position, or nil when the list itself is wrong (empty).
+        public let index: Int?
+        public let message: String
+    }
+
+    /// `*` or AppIDs: letters and digits, at most 32.
+    public static func check(appids: [String]) throws(Problem) {
+        guard !appids.isEmpty else { throw Problem(index: nil, message: "list at least one AppID, or * for all") }
+        for (index, appid) in appids.enumerated() where appid != "*" {
+            guard !appid.isEmpty, appid.count <= 32, appid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+                throw Problem(index: index, message: "\(quoted(appid)) is not an AppID (letters and digits, at most 32, such as wx1234567890abcdef) or *")
+            }
+        }
+    }
+
+    /// Event-type globs: 1 to 128 characters, no spaces or control characters.
+    public static func check(events: [String]) throws(Problem) {
+        guard !events.isEmpty else { throw Problem(index: nil, message: "list at least one event type or glob, or * for all") }
+        for (index, glob) in events.enumerated() {
+            guard !glob.isEmpty, glob.count <= 128, !glob.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+                throw Problem(index: index, message: "\(quoted(glob)) is not an event type or glob (such as message.* or event.subscribe; no spaces)")
+            }
+        }
+    }
+
+    private static func quoted(_ text: String) -> String { "\"" + text.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\"" }
+}

@@ -91,6 +91,16 @@ import Testing
                 #expect(Self.errorCode(unknownField.body) == "invalid_request")
                 #expect(((unknownField.body["error"] as? [String: Any])?["message"] as? String)?.contains("evnts") == true)
                 #expect(try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9/", "ordered": 1}"#).status == 400)
+
+                // AppIDs and globs that could never match are refused, naming the item; a PATCH too.
+                let typo = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9/", "appids": ["*", "wx12 "]}"#)
+                #expect(typo.status == 400)
+                #expect(((typo.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix(#"appids[1]: "wx12 " is not an AppID"#) == true)
+                let glob = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9/", "events": [""]}"#)
+                #expect(((glob.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix(#"events[0]: "" is not an event type"#) == true)
+                #expect(try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "crm2", "url": "http://127.0.0.1:9/"}"#).status == 201)
+                #expect(try await Self.call(client, .patch, "/v1/subscriptions/crm2", json: #"{"events": ["message. text"]}"#).status == 400)
+                #expect(try await Self.call(client, .get, "/v1/subscriptions/crm2").body["events"] as? [String] == ["*"])
             }
         }
     }

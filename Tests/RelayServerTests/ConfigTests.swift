@@ -84,6 +84,14 @@ import Testing
             == "subscriptions[1].id: subscription id a is used twice")
         #expect(error("wechat:\n  components:\n    - appid: wx1\n      token: tok123\n      encoding_aes_key: Kz3vQ8pLm2Nw7Xy4Rt6Ub9Ce1Df5Gh0Jk8Lm3Np7Qr2")
             == "wechat.components[0].appsecret: is required")
+        // AppIDs and event globs that could never match are named, not kept as a subscription that receives nothing.
+        let subscription = minimal + "\nsubscriptions:\n  - id: a\n    url: https://x\n"
+        #expect(error(subscription + "    appids: [wx1234567890abcdef, 'wx1234567890abcde ']")
+            == #"subscriptions[0].appids[1]: "wx1234567890abcde " is not an AppID (letters and digits, at most 32, such as wx1234567890abcdef) or *"#)
+        #expect(error(subscription + "    appids: []") == "subscriptions[0].appids: list at least one AppID, or * for all")
+        #expect(error(subscription + "    events: ['message. *']").hasPrefix(#"subscriptions[0].events[0]: "message. *" is not an event type or glob"#))
+        #expect(error(subscription + "    events: ['']").hasPrefix(#"subscriptions[0].events[0]: "" is not an event type"#))
+        #expect(error(subscription + "    appids: ['*', wx1234567890abcdef]\n    events: [message.*, event.subscribe]") == "no error")
         #expect(error("- just\n- a list").hasPrefix("expected a mapping"))
         #expect(error("key: [unclosed").hasPrefix("not valid YAML"))
     }

@@ -45,6 +45,22 @@ struct SubscriptionRoutes: Sendable {
         return subscription
     }
 
+    private static func appids(_ body: JSONBody) throws -> [String]? {
+        guard let appids = try body.strings("appids") else { return nil }
+        do throws(SubscriptionFilter.Problem) { try SubscriptionFilter.check(appids: appids) } catch { throw badFilter("appids", error) }
+        return appids
+    }
+
+    private static func events(_ body: JSONBody) throws -> [String]? {
+        guard let events = try body.strings("events") else { return nil }
+        do throws(SubscriptionFilter.Problem) { try SubscriptionFilter.check(events: events) } catch { throw badFilter("events", error) }
+        return events
+    }
+
+    private static func badFilter(_ key: String, _ problem: SubscriptionFilter.Problem) -> AdminError {
+        .badRequest(key + (problem.index.map { "[\($0)]" } ?? "") + ": " + problem.message)
+    }
+
     private func readOnlyCheck(_ subscription: Subscription) throws {
         guard subscription.source == .api else {
             throw AdminError.conflict("subscription \(subscription.id) is defined in relay.yml and is read-only here; change it there")
@@ -64,7 +80,7 @@ struct SubscriptionRoutes: Sendable {
             throw AdminError.badRequest("secret: expected whsec_ followed by base64 of at least 24 bytes (or leave it out)")
         }
         let subscription = Subscription(
-            id: id, url: url, appids: try body.strings("appids") ?? ["*"], events: try body.strings("events") ?? ["*"],
+            id: id, url: url, appids: try Self.appids(body) ?? ["*"], events: try Self.events(body) ?? ["*"],
             reply: try body.bool("reply") ?? false, ordered: try body.bool("ordered") ?? false, source: .api,
             createdAt: clock.now(), secret: secret)
         try replyConflictCheck(subscription)
@@ -87,8 +103,8 @@ struct SubscriptionRoutes: Sendable {
             try await checkURL(url)
             subscription.url = url
         }
-        if let appids = try body.strings("appids") { subscription.appids = appids }
-        if let events = try body.strings("events") { subscription.events = events }
+        if let appids = try Self.appids(body) { subscription.appids = appids }
+        if let events = try Self.events(body) { subscription.events = events }
         if let ordered = try body.bool("ordered") { subscription.ordered = ordered }
         if let reply = try body.bool("reply") { subscription.reply = reply }
         if let status = try body.string("status") {

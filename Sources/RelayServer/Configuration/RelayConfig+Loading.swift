@@ -162,6 +162,16 @@ extension RelayConfig {
         }
         subscription.appids = try m.strings("appids", default: ["*"])
         subscription.events = try m.strings("events", default: ["*"])
+        do throws(SubscriptionFilter.Problem) {
+            try SubscriptionFilter.check(appids: subscription.appids)
+        } catch {
+            throw ConfigError(m.child("appids") + (error.index.map { "[\($0)]" } ?? ""), error.message)
+        }
+        do throws(SubscriptionFilter.Problem) {
+            try SubscriptionFilter.check(events: subscription.events)
+        } catch {
+            throw ConfigError(m.child("events") + (error.index.map { "[\($0)]" } ?? ""), error.message)
+        }
         subscription.ordered = try m.bool("ordered", default: false)
         subscription.reply = try m.bool("reply", default: false)
         try m.finish()
