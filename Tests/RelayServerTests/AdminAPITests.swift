@@ -100,6 +100,8 @@ import Testing
                 #expect(((glob.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix(#"events[0]: "" is not an event type"#) == true)
                 #expect(try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "crm2", "url": "http://127.0.0.1:9/"}"#).status == 201)
                 #expect(try await Self.call(client, .patch, "/v1/subscriptions/crm2", json: #"{"events": ["message. text"]}"#).status == 400)
+                let port = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9:99999/"}"#)
+                #expect(((port.body["error"] as? [String: Any])?["message"] as? String) == "url: not a valid URL (such as https://crm.example.com/hooks/wechat)")
                 #expect(try await Self.call(client, .get, "/v1/subscriptions/crm2").body["events"] as? [String] == ["*"])
             }
         }

@@ -30,6 +30,7 @@ struct EgressGuard: Sendable {
     }
 
     enum Refusal: Error, CustomStringConvertible {
+        case malformed
         case scheme(String)
         case noHost
         case unresolvable(String)
@@ -37,6 +38,7 @@ struct EgressGuard: Sendable {
 
         var description: String {
             switch self {
+            case .malformed: "not a valid URL (such as https://crm.example.com/hooks/wechat)"
             case .scheme(let scheme): "only http and https URLs are allowed, not \(scheme)"
             case .noHost: "the URL has no host"
             case .unresolvable(let host): "\(host) does not resolve"
@@ -48,7 +50,8 @@ struct EgressGuard: Sendable {
 
     /// Checks a URL's form: http(s) with a host. Literal addresses are classified at once.
     func checkURL(_ text: String) throws(Refusal) -> (host: String, url: URL) {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased() else { throw .scheme("(none)") }
+        guard let url = URL(string: text) else { throw .malformed }
+        guard let scheme = url.scheme?.lowercased() else { throw .scheme("a URL without one") }
         guard scheme == "http" || scheme == "https" else { throw .scheme(scheme) }
         guard let host = url.host, !host.isEmpty else { throw .noHost }
         let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
