@@ -173,6 +173,27 @@ import Testing
         }
     }
 
+    /// A form that cannot be read is a 400, before or after signing in. It used to be read through
+    /// `URLComponents.percentEncodedQuery`, whose setter traps on a bad escape: one anonymous post
+    /// to the sign-in form stopped the whole relay, intake included.
+    @Test func anUnreadableFormIsA400NotACrash() async throws {
+        try await Self.withDeadDelivery { relay, client, _, dead, cookie in
+            for body in ["token=%%%", "%ZZ=1", "token=a&token=b", "\u{FF}=%"] {
+                let answer = try await Self.post(client, "/dashboard/sign-in", form: body)
+                #expect(answer.status == .badRequest, "\(body)")
+                #expect(String(buffer: answer.body).contains("The form could not be read"))
+                #expect(answer.headers[.setCookie] == nil)
+            }
+            let replay = try await Self.post(client, "/dashboard/subscriptions/crm/replay", form: "hours=%G1", headers: [.cookie: cookie])
+            #expect(replay.status == .badRequest)
+            #expect(try await relay.store.delivery(id: dead.id)?.status == .dead)
+            // Escapes that are well formed are decoded: `-` as %2D, and `+` is a space.
+            let escaped = AdminAPITests.token.replacingOccurrences(of: "-", with: "%2D")
+            #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=\(escaped)").status == .seeOther)
+            #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=\(AdminAPITests.token)+").status == .unauthorized)
+        }
+    }
+
     /// The forms only work from the relay's own pages: a browser posting from elsewhere names
     /// its page in `Origin`. Nor does anything happen without a session.
     @Test func formsFromAnotherSiteOrWithoutASessionChangeNothing() async throws {

@@ -38,7 +38,8 @@ struct DashboardRoutes: Sendable {
                 response.headers[.retryAfter] = String(throttle.secondsUntilAllowed(at: now))
                 return response
             }
-            let token = try await form(request)["token"] ?? ""
+            guard let form = try await form(SignInForm.self, request) else { return Self.unreadableForm }
+            let token = form.token ?? ""
             guard constantTimeEquals(Array(token.utf8), Array(adminToken.utf8)) else {
                 throttle.recordFailure(at: now)
                 context.logger.notice("dashboard sign-in refused: wrong admin token")
@@ -65,7 +66,8 @@ struct DashboardRoutes: Sendable {
             try await guarded(request, context, post: true) {
                 let id = context.parameters.get("id") ?? ""
                 guard let subscription = try await store.subscription(id: id) else { return Self.redirect("/dashboard?done=missing") }
-                guard let hours = try await form(request)["hours"].flatMap(Int.init), (1...720).contains(hours) else {
+                guard let form = try await form(ReplayForm.self, request) else { return Self.unreadableForm }
+                guard let hours = form.hours.flatMap(Int.init), (1...720).contains(hours) else {
                     return HTML.response(.badRequest, "<p>hours must be a whole number from 1 to 720.</p>")
                 }
                 let now = clock.now()
@@ -106,11 +108,19 @@ struct DashboardRoutes: Sendable {
         return (url.port.map { "\(host):\($0)" } ?? host) == authority
     }
 
-    private func form(_ request: Request) async throws -> [String: String] {
+    private struct SignInForm: Decodable { var token: String? }
+    private struct ReplayForm: Decodable { var hours: String? }
+
+    /// The posted form, or nil when it cannot be read (a bad percent escape, a repeated field).
+    /// (It was read through `URLComponents.percentEncodedQuery`, whose setter traps on such input:
+    /// one unauthenticated sign-in post stopped the whole relay.)
+    private func form<Form: Decodable>(_ type: Form.Type, _ request: Request) async throws -> Form? {
         let body = try await request.body.collect(upTo: 16_384)
-        var components = URLComponents()
-        components.percentEncodedQuery = String(buffer: body).replacingOccurrences(of: "+", with: "%20")
-        return Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first })
+        return try? URLEncodedFormDecoder().decode(Form.self, from: String(buffer: body))
+    }
+
+    private static var unreadableForm: Response {
+        HTML.response(.badRequest, "<p>The form could not be read: send it from the dashboard's own page.</p>")
     }
 
     private func notice(_ request: Request) -> String? {
