@@ -288,6 +288,31 @@ import Testing
         }
     }
 
+    /// Parameters WeChat could not use are a 400 naming them, before a pre-auth code is spent. A
+    /// redirect_uri that URLComponents could not parse used to stop the relay (a force unwrap).
+    @Test func authLinkParametersWeChatCannotUseAreA400() async throws {
+        try await Self.withRelay { relay, fake, client async throws in
+            let before = fake.calls(to: "api_create_preauthcode").count
+            for (json, message) in [
+                (#""redirect_uri": "http://a b/""#, "redirect_uri must be an http(s) URL"),
+                (#""redirect_uri": "javascript:alert(1)""#, "redirect_uri must be an http(s) URL"),
+                (#""auth_type": "both""#, "auth_type must be a number"),
+                (#""biz_appid": "wx 1""#, "biz_appid must be an AppID"),
+            ] {
+                let answer = try await Self.call(client, .post, "/v1/auth-links", json: #"{"component_appid": "\#(Self.component)", \#(json)}"#)
+                #expect(answer.status == 400, "\(json)")
+                #expect(((answer.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix(message) == true, "\(answer.body)")
+            }
+            let page = try await client.get("/onboarding?component_appid=\(Self.component)&auth_type=both")
+            #expect(page.status == 400 && page.body.contains("auth_type must be a number"))
+            #expect(fake.calls(to: "api_create_preauthcode").count == before)
+            let good = try await Self.call(client, .post, "/v1/auth-links",
+                                           json: #"{"component_appid": "\#(Self.component)", "auth_type": "2", "redirect_uri": "https://platform.example.com/back?x=1"}"#)
+            #expect(good.status == 200)
+            #expect((good.body["url"] as? String)?.contains("redirect_uri=https%3A%2F%2Fplatform.example.com%2Fback%3Fx%3D1") == true)
+        }
+    }
+
     /// A refresh service wired like the application's, on the relay's store and clock.
     static func refreshService(_ relay: TestRelay, base: String) async throws -> TokenRefreshService {
         let client = HTTPClientHolder.shared

@@ -104,6 +104,8 @@ func mapped<T>(_ body: () async throws -> T) async throws -> T {
         }
     } catch let error as WeChatAPIError {
         throw AdminError(status: .badGateway, code: "wechat_error", message: error.description)
+    } catch let error as AuthLinkBuilder.BadParameter {
+        throw AdminError.badRequest(error.description)
     }
 }
 

@@ -12,13 +12,28 @@ struct AuthLinkBuilder: Sendable {
         let expiresAt: Date
     }
 
+    /// A link's parameter that WeChat could not use, named (a 400 from either route).
+    struct BadParameter: Error, CustomStringConvertible {
+        let description: String
+    }
+
     func link(kind: String, componentAppid: String?, authType: String?, bizAppid: String?, redirectURI: String?,
               returnTo: String?) async throws -> Link {
+        // Checked before a pre-auth code is asked for: a bad request spends none of WeChat's quota.
+        if let authType, authType.wholeMatch(of: /[1-9][0-9]?/) == nil {
+            throw BadParameter(description: "auth_type must be a number such as 1 (official accounts), 2 (mini programs) or 3 (both)")
+        }
+        if let bizAppid, !bizAppid.isEmpty, bizAppid.count > 32 || !bizAppid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) {
+            throw BadParameter(description: "biz_appid must be an AppID such as wx1234567890abcdef")
+        }
+        guard var callback = URLComponents(string: redirectURI ?? publicURL.trimmingTrailingSlash + "/onboarding/callback"),
+              ["http", "https"].contains(callback.scheme?.lowercased() ?? ""), callback.host?.isEmpty == false else {
+            throw BadParameter(description: "redirect_uri must be an http(s) URL such as https://platform.example.com/wechat/authorized")
+        }
         let component = try authorization.component(componentAppid)
         let code = try await authorization.withComponentToken(component) { token in
             try await authorization.api.createPreAuthCode(appid: component, token: token)
         }
-        var callback = URLComponents(string: redirectURI ?? publicURL.trimmingTrailingSlash + "/onboarding/callback")!
         if redirectURI == nil {
             callback.queryItems = [URLQueryItem(name: "component_appid", value: component)]
                 + (returnTo.map { [URLQueryItem(name: "return_to", value: $0)] } ?? [])

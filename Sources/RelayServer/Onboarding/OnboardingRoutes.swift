@@ -27,6 +27,8 @@ struct OnboardingRoutes: Sendable {
                                          redirectURI: nil, returnTo: returnTo).url
                 }
                 return OnboardingPage.response(.ok, OnboardingPage.start(pc: try await make("pc"), mobile: try await make("mobile")))
+            } catch let error as AuthLinkBuilder.BadParameter {
+                return OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: error.description))
             } catch let error as TokenError {
                 context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
                 guard case .noTicket = error else {
