@@ -199,6 +199,23 @@ import Testing
         }
     }
 
+    /// A subscriber that answers at once but never finishes its body (a byte every 20 ms, so no
+    /// read timeout fires) is cut off by the attempt timeout too: the attempt fails and its slot
+    /// is freed, rather than the delivery being held as long as the subscriber likes.
+    @Test func anAnswerThatNeverEndsIsCutAtTheTimeout() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 200, body: "ok", trickles: true) }) { _, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: trickle\n    url: http://127.0.0.1:\(port)/", schedule: "[1h]", timeout: "300ms")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    _ = try await client.send(relay.textPush())
+                    let report = try #require(try await reports.next(1).first)
+                    #expect(report.verdict != .succeeded)
+                    #expect(report.error?.contains("timed out") == true, "\(report)")
+                }
+            }
+        }
+    }
+
     @Test func aHangingSubscriberDoesNotDelayAnother() async throws {
         // The hanging subscriber holds every request for 5 s; the attempt timeout (3 s) ends them first.
         try await TestReceiver.run(respond: { _, _ in .init(delay: .seconds(5)) }) { _, hangingPort in

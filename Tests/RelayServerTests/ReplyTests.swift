@@ -8,7 +8,7 @@ import WeChatCrypto
 import WeChatXML
 
 /// Passive replies over HTTP, acting as WeChat.
-@Suite struct ReplyTests {
+@Suite(.timeLimit(.minutes(1))) struct ReplyTests {
     static func yaml(bot: Int, deadline: String = "4s", normal: Int? = nil) -> String {
         """
         delivery:
@@ -123,6 +123,19 @@ import WeChatXML
                     #expect(relay.metrics.exposition().contains("relay_replies_total{outcome=\"deadline\"} 1"))
                 }
             }
+        }
+    }
+
+    /// A bot that answers its head at once but never ends its body is cut at the deadline too
+    /// (AsyncHTTPClient's own deadline stops at the head): WeChat still gets `success` in time.
+    @Test func aBotWhoseAnswerNeverEndsGetsSuccessInTime() async throws {
+        try await Self.withBot({ _, _ in .init(status: 200, headers: ["Content-Type": "application/json"], body: #"{"MsgType":"#, trickles: true) },
+                               deadline: "500ms") { (relay: TestRelay, client: any TestClientProtocol) async throws -> Void in
+            let started = ContinuousClock.now
+            #expect(try await client.send(relay.textPush()).body == "success")
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed < .milliseconds(500) + .milliseconds(1500), "answered after \(elapsed)")
+            #expect(relay.metrics.exposition().contains("relay_replies_total{outcome=\"deadline\"} 1"))
         }
     }
 

@@ -19,11 +19,15 @@ public final class TestReceiver: Sendable {
         public var headers: [String: String]
         public var delay: Duration
         public var body: String
-        public init(status: Int = 204, headers: [String: String] = [:], delay: Duration = .zero, body: String = "") {
+        /// Sends the status and `body` at once, then a byte every 20 ms until the client hangs up:
+        /// an answer that never ends but is never silent either (no read timeout can end it).
+        public var trickles: Bool
+        public init(status: Int = 204, headers: [String: String] = [:], delay: Duration = .zero, body: String = "", trickles: Bool = false) {
             self.status = status
             self.headers = headers
             self.delay = delay
             self.body = body
+            self.trickles = trickles
         }
     }
 
@@ -94,6 +98,17 @@ public final class TestReceiver: Sendable {
             let answer = await respond(received, number)
             if answer.delay > .zero { try? await Task.sleep(for: answer.delay) }
             var response = Response(status: .init(code: answer.status), body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+            if answer.trickles {
+                response.body = ResponseBody { writer in
+                    try await writer.write(ByteBuffer(string: answer.body))
+                    // Ends when a write fails (the client closed) or the server stops.
+                    while !Task.isCancelled {
+                        try await writer.write(ByteBuffer(string: "."))
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    try await writer.finish(nil)
+                }
+            }
             for (name, value) in answer.headers { response.headers[.init(name)!] = value }
             return response
         }
