@@ -8,7 +8,7 @@ import RelayTestSupport
 import Testing
 
 /// The authorization flow against the fake WeChat API.
-@Suite struct OnboardingTests {
+@Suite(.timeLimit(.minutes(1))) struct OnboardingTests {
     static let component = TestCredentials.componentAppid
     static let admin = """
         admin:
@@ -310,6 +310,25 @@ import Testing
                                            json: #"{"component_appid": "\#(Self.component)", "auth_type": "2", "redirect_uri": "https://platform.example.com/back?x=1"}"#)
             #expect(good.status == 200)
             #expect((good.body["url"] as? String)?.contains("redirect_uri=https%3A%2F%2Fplatform.example.com%2Fback%3Fx%3D1") == true)
+        }
+    }
+
+    /// WeChat's answer is read against the call's timeout as a whole: one that sent its head and
+    /// then trickled held the caller (a token refresh, under its lock) indefinitely.
+    @Test func aWeChatAnswerThatNeverEndsFailsAtTheTimeout() async throws {
+        try await FakeWeChat.run { fake, base in
+            fake.trickle("api_component_token")
+            var api = WeChatAPIClient(client: HTTPClientHolder.shared, baseURL: base, metrics: RelayMetrics())
+            api.timeout = .milliseconds(300)
+            let started = ContinuousClock.now
+            do {
+                _ = try await api.post("api_component_token", path: "/cgi-bin/component/api_component_token", query: [], body: Data("{}".utf8))
+                Issue.record("a call whose answer never ended returned")
+            } catch let error as WeChatAPIError {
+                #expect(error.errcode == -2)
+                #expect(error.errmsg.contains("did not arrive in time"), "\(error)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(5))
         }
     }
 

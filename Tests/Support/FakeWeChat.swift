@@ -27,6 +27,7 @@ public final class FakeWeChat: Sendable {
         var calls: [Call] = []
         var refusesTicketRequests = false
         var nickNames: [String: String] = [:]           // authorizer appid -> nick_name, as JSON
+        var trickling: Set<String> = []                 // APIs whose answer never ends
     }
 
     private let state = Mutex(State())
@@ -74,6 +75,12 @@ public final class FakeWeChat: Sendable {
         let json = String(decoding: try! JSONEncoder().encode(name), as: UTF8.self)
         state.withLock { $0.nickNames[authorizer] = json }
     }
+
+    /// From now on `api` answers its head and then a byte every 20 ms, never ending (as a stalled
+    /// middlebox might): only a deadline on the whole answer ends the call.
+    public func trickle(_ api: String) { state.withLock { _ = $0.trickling.insert(api) } }
+
+    func trickles(_ path: String) -> Bool { state.withLock { $0.trickling.contains { path.hasSuffix("/" + $0) } } }
 
     /// Makes every issued token stale (as after a token reset), so the next use gets 40001.
     public func invalidateTokens() {
@@ -168,7 +175,17 @@ public final class FakeWeChat: Sendable {
                 for (key, value) in object { fields[key] = "\(value)" }
             }
             let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: fields)
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
+            guard fake.trickles(request.uri.path) else {
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
+            }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: "{"))
+                while !Task.isCancelled {  // ends when a write fails: the client hung up
+                    try await writer.write(ByteBuffer(string: " "))
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try await writer.finish(nil)
+            })
         }
         router.on("/**", method: .get) { request, _ -> Response in
             let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: [:])

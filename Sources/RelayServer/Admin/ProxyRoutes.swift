@@ -43,8 +43,9 @@ struct ProxyRoutes: Sendable {
         if let contentType { outbound.headers.add(name: "Content-Type", value: contentType) }
         if body.readableBytes > 0 { outbound.body = .bytes(body) }
         do {
+            let deadline = ContinuousClock.now + .seconds(30)
             let response = try await api.client.execute(outbound, timeout: .seconds(30))
-            let bytes = try await response.body.collect(upTo: Self.maxBodyBytes)
+            let bytes = try await response.body(upTo: Self.maxBodyBytes, pastLimit: .fail, by: deadline)
             api.metrics.wechatCall(api: "proxy", errcode: Self.errcode(bytes) ?? 0)
             return (Int(response.status.code), response.headers.first(name: "Content-Type"), bytes)
         } catch {

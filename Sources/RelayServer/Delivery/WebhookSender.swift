@@ -56,57 +56,22 @@ struct WebhookSender: Sendable {
             WebhookSigner.header(secrets: secrets, id: eventId, timestamp: timestamp, body: $0)
         })
         request.body = .bytes(bytes)
-        // One deadline for the whole attempt, DNS included: AsyncHTTPClient's covers the request
-        // and the answer's head only, so an answer whose body never ends held its delivery (or a
-        // passive reply, past WeChat's 5 s) for as long as the subscriber liked.
+        // One deadline for the whole attempt, DNS and the answer's body included (see
+        // `HTTPClientResponse.body(upTo:pastLimit:by:)`).
         let deadline = started + timeout
         do {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { throw HTTPClientError.deadlineExceeded }
             let response = try await client.execute(request, timeout: .nanoseconds(left.nanoseconds))
-            let kept = try await Self.read(response, keeping: readLimit, until: deadline)
+            let kept = Array(try await response.body(upTo: readLimit, pastLimit: .drop, by: deadline).readableBytesView)
             let excerpt = kept.prefix(Self.excerptLimit)
             return SendResult(statusCode: Int(response.status.code), duration: ContinuousClock.now - started,
                               responseExcerpt: excerpt.isEmpty ? nil : Self.readable(excerpt),
                               retryAfter: response.headers.first(name: "Retry-After"), responseBody: kept)
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            return SendResult(error: "timed out after \(timeout)", duration: ContinuousClock.now - started)
-        } catch is AnswerTimedOut {
+        } catch where error is AnswerTimedOut || [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error as? HTTPClientError) {
             return SendResult(error: "timed out after \(timeout)", duration: ContinuousClock.now - started)
         } catch {
             return SendResult(error: "\(error)", duration: ContinuousClock.now - started)
-        }
-    }
-}
-
-extension WebhookSender {
-    private struct AnswerTimedOut: Error {}
-
-    /// The answer's body, whole so the connection can be reused, keeping its first `limit` bytes,
-    /// unless `deadline` comes first: then reading stops (the request is cancelled, its connection
-    /// closed). An answer without a body (204, `Content-Length: 0`: most webhook answers) has
-    /// nothing to wait for, and no second task is started for it.
-    fileprivate static func read(_ response: HTTPClientResponse, keeping limit: Int,
-                                 until deadline: ContinuousClock.Instant) async throws -> [UInt8] {
-        if response.status == .noContent || response.status == .notModified || response.headers.first(name: "Content-Length") == "0" {
-            for try await _ in response.body {}
-            return []
-        }
-        return try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
-            group.addTask {
-                var kept: [UInt8] = []
-                for try await chunk in response.body where kept.count < limit {
-                    kept += chunk.readableBytesView.prefix(limit - kept.count)
-                }
-                return kept
-            }
-            group.addTask {
-                try await Task.sleep(until: deadline)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let kept = first else { throw AnswerTimedOut() }
-            return kept
         }
     }
 }

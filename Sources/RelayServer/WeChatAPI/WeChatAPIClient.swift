@@ -10,7 +10,7 @@ struct WeChatAPIClient: Sendable {
     let client: HTTPClient
     let baseURL: String
     let metrics: RelayMetrics
-    let timeout: Duration = .seconds(10)
+    var timeout: Duration = .seconds(10)
 
     /// POSTs `body` to `path` and decodes the answer as `Answer`, after checking `errcode`.
     func call<Answer: Decodable>(_ api: String, path: String, query: [(String, String)] = [], body: JSONValue,
@@ -32,8 +32,9 @@ struct WeChatAPIClient: Sendable {
         request.body = .bytes(ByteBuffer(bytes: body))
         let data: Data
         do {
+            let deadline = ContinuousClock.now + timeout
             let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
-            data = Data(try await response.body.collect(upTo: 4 << 20).readableBytesView)
+            data = Data(try await response.body(upTo: 4 << 20, pastLimit: .fail, by: deadline).readableBytesView)
             guard (200..<300).contains(response.status.code) else {
                 metrics.wechatCall(api: api, errcode: -2)
                 throw WeChatAPIError(api: api, errcode: -2, errmsg: "HTTP \(response.status.code)")
