@@ -1,12 +1,35 @@
 import Foundation
 import HummingbirdTesting
+import NIOCore
+import NIOPosix
 import RelayCore
 import RelayServer
 import RelayTestSupport
 import Testing
 import WeChatCrypto
 
-@Suite struct EchoAndOperationsTests {
+@Suite(.timeLimit(.minutes(1))) struct EchoAndOperationsTests {
+    /// A client that connects and says nothing is closed after `server.idle_timeout`: it used to
+    /// hold its socket, and a file descriptor, for ever.
+    @Test func aSilentConnectionIsClosedAfterTheIdleTimeout() async throws {
+        try await TestRelay.with(idleTimeout: "200ms") { relay in
+            try await relay.application().test(.live) { client async throws in
+                #expect(try await client.get("/healthz").status == 200)
+                let port = try #require(client.port)
+                let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+                let started = ContinuousClock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    // A watchdog closes it after 10 s, so a relay that never does fails the check below.
+                    group.addTask { try await Task.sleep(for: .seconds(10)); try? await silent.close() }
+                    try await silent.closeFuture.get()
+                    group.cancelAll()
+                }
+                #expect(ContinuousClock.now - started < .seconds(5), "the relay kept a silent connection open")
+            }
+        }
+    }
+
+
     @Test func plainEchostrVariant() async throws {
         try await TestRelay.with { relay in
             let ts = String(relay.timestamp)

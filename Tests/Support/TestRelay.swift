@@ -39,12 +39,13 @@ public enum TestCredentials {
     /// A complete `relay.yml` for tests; `extra` is appended at the top level.
     /// `apiBase` defaults to a closed loopback port: tests never reach the real WeChat.
     public static func yaml(storageURL: String, port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
-                            extra: String = "") -> String {
+                            idleTimeout: String = "60s", extra: String = "") -> String {
         """
         server:
           host: 127.0.0.1
           port: \(port)
           max_body_bytes: 65536
+          idle_timeout: \(idleTimeout)
         storage:
           url: \(storageURL)
           encryption_key: \(encryptionKey ?? "")
@@ -91,10 +92,11 @@ public struct TestRelay: Sendable {
     /// SQLite file in `directory` (a PostgreSQL database, say).
     public static func with<T: Sendable>(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
                                          port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
-                                         storageURL: String? = nil, _ body: (TestRelay) async throws -> T) async throws -> T {
+                                         storageURL: String? = nil, idleTimeout: String = "60s",
+                                         _ body: (TestRelay) async throws -> T) async throws -> T {
         let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storageURL: storageURL ?? "sqlite:" + directory + "/relay.sqlite",
                                                                       port: port, encryptionKey: encryptionKey, apiBase: apiBase,
-                                                                      extra: extraYAML),
+                                                                      idleTimeout: idleTimeout, extra: extraYAML),
                                            environment: [:])
         return try await StoreFactory.withStore(config.storage, logger: Logger(label: "test")) { store in
             try await body(TestRelay(config: config, store: store, clock: TestClock(now), metrics: RelayMetrics(), directory: directory))

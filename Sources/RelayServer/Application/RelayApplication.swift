@@ -43,6 +43,7 @@ public enum RelayApplication {
         let logger = dependencies.logger
         return Application(
             router: parts.router,
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(config.server.idleTimeout.nanoseconds))),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
             services: parts.services,
             onServerRunning: { channel in

@@ -48,6 +48,8 @@ extension RelayConfig {
             throw ConfigError(m.child("public_url"), "expected an http(s) URL such as https://relay.example.com")
         }
         server.maxBodyBytes = try m.int("max_body_bytes", default: server.maxBodyBytes, range: 1024...(64 << 20))
+        server.idleTimeout = try m.duration("idle_timeout", default: server.idleTimeout)
+        guard server.idleTimeout > .zero else { throw ConfigError(m.child("idle_timeout"), "must be more than 0 (such as 60s)") }
         try m.finish()
         return server
     }

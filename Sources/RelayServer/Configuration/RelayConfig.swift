@@ -12,6 +12,9 @@ public struct RelayConfig: Sendable {
         /// How WeChat and browsers reach this relay (used to build callback URLs).
         public var publicURL = "http://localhost:8080"
         public var maxBodyBytes = 1_048_576
+        /// How long a connection may sit without a request before it is closed: an idle or
+        /// silent client does not hold a socket (and a file descriptor) for ever.
+        public var idleTimeout: Duration = .seconds(60)
     }
 
     public struct Admin: Sendable {
