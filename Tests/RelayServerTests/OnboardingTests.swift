@@ -319,7 +319,7 @@ import Testing
         try await FakeWeChat.run { fake, base in
             fake.trickle("api_component_token")
             var api = WeChatAPIClient(client: HTTPClientHolder.shared, baseURL: base, metrics: RelayMetrics())
-            api.timeout = .milliseconds(300)
+            api.timeout = .seconds(2)  // ample for the head, even on a loaded machine: the body is what never ends
             let started = ContinuousClock.now
             do {
                 _ = try await api.post("api_component_token", path: "/cgi-bin/component/api_component_token", query: [], body: Data("{}".utf8))
@@ -328,7 +328,7 @@ import Testing
                 #expect(error.errcode == -2)
                 #expect(error.errmsg.contains("did not arrive in time"), "\(error)")
             }
-            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(ContinuousClock.now - started < .seconds(8))
         }
     }
 
