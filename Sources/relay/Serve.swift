@@ -40,6 +40,12 @@ struct Serve: AsyncParsableCommand {
                 server.host/server.port: cannot listen on \(config.server.host):\(config.server.port): \(error.explanation) \
                 (another process has the port, or the address is not this machine's); change server.port or stop that process
                 """)
+        } catch let error as SocketAddressError.UnknownHost {
+            logger.error("relay stopped: cannot listen", metadata: ["error": "\(error)"])
+            throw CommandFailure("""
+                server.host: cannot listen on \(config.server.host): \(error); use an address of this machine, \
+                such as 0.0.0.0 (every interface) or 127.0.0.1
+                """)
         } catch {
             logger.error("relay stopped with an error", metadata: ["error": "\(error)"])
             throw error

@@ -214,6 +214,16 @@ import Testing
         #expect(!output.contains("CancellationError"), "\(output)")
     }
 
+    @Test func serveOnAHostThatIsNoAddressStopsNamingTheKey() async throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").replacingOccurrences(of: "host: 127.0.0.1", with: "host: not a host")
+            .write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let result = try await runStopping(["serve"], directory: directory)
+        let output = String(result.output.prefix(2000))
+        #expect(!result.stopped && result.status != 0, "\(output)")
+        #expect(output.contains("server.host: cannot listen on not a host:"), "\(output)")
+    }
+
     /// Like `run`, but a process still running after 30 s (a `serve` that should have refused to
     /// start) is stopped instead of hanging the test: SIGTERM, then SIGKILL. `stopped` says so.
     func runStopping(_ arguments: [String], directory: String) async throws -> (status: Int32, output: String, stopped: Bool) {

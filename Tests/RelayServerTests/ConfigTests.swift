@@ -70,6 +70,13 @@ import Testing
             == "wechat.components[0].encoding_aes_key: illegal EncodingAESKey: expected 43 characters, got 5")
         #expect(error(minimal + "\ndelivery:\n  timeout: soon").hasPrefix("delivery.timeout: expected a duration"))
         #expect(error(minimal + "\nserver:\n  port: 99999").hasPrefix("server.port: expected a whole number"))
+        // Durations that would stop or break the relay: each named, none accepted.
+        #expect(error(minimal + "\ndelivery:\n  timeout: 0s") == "delivery.timeout: must be more than 0 and at most 1h (such as 10s)")
+        #expect(error(minimal + "\ndelivery:\n  timeout: 1e30s") == #"delivery.timeout: must be at most 3650d, got "1e30s""#)  // trapped
+        #expect(error(minimal + "\nreply:\n  deadline: 0ms") == "reply.deadline: must be more than 0 (such as 4s)")
+        #expect(error(minimal + "\nserver:\n  idle_timeout: 0s") == "server.idle_timeout: must be more than 0 (such as 60s)")
+        #expect(error(minimal.replacingOccurrences(of: "wechat:", with: "wechat:\n  max_clock_skew: 0s")).hasPrefix("wechat.max_clock_skew: must be at least 1s"))
+        #expect(error(minimal + "\nstorage:\n  retention: 3651d") == #"storage.retention: must be at most 3650d, got "3651d""#)
         #expect(error(minimal + "\nstorage:\n  url: mysql://x").hasPrefix("storage.url: expected sqlite:PATH"))
         #expect(error(minimal + "\nstorage:\n  url: postgres://db.internal/relay") == "storage.url: the PostgreSQL URL names no user")
         #expect(error(minimal + "\nstorage:\n  url: postgres://relay@db.internal/relay?sslmode=maybe")

@@ -170,6 +170,9 @@ enum ConfigDuration {
             let number = trimmed.dropLast(suffix.count)
             // "5ms" also ends in "s": only accept when what is left is a number.
             if let value = Double(number), value >= 0, value.isFinite {
+                // A bound well past any sane setting keeps the value inside Duration's and the
+                // server's nanosecond arithmetic (`1e30s` trapped converting to Int64).
+                guard value * seconds <= 3650 * 86_400 else { throw ConfigError(path, "must be at most 3650d, got \"\(text)\"") }
                 return .milliseconds(Int64((value * seconds * 1000).rounded()))
             }
         }

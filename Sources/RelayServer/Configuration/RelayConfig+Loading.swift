@@ -86,6 +86,9 @@ extension RelayConfig {
             throw ConfigError(m.child("api_base"), "expected an http(s) URL")
         }
         wechat.maxClockSkew = try m.duration("max_clock_skew", default: wechat.maxClockSkew)
+        guard wechat.maxClockSkew >= .seconds(1) else {
+            throw ConfigError(m.child("max_clock_skew"), "must be at least 1s (WeChat's timestamps are whole seconds; 0 refuses almost every push)")
+        }
         for c in try m.mappings("components") {
             let appid = try appidValue(c, "appid")
             let token = try tokenValue(c)
@@ -116,6 +119,9 @@ extension RelayConfig {
     private static func readDelivery(_ m: ConfigMapping) throws(ConfigError) -> Delivery {
         var delivery = Delivery()
         delivery.timeout = try m.duration("timeout", default: delivery.timeout)
+        guard delivery.timeout > .zero, delivery.timeout <= .seconds(3600) else {
+            throw ConfigError(m.child("timeout"), "must be more than 0 and at most 1h (such as 10s)")
+        }
         delivery.retrySchedule = try m.durations("retry_schedule", default: delivery.retrySchedule)
         delivery.maxInFlightPerSubscription = try m.int("max_in_flight_per_subscription", default: delivery.maxInFlightPerSubscription, range: 1...1024)
         delivery.allowPrivateNetworks = try m.bool("allow_private_networks", default: false)
@@ -126,6 +132,7 @@ extension RelayConfig {
     private static func readReply(_ m: ConfigMapping) throws(ConfigError) -> Reply {
         var reply = Reply()
         reply.deadline = try m.duration("deadline", default: reply.deadline)
+        guard reply.deadline > .zero else { throw ConfigError(m.child("deadline"), "must be more than 0 (such as 4s)") }
         guard reply.deadline <= .milliseconds(4800) else {
             throw ConfigError(m.child("deadline"), "must leave WeChat's 5 s window room for encryption: at most 4800ms")
         }
