@@ -29,6 +29,26 @@ import WeChatCrypto
     }
 
 
+    /// A request whose body stops (or trickles) after its head is dropped after `server.body_timeout`:
+    /// the idle timeout counts only between requests, so such a client held a handler for ever.
+    @Test func aRequestWhoseBodyNeverArrivesIsDroppedAfterTheBodyTimeout() async throws {
+        try await TestRelay.with(bodyTimeout: "200ms") { relay in
+            try await relay.application().test(.live) { client async throws in
+                let port = try #require(client.port)
+                let stalled = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+                try await stalled.writeAndFlush(ByteBuffer(string: "POST /wechat/component HTTP/1.1\r\nHost: relay\r\nContent-Length: 1000\r\n\r\n<xml>"))
+                let started = ContinuousClock.now
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    // A watchdog closes it after 10 s, so a relay that never does fails the check below.
+                    group.addTask { try await Task.sleep(for: .seconds(10)); try? await stalled.close() }
+                    try await stalled.closeFuture.get()
+                    group.cancelAll()
+                }
+                #expect(ContinuousClock.now - started < .seconds(5), "the relay kept a request without its body open")
+            }
+        }
+    }
+
     @Test func plainEchostrVariant() async throws {
         try await TestRelay.with { relay in
             let ts = String(relay.timestamp)

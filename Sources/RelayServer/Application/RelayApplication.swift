@@ -43,7 +43,9 @@ public enum RelayApplication {
         let logger = dependencies.logger
         return Application(
             router: parts.router,
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(config.server.idleTimeout.nanoseconds))),
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [RequestBodyTimeoutHandler(timeout: .nanoseconds(config.server.bodyTimeout.nanoseconds))],
+                idleTimeout: .nanoseconds(config.server.idleTimeout.nanoseconds))),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "wechat-relay"),
             services: parts.services,
             onServerRunning: { channel in

@@ -50,6 +50,8 @@ extension RelayConfig {
         server.maxBodyBytes = try m.int("max_body_bytes", default: server.maxBodyBytes, range: 1024...(64 << 20))
         server.idleTimeout = try m.duration("idle_timeout", default: server.idleTimeout)
         guard server.idleTimeout > .zero else { throw ConfigError(m.child("idle_timeout"), "must be more than 0 (such as 60s)") }
+        server.bodyTimeout = try m.duration("body_timeout", default: server.bodyTimeout)
+        guard server.bodyTimeout > .zero else { throw ConfigError(m.child("body_timeout"), "must be more than 0 (such as 30s)") }
         try m.finish()
         return server
     }

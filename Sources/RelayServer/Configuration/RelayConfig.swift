@@ -15,6 +15,9 @@ public struct RelayConfig: Sendable {
         /// How long a connection may sit without a request before it is closed: an idle or
         /// silent client does not hold a socket (and a file descriptor) for ever.
         public var idleTimeout: Duration = .seconds(60)
+        /// How long after its head a request's body may take to arrive whole before the
+        /// connection is closed: a client trickling a body does not hold a handler for ever.
+        public var bodyTimeout: Duration = .seconds(30)
     }
 
     public struct Admin: Sendable {
