@@ -21,12 +21,29 @@ public enum PostgresScratchDatabase {
             } catch {
                 result = .failure(error)
             }
-            try await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: logger)
+            try await drop(name, on: admin, logger: logger)
             try await admin.close()
             return try result.get()
         } catch {
             try? await admin.close()
             throw error
+        }
+    }
+
+    /// `DROP … WITH (FORCE)` refuses while an autovacuum worker (another role's process) is in
+    /// the database — "must be a member of the role whose process is being terminated", which
+    /// failed a test that had written enough to wake autovacuum. The worker soon goes: try again
+    /// for up to 5 s.
+    private static func drop(_ name: String, on admin: PostgresConnection, logger: Logger) async throws {
+        var attempt = 0
+        while true {
+            do {
+                try await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: logger)
+                return
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" && attempt < 25 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(200))
+            }
         }
     }
 }
