@@ -6,7 +6,8 @@ extension RelayConfig {
     /// A human summary for `relay check`: what is configured, never a secret's value.
     public var summary: String {
         var lines = ["configuration is valid"]
-        lines.append("server: \(server.host):\(server.port), public URL \(server.publicURL), bodies up to \(server.maxBodyBytes) bytes")
+        lines.append("server: \(server.host):\(server.port), public URL \(server.publicURL), bodies up to \(server.maxBodyBytes) bytes "
+            + "within \(server.bodyTimeout), idle connections closed after \(server.idleTimeout)")
         lines.append("admin API: \(admin.token == nil ? "off (no admin.token)" : "on (token set)")")
         switch storage.url {
         case .sqlite(let path): lines.append("storage: SQLite at \(path)")
