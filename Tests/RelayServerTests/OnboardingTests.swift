@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import HummingbirdTesting
 import NIOCore
 import RelayCore
@@ -166,6 +167,32 @@ import Testing
             let authorizer = try #require(try await relay.store.authorizer(appid: "wxauthorizer00009"))
             #expect(authorizer.status == .active)
             #expect(authorizer.name == "Shop\u{FFFD}One")
+        }
+    }
+
+    /// WeChat slow to exchange the code: the push is answered after its follow-up budget (2 s),
+    /// and the cut-short exchange is a notice, not an error, nor counted as a WeChat failure
+    /// (it was logged as "cannot process an authorization push … CancellationError" and
+    /// counted as errcode -2, which an alert on WeChat errors would have fired on).
+    @Test func aSlowExchangeLeftToTheCallbackIsNoError() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin, apiBase: base) { relay in
+                fake.addTicket("ticket@@@valid")
+                fake.addAuthCode("queryauthcode@@@slow", authorizer: "wxauthorizer00010")
+                fake.delay("api_query_auth", by: .seconds(3))  // past the 2 s budget
+                let logs = CapturedLogs()
+                try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
+                    #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@valid")).body == "success")
+                    let push = PushComposer.componentPush(
+                        xml: SamplePushes.authorization(component: Self.component, infoType: "authorized", authorizer: "wxauthorizer00010",
+                                                        authorizationCode: "queryauthcode@@@slow", createTime: relay.timestamp),
+                        component: TestCredentials.component, timestamp: relay.timestamp, nonce: "10")
+                    #expect(try await client.send(push).body == "success")
+                }
+                #expect(logs.lines.contains { $0.hasPrefix("notice authorization push answered before its follow-up finished") }, "\(logs.lines)")
+                #expect(!logs.lines.contains { $0.hasPrefix("error") }, "\(logs.lines)")
+                #expect(!relay.metrics.exposition().contains(#"relay_wechat_api_errors_total{api="api_query_auth""#))
+            }
         }
     }
 

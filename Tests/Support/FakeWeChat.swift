@@ -28,6 +28,7 @@ public final class FakeWeChat: Sendable {
         var refusesTicketRequests = false
         var nickNames: [String: String] = [:]           // authorizer appid -> nick_name, as JSON
         var trickling: Set<String> = []                 // APIs whose answer never ends
+        var delays: [String: Duration] = [:]            // APIs that answer late
     }
 
     private let state = Mutex(State())
@@ -79,6 +80,11 @@ public final class FakeWeChat: Sendable {
     /// From now on `api` answers its head and then a byte every 20 ms, never ending (as a stalled
     /// middlebox might): only a deadline on the whole answer ends the call.
     public func trickle(_ api: String) { state.withLock { _ = $0.trickling.insert(api) } }
+
+    /// From now on `api` answers after `delay` (as WeChat does when it is slow).
+    public func delay(_ api: String, by delay: Duration) { state.withLock { $0.delays[api] = delay } }
+
+    func delay(for path: String) -> Duration? { state.withLock { $0.delays.first { path.hasSuffix("/" + $0.key) }?.value } }
 
     func trickles(_ path: String) -> Bool { state.withLock { $0.trickling.contains { path.hasSuffix("/" + $0) } } }
 
@@ -174,6 +180,7 @@ public final class FakeWeChat: Sendable {
             if let object = try? JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any] {
                 for (key, value) in object { fields[key] = "\(value)" }
             }
+            if let delay = fake.delay(for: request.uri.path) { try? await Task.sleep(for: delay) }
             let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: fields)
             guard fake.trickles(request.uri.path) else {
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))

@@ -139,6 +139,11 @@ final class AuthorizationService: Sendable {
             default:
                 return
             }
+        } catch is CancellationError {
+            // The push's follow-up budget ran out (WeChat is waiting for its answer); the exchange
+            // is idempotent and completes on the merchant's callback or the next sync.
+            logger.notice("authorization push answered before its follow-up finished; the callback or the next sync completes it",
+                          metadata: ["event_id": .string(event.id)])
         } catch {
             logger.error("cannot process an authorization push", metadata: ["event_id": .string(event.id), "error": "\(error)"])
         }
