@@ -4,8 +4,12 @@ actor SingleFlight<Value: Sendable> {
     private var waiters: [String: [CheckedContinuation<Result<Value, any Error>, Never>]] = [:]
 
     func run(_ key: String, _ operation: @Sendable () async throws -> Value) async throws -> Value {
-        if waiters[key] != nil {
-            return try await withCheckedContinuation { waiters[key, default: []].append($0) }.get()
+        while waiters[key] != nil {
+            let result = await withCheckedContinuation { waiters[key, default: []].append($0) }
+            // The first caller gave up (a push's follow-up budget), so its operation was cancelled:
+            // that is no answer for a caller that did not. Run it again, first if nobody else does.
+            if case .failure(let error) = result, error is CancellationError, !Task.isCancelled { continue }
+            return try result.get()
         }
         waiters[key] = []
         let result: Result<Value, any Error>
@@ -13,4 +17,7 @@ actor SingleFlight<Value: Sendable> {
         for waiter in waiters.removeValue(forKey: key) ?? [] { waiter.resume(returning: result) }
         return try result.get()
     }
+
+    /// How many callers wait for `key`'s operation (for tests).
+    func waiting(_ key: String) -> Int { waiters[key]?.count ?? 0 }
 }
