@@ -130,6 +130,17 @@ public struct DeliveryQuery: Sendable, Equatable {
     }
 }
 
+/// A delivery named by what it delivers: its event, to which subscription.
+public struct DeliveryKey: Sendable, Hashable {
+    public var eventId: String
+    public var subscriptionId: String
+
+    public init(eventId: String, subscriptionId: String) {
+        self.eventId = eventId
+        self.subscriptionId = subscriptionId
+    }
+}
+
 /// The backlog at a glance, for metrics.
 public struct QueueStats: Sendable, Equatable {
     /// Deliveries not yet finished (pending, in flight, failed).

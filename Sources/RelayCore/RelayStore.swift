@@ -77,6 +77,10 @@ public protocol RelayStore: AuthorizationStore {
     /// another node created before it knew). Returns how many.
     func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int
     func queueStats() async throws -> QueueStats
+    /// Every unfinished delivery (pending, in flight, failed; dead ones too with `includingDead`)
+    /// as its event and subscription, in one read: what `relay copy-store` queues in another
+    /// store. (Listing by status sorts the backlog by id for every page: quadratic for millions.)
+    func unfinishedDeliveryKeys(includingDead: Bool) async throws -> [DeliveryKey]
 }
 
 /// A filter over stored events. `before` is a pagination cursor: an event id.

@@ -136,6 +136,7 @@ struct FailingStore: RelayStore {
     func backfill(subscription: Subscription, since: Date, until: Date, now: Date) async throws -> Int { throw Down() }
     func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int { throw Down() }
     func queueStats() async throws -> QueueStats { throw Down() }
+    func unfinishedDeliveryKeys(includingDead: Bool) async throws -> [DeliveryKey] { throw Down() }
     func componentToken(appid: String) async throws -> StoredToken? { throw Down() }
     func saveComponentToken(appid: String, _ token: StoredToken) async throws { throw Down() }
     func acquireLock(name: String, owner: String, until: Date, now: Date) async throws -> Bool { throw Down() }

@@ -407,6 +407,32 @@ import Testing
         }
     }
 
+    /// The unfinished deliveries as event and subscription, for copy-store: pending, leased and
+    /// failed ones (dead ones when asked), never delivered or cancelled ones.
+    @Test(arguments: StoreBackend.available)
+    func unfinishedDeliveryKeysAreTheBacklog(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { (store: any RelayStore) async throws -> Void in
+            for id in ["crm", "bi", "gone"] { try await store.insertSubscription(Self.subscription(id)) }
+            let events = try await Self.commit((0..<6).map { "k\($0)" }, to: ["crm", "bi", "gone"], in: store)
+            let claimed = try await store.claimDeliveries(subscriptionId: "crm", limit: 4, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            #expect(claimed.count == 4)
+            let outcomes: [DeliveryVerdict] = [.succeeded, .dead, .retry(at: Self.now + 60)]  // the 4th stays leased
+            for (delivery, verdict) in zip(claimed, outcomes) {
+                try await store.recordAttempt(deliveryId: delivery.id, owner: "a", attempt: verdict == .succeeded ? Self.ok : Self.refused,
+                                              verdict: verdict, now: Self.now)
+            }
+            #expect(try await store.deleteSubscription(id: "gone", now: Self.now))  // its six are cancelled
+            let finished: Set<String> = [claimed[0].event.id, claimed[1].event.id]  // crm's delivered and dead ones
+            let expected = Set(events.flatMap { event in
+                ["crm", "bi"].compactMap { id in id == "crm" && finished.contains(event.id) ? nil : DeliveryKey(eventId: event.id, subscriptionId: id) }
+            })
+            let keys = try await store.unfinishedDeliveryKeys(includingDead: false)
+            #expect(keys.count == expected.count && Set(keys) == expected)
+            let withDead = try await store.unfinishedDeliveryKeys(includingDead: true)
+            #expect(Set(withDead) == expected.union([DeliveryKey(eventId: claimed[1].event.id, subscriptionId: "crm")]) && withDead.count == expected.count + 1)
+        }
+    }
+
     /// Deleting a subscription cancels its whole backlog (SQLite goes 500 deliveries per
     /// transaction, so a backlog of millions does not hold every push behind one UPDATE) and
     /// leaves another subscription's alone; disabling one does the same.

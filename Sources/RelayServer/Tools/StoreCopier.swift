@@ -66,19 +66,14 @@ public enum StoreCopier {
                 summary.componentTokens += 1
             }
         }
-        // The queue: events with an unfinished delivery, and to which subscriptions. Only ids are
-        // held, never the events themselves: a store may hold millions.
+        // The queue: events with an unfinished delivery, and to which subscriptions, in one read
+        // (ids only, never the events themselves: a store may hold millions).
         var unfinished: [String: [String]] = [:]  // event id -> subscription ids
-        for status in [DeliveryStatus.pending, .failed, .inFlight] + (requeueDead ? [.dead] : []) {
-            try await eachPage(of: status, in: source) { page in
-                for delivery in page { unfinished[delivery.eventId, default: []].append(delivery.subscriptionId) }
-            }
+        for key in try await source.unfinishedDeliveryKeys(includingDead: requeueDead) {
+            unfinished[key.eventId, default: []].append(key.subscriptionId)
         }
         if !requeueDead { try await eachPage(of: .dead, in: source) { summary.deadLetteredLeft += $0.count } }
-        var keys: [(receivedAt: Date, id: String)] = []
-        for id in unfinished.keys {
-            if let event = try await source.event(id: id) { keys.append((event.receivedAt, event.id)) }
-        }
+        var ids = Array(unfinished.keys)
         if history > 0 {
             let since = now.addingTimeInterval(-history)
             var before: String?
@@ -86,17 +81,18 @@ public enum StoreCopier {
                 let page = try await source.events(EventQuery(before: before, limit: 500))
                 for event in page {
                     guard event.receivedAt >= since else { break paging }
-                    if unfinished[event.id] == nil { keys.append((event.receivedAt, event.id)) }
+                    if unfinished[event.id] == nil { ids.append(event.id) }
                 }
                 guard let last = page.last, page.count == 500 else { break }
                 before = last.id
             }
         }
         // One pass in order of arrival, so ordered subscriptions keep their order and the new store
-        // lists events as the old one did (to the millisecond: the store does not expose its sequence).
+        // lists events as the old one did: an event id starts with its arrival time (a ULID), so
+        // sorting the ids sorts by arrival, to the millisecond (the store does not expose its sequence).
         let byId = Dictionary(subscriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        for key in keys.sorted(by: { ($0.receivedAt, $0.id) < ($1.receivedAt, $1.id) }) {
-            guard let event = try await source.event(id: key.id) else { continue }  // purged meanwhile
+        for id in ids.sorted() {
+            guard let event = try await source.event(id: id) else { continue }  // purged meanwhile
             let planned = (unfinished[event.id] ?? []).compactMap { byId[$0].map { PlannedDelivery(event: event, subscription: $0) } }
             _ = try await destination.commit(IntakeRecord(event: event, ticket: nil, deliveries: planned))
             if unfinished[event.id] == nil {

@@ -236,6 +236,13 @@ extension PostgresRelayStore {
         return QueueStats(depth: try row?["depth"].decode(Int.self) ?? 0, oldestPendingCreatedAt: Self.date(try row?["oldest"].decode(Int?.self)))
     }
 
+    public func unfinishedDeliveryKeys(includingDead: Bool) async throws -> [DeliveryKey] {
+        let dead = includingDead ? " OR status = 'dead'" : ""
+        return try await fetch("SELECT event_id, subscription_id FROM deliveries WHERE \(unescaped: PostgresSchema.unfinished)\(unescaped: dead)").map {
+            DeliveryKey(eventId: try $0["event_id"].decode(String.self), subscriptionId: try $0["subscription_id"].decode(String.self))
+        }
+    }
+
     static func delivery(from row: PostgresRandomAccessRow) throws -> DeliveryRecord {
         DeliveryRecord(
             id: try row["id"].decode(String.self), eventId: try row["event_id"].decode(String.self),

@@ -316,6 +316,16 @@ extension SQLiteRelayStore {
         return QueueStats(depth: row?.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row?.column("oldest")))
     }
 
+    /// The due index holds exactly the unfinished deliveries, the dead index the dead ones: one
+    /// walk of each, no sort.
+    public func unfinishedDeliveryKeys(includingDead: Bool) async throws -> [DeliveryKey] {
+        var sql = "SELECT event_id, subscription_id FROM deliveries INDEXED BY deliveries_due WHERE \(SQLiteSchema.unfinished)"
+        if includingDead { sql += " UNION ALL SELECT event_id, subscription_id FROM deliveries INDEXED BY deliveries_dead WHERE status = 'dead'" }
+        return try await reader.query(sql).map {
+            DeliveryKey(eventId: $0.column("event_id")?.string ?? "", subscriptionId: $0.column("subscription_id")?.string ?? "")
+        }
+    }
+
     static let queueStatsSQL = """
         SELECT COUNT(*) AS depth, MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
         FROM deliveries WHERE \(SQLiteSchema.unfinished)
