@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresNIO
 import RelayCore
 @testable import RelayServer
 @testable import RelayStore
@@ -22,6 +23,38 @@ struct PostgresGroupTests {
         let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: componentAppid,
                                receivedAt: now, dataJSON: data ?? #"{"k":"\#(key)"}"#, dedupKey: key, fromUser: user)
         return IntakeRecord(event: event, ticket: nil, deliveries: subscriptions.map { PlannedDelivery(subscriptionId: $0, orderKey: orderKey) })
+    }
+
+    /// A connection the pool hands over after the operation's timeout has fired is closed as it
+    /// comes: a query sent on it through a silent network would never end, nor would the race
+    /// waiting for it (a CI run hung in the partition tests). A connection held before is closed
+    /// by the timeout, one released before is left alone.
+    @Test func aConnectionLeasedAfterTheTimeoutIsClosedAtOnce() async throws {
+        try await StoreBackend.postgres.withStorageURL { url in
+            func connect() async throws -> PostgresConnection {
+                try await PostgresConnection.connect(configuration: try PostgresURL(url).connectionConfiguration(), id: 1, logger: Logger(label: "test"))
+            }
+            let late = try await connect(), held = try await connect(), done = try await connect()
+            let afterTimeout = LeasedConnection()
+            afterTimeout.close()
+            afterTimeout.hold(late)
+            #expect(afterTimeout.wasClosed)
+            await #expect(throws: (any Error).self) { try await late.query("SELECT 1", logger: Logger(label: "test")) }
+
+            let beforeTimeout = LeasedConnection()
+            beforeTimeout.hold(held)
+            beforeTimeout.close()
+            #expect(beforeTimeout.wasClosed)
+            await #expect(throws: (any Error).self) { try await held.query("SELECT 1", logger: Logger(label: "test")) }
+
+            let released = LeasedConnection()
+            released.hold(done)
+            released.release()
+            released.close()
+            #expect(!released.wasClosed)
+            _ = try await done.query("SELECT 1", logger: Logger(label: "test"))
+            try await done.close()
+        }
     }
 
     @Test func aGroupKeepsArrivalOrderNullsAndItsDuplicates() async throws {

@@ -267,18 +267,37 @@ extension PostgresConnection {
 }
 
 /// The connection an operation is using, for its timeout to close.
-private final class LeasedConnection: Sendable {
-    private let state = Mutex<(connection: PostgresConnection?, closed: Bool)>((nil, false))
+final class LeasedConnection: Sendable {
+    private let state = Mutex<(connection: PostgresConnection?, timedOut: Bool, closed: Bool)>((nil, false, false))
 
-    func hold(_ connection: PostgresConnection) { state.withLock { $0.connection = connection } }
+    /// Holds the leased connection, or closes it at once when the timeout has already passed: the
+    /// pool can hand one over just after it (the wait for it did not end on cancellation in time),
+    /// and a query then sent on a silent connection never ends, nor does the race waiting for it
+    /// (a CI run hung so, in the partition tests).
+    func hold(_ connection: PostgresConnection) {
+        let late = state.withLock { state -> Bool in
+            guard !state.timedOut else {
+                state.closed = true
+                return true
+            }
+            state.connection = connection
+            return false
+        }
+        if late {
+            let closing: EventLoopFuture<Void> = connection.close()
+            _ = closing
+        }
+    }
+
     func release() { state.withLock { $0.connection = nil } }
     /// Whether the timeout closed the connection.
     var wasClosed: Bool { state.withLock { $0.closed } }
 
     /// Closes the connection, if the operation still holds one: its query fails at once, and the
-    /// pool replaces the connection.
+    /// pool replaces the connection. One held after this is closed as it comes (`hold`).
     func close() {
         let connection = state.withLock { state -> PostgresConnection? in
+            state.timedOut = true
             state.closed = state.connection != nil
             return state.connection
         }
