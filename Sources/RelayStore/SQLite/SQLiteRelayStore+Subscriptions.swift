@@ -53,7 +53,7 @@ extension SQLiteRelayStore {
     /// Disabled first, then its deliveries cancelled, then deleted: if the relay stops midway,
     /// the subscription is left disabled (it gets nothing) and deleting it again finishes.
     public func deleteSubscription(id: String, now: Date) async throws -> Bool {
-        try await write { db in try db.query("UPDATE subscriptions SET status = 'disabled' WHERE id = ?", [.text(id)]) }
+        _ = try await write { db in try db.query("UPDATE subscriptions SET status = 'disabled' WHERE id = ?", [.text(id)]) }
         _ = try await cancelUnfinishedDeliveries(subscriptionId: id, now: now)
         return try await write { db in !(try db.query("DELETE FROM subscriptions WHERE id = ? RETURNING id", [.text(id)])).isEmpty }
     }
