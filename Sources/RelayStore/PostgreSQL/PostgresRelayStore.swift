@@ -161,7 +161,7 @@ public final class PostgresRelayStore: RelayStore {
         return try await racing(timeout, onTimeout: leased.close, timedOut: timedOut) {
             do {
                 return try await client.withConnection { connection in
-                    leased.hold(connection)
+                    guard leased.hold(connection) else { throw timedOut() }
                     defer { leased.release() }
                     return try await operation(connection)
                 }
@@ -270,22 +270,16 @@ extension PostgresConnection {
 final class LeasedConnection: Sendable {
     private let state = Mutex<(connection: PostgresConnection?, timedOut: Bool, closed: Bool)>((nil, false, false))
 
-    /// Holds the leased connection, or closes it at once when the timeout has already passed: the
-    /// pool can hand one over just after it (the wait for it did not end on cancellation in time),
-    /// and a query then sent on a silent connection never ends, nor does the race waiting for it
-    /// (a CI run hung so, in the partition tests).
-    func hold(_ connection: PostgresConnection) {
-        let late = state.withLock { state -> Bool in
-            guard !state.timedOut else {
-                state.closed = true
-                return true
-            }
+    /// Holds the leased connection; false when the timeout has already passed, and the operation
+    /// must not run. The pool can hand a connection over just after it (the wait did not end on
+    /// cancellation in time), and a query then sent on a silent network never ends, nor does the
+    /// race waiting for it. (Closing it instead is no cure: postgres-nio may leave a query sent
+    /// on a closing connection unanswered — a test that did so hung a CI run.)
+    func hold(_ connection: PostgresConnection) -> Bool {
+        state.withLock { state in
+            guard !state.timedOut else { return false }
             state.connection = connection
-            return false
-        }
-        if late {
-            let closing: EventLoopFuture<Void> = connection.close()
-            _ = closing
+            return true
         }
     }
 
@@ -294,7 +288,7 @@ final class LeasedConnection: Sendable {
     var wasClosed: Bool { state.withLock { $0.closed } }
 
     /// Closes the connection, if the operation still holds one: its query fails at once, and the
-    /// pool replaces the connection. One held after this is closed as it comes (`hold`).
+    /// pool replaces the connection. None is held after this (`hold`).
     func close() {
         let connection = state.withLock { state -> PostgresConnection? in
             state.timedOut = true
