@@ -37,6 +37,33 @@ struct PostgresPartitionTests {
             }
         }
     }
+
+    /// A transaction whose connection the timeout closes mid-way ends with the timeout's error.
+    /// postgres-nio's withTransaction then sent ROLLBACK on the closed connection, a query that is
+    /// never answered (written to a closed channel, it reaches no handler), so the transaction —
+    /// and every push waiting behind it — hung. Without the fix this test hangs the run (tried: no
+    /// time limit can end a task waiting for a query nobody answers); with it, it takes 1 s.
+    @Test(.timeLimit(.minutes(1)))
+    func aTransactionCutByTheTimeoutEndsWithoutARollbackThatNeverReturns() async throws {
+        try await withStoreBehindSilentProxy { store, proxy in
+            try await withThrowingDiscardingTaskGroup { pool in
+                pool.addTask { await store.run() }
+                try await store.migrate()
+                let started = ContinuousClock.now
+                let error = await #expect(throws: StoreError.self) {
+                    try await store.transaction { connection in
+                        proxy.setSilent(true)  // after BEGIN: the next query gets no answer
+                        try await connection.query("SELECT 1", logger: Logger(label: "test"))
+                    }
+                }
+                #expect(error?.description.contains("did not answer within 1.0 seconds") == true, "\(String(describing: error))")
+                #expect(ContinuousClock.now - started < .seconds(10))
+                proxy.setSilent(false)
+                try await store.ping()
+                pool.cancelAll()
+            }
+        }
+    }
 }
 
 /// The listener for other nodes' subscription changes (a connection of its own, outside the pool

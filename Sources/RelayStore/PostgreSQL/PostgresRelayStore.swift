@@ -130,12 +130,32 @@ public final class PostgresRelayStore: RelayStore {
     func transaction<T: Sendable>(timeout: Duration? = nil,
                                   _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await bounded(timeout) { [logger] connection in
+            // postgres-nio's withTransaction sends ROLLBACK after any failure, and on a connection
+            // the timeout has closed that query is never answered (written to a closed channel, it
+            // reaches no handler): the operation, and the race waiting for it, hung. A dead
+            // connection needs no ROLLBACK: the server ends its transaction with it.
             do {
-                return try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
+                try await connection.query("BEGIN", logger: logger)
             } catch {
-                throw Self.transactionError(error)
+                throw Self.storeError(error)
+            }
+            do {
+                let value = try await body(connection)
+                try await connection.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                if !Self.isConnectionLost(error), !connection.isClosed {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                }
+                throw Self.storeError(error)
             }
         }
+    }
+
+    /// Whether `error` says the connection itself is gone (closed by either side, broken).
+    static func isConnectionLost(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        return [.clientClosedConnection, .serverClosedConnection, .connectionError, .uncleanShutdown].contains(error.code)
     }
 
     /// Runs `operation` on a pooled connection, failing it with a `StoreError` once `timeout` (else
@@ -163,7 +183,14 @@ public final class PostgresRelayStore: RelayStore {
                 return try await client.withConnection { connection in
                     guard leased.hold(connection) else { throw timedOut() }
                     defer { leased.release() }
-                    return try await operation(connection)
+                    do {
+                        return try await operation(connection)
+                    } catch where leased.wasClosed {
+                        // Back to the pool closed, not closing: a closing one could be leased
+                        // again at once and fail its next query (seen in a test).
+                        try? await connection.closeFuture.get()
+                        throw error
+                    }
                 }
             } catch where leased.wasClosed {
                 throw timedOut()  // not the closed connection's error, whichever child ends first
@@ -217,18 +244,6 @@ public final class PostgresRelayStore: RelayStore {
             }
             defer { group.cancelAll() }
             return try await group.next()!
-        }
-    }
-
-    private static func transactionError(_ error: any Error) -> any Error {
-        switch error {
-        case let error as StoreError:
-            error
-        case let error as PostgresTransactionError:
-            // The closure's own error is the one worth reporting.
-            storeError(error.closureError ?? error.commitError ?? error.beginError ?? error)
-        default:
-            storeError(error)
         }
     }
 
