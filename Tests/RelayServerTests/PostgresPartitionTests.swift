@@ -16,25 +16,20 @@ struct PostgresPartitionTests {
     /// an hour) instead of failing after the timeout. The time limit is what fails without the fix.
     @Test(.timeLimit(.minutes(1)))
     func anOperationOnASilentConnectionFailsAfterTheTimeoutAndTheStoreRecovers() async throws {
-        try await withStoreBehindSilentProxy { store, proxy in
-            try await withThrowingDiscardingTaskGroup { pool in
-                pool.addTask { await store.run() }
-                try await store.migrate()
-                try await store.ping()
+        try await withRunningStoreBehindSilentProxy { store, proxy in
+            try await store.ping()
 
-                proxy.setSilent(true)
-                let error = await #expect(throws: StoreError.self) { try await store.ping() }
-                #expect(error?.description.contains("did not answer within 1.0 seconds") == true, "\(String(describing: error))")
-                let record = IntakeRecord(event: RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxa", componentAppid: nil,
-                                                            receivedAt: Date(), dataJSON: "{}", dedupKey: "msg:1", fromUser: nil),
-                                          ticket: nil)
-                await #expect(throws: StoreError.self) { try await store.commit(record) }
+            proxy.setSilent(true)
+            let error = await #expect(throws: StoreError.self) { try await store.ping() }
+            #expect(error?.description.contains("did not answer within 1.0 seconds") == true, "\(String(describing: error))")
+            let record = IntakeRecord(event: RelayEvent(id: EventID.make(at: Date()), type: "message.text", appid: "wxa", componentAppid: nil,
+                                                        receivedAt: Date(), dataJSON: "{}", dedupKey: "msg:1", fromUser: nil),
+                                      ticket: nil)
+            await #expect(throws: StoreError.self) { try await store.commit(record) }
 
-                proxy.setSilent(false)
-                try await store.ping()  // on a new connection: the silent ones were closed
-                #expect(try await store.commit(record) == .stored(eventID: record.event!.id))
-                pool.cancelAll()
-            }
+            proxy.setSilent(false)
+            try await store.ping()  // on a new connection: the silent ones were closed
+            #expect(try await store.commit(record) == .stored(eventID: record.event!.id))
         }
     }
 
@@ -45,23 +40,18 @@ struct PostgresPartitionTests {
     /// time limit can end a task waiting for a query nobody answers); with it, it takes 1 s.
     @Test(.timeLimit(.minutes(1)))
     func aTransactionCutByTheTimeoutEndsWithoutARollbackThatNeverReturns() async throws {
-        try await withStoreBehindSilentProxy { store, proxy in
-            try await withThrowingDiscardingTaskGroup { pool in
-                pool.addTask { await store.run() }
-                try await store.migrate()
-                let started = ContinuousClock.now
-                let error = await #expect(throws: StoreError.self) {
-                    try await store.transaction { connection in
-                        proxy.setSilent(true)  // after BEGIN: the next query gets no answer
-                        try await connection.query("SELECT 1", logger: Logger(label: "test"))
-                    }
+        try await withRunningStoreBehindSilentProxy { store, proxy in
+            let started = ContinuousClock.now
+            let error = await #expect(throws: StoreError.self) {
+                try await store.transaction { connection in
+                    proxy.setSilent(true)  // after BEGIN: the next query gets no answer
+                    try await connection.query("SELECT 1", logger: Logger(label: "test"))
                 }
-                #expect(error?.description.contains("did not answer within 1.0 seconds") == true, "\(String(describing: error))")
-                #expect(ContinuousClock.now - started < .seconds(10))
-                proxy.setSilent(false)
-                try await store.ping()
-                pool.cancelAll()
             }
+            #expect(error?.description.contains("did not answer within 1.0 seconds") == true, "\(String(describing: error))")
+            #expect(ContinuousClock.now - started < .seconds(10))
+            proxy.setSilent(false)
+            try await store.ping()
         }
     }
 }
@@ -174,6 +164,18 @@ private func run(_ sql: PostgresQuery, on url: PostgresURL) async throws {
 /// A store (timeout 1 s) on a fresh database, reached through a proxy that can go silent.
 private func withStoreBehindSilentProxy(_ body: (PostgresRelayStore, SilentProxy) async throws -> Void) async throws {
     try await withStoreBehindSilentProxy { store, proxy, _ in try await body(store, proxy) }
+}
+
+/// The same, the store running (its pool) and migrated for the duration of `body`.
+private func withRunningStoreBehindSilentProxy(_ body: @escaping (PostgresRelayStore, SilentProxy) async throws -> Void) async throws {
+    try await withStoreBehindSilentProxy { store, proxy in
+        try await withThrowingDiscardingTaskGroup { pool in
+            pool.addTask { await store.run() }
+            try await store.migrate()
+            try await body(store, proxy)
+            pool.cancelAll()
+        }
+    }
 }
 
 /// The same, with the database's own URL (not through the proxy).
