@@ -93,27 +93,33 @@ public enum Glob {
 /// subscription that silently matches nothing.
 public enum SubscriptionFilter {
     public struct Problem: Error, Equatable, Sendable {
-        /// The offending item's position, or nil when the list itself is wrong (empty).
-        public let index: Int?
+        /// `appids` or `events`, with the offending item's position unless the list itself is
+        /// wrong (empty): `appids[1]`.
+        public let path: String
         public let message: String
+
+        init(_ field: String, _ index: Int?, _ message: String) {
+            path = field + (index.map { "[\($0)]" } ?? "")
+            self.message = message
+        }
     }
 
     /// `*` or AppIDs: letters and digits, at most 32.
     public static func check(appids: [String]) throws(Problem) {
-        guard !appids.isEmpty else { throw Problem(index: nil, message: "list at least one AppID, or * for all") }
+        guard !appids.isEmpty else { throw Problem("appids", nil, "list at least one AppID, or * for all") }
         for (index, appid) in appids.enumerated() where appid != "*" {
-            guard !appid.isEmpty, appid.count <= 32, appid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-                throw Problem(index: index, message: "\(quoted(appid)) is not an AppID (letters and digits, at most 32, such as wx1234567890abcdef) or *")
+            guard InputRules.isAppID(appid) else {
+                throw Problem("appids", index, "\(quoted(appid)) is not an AppID (letters and digits, at most 32, such as wx1234567890abcdef) or *")
             }
         }
     }
 
     /// Event-type globs: 1 to 128 characters, no spaces or control characters.
     public static func check(events: [String]) throws(Problem) {
-        guard !events.isEmpty else { throw Problem(index: nil, message: "list at least one event type or glob, or * for all") }
+        guard !events.isEmpty else { throw Problem("events", nil, "list at least one event type or glob, or * for all") }
         for (index, glob) in events.enumerated() {
-            guard !glob.isEmpty, glob.count <= 128, !glob.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
-                throw Problem(index: index, message: "\(quoted(glob)) is not an event type or glob (such as message.* or event.subscribe; no spaces)")
+            guard !glob.isEmpty, glob.count <= 128, !glob.unicodeScalars.contains(where: { $0.properties.isWhitespace || InputRules.isControl($0) }) else {
+                throw Problem("events", index, "\(quoted(glob)) is not an event type or glob (such as message.* or event.subscribe; no spaces)")
             }
         }
     }

@@ -185,14 +185,7 @@ public final class FakeWeChat: Sendable {
             guard fake.trickles(request.uri.path) else {
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
             }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
-                try await writer.write(ByteBuffer(string: "{"))
-                while !Task.isCancelled {  // ends when a write fails: the client hung up
-                    try await writer.write(ByteBuffer(string: " "))
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                try await writer.finish(nil)
-            })
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .trickling("{", filler: " "))
         }
         router.on("/**", method: .get) { request, _ -> Response in
             let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: [:])

@@ -99,15 +99,7 @@ public final class TestReceiver: Sendable {
             if answer.delay > .zero { try? await Task.sleep(for: answer.delay) }
             var response = Response(status: .init(code: answer.status), body: .init(byteBuffer: ByteBuffer(string: answer.body)))
             if answer.trickles {
-                response.body = ResponseBody { writer in
-                    try await writer.write(ByteBuffer(string: answer.body))
-                    // Ends when a write fails (the client closed) or the server stops.
-                    while !Task.isCancelled {
-                        try await writer.write(ByteBuffer(string: "."))
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                    try await writer.finish(nil)
-                }
+                response.body = .trickling(answer.body, filler: ".")
             }
             for (name, value) in answer.headers { response.headers[.init(name)!] = value }
             return response

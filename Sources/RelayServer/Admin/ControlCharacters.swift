@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import RelayCore
 
 /// Control characters (C0, DEL, C1) in what a caller sends are refused where they are read, with
 /// a 400 that names where they were. None belongs in an id, a URL, an AppID or an event type, and
@@ -7,7 +8,7 @@ import Hummingbird
 /// and SQLite kept it.
 enum ControlCharacters {
     static func first(in text: some StringProtocol) -> Unicode.Scalar? {
-        text.unicodeScalars.first { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
+        text.unicodeScalars.first(where: InputRules.isControl)
     }
 
     static func check(_ text: some StringProtocol, _ place: String) throws(AdminError) {
@@ -17,9 +18,10 @@ enum ControlCharacters {
     }
 }
 
-/// The same refusal for a request's path and query parameters, before any route reads them. Only
-/// a percent escape can carry a control character in a request line (HTTP parsing refuses raw
-/// ones), so a URI without a suspicious escape — every push WeChat sends — costs one scan.
+/// The same refusal for a request's path and query parameters (of `/v1`, the dashboard and
+/// onboarding), before any route reads them. Only a percent escape can carry a control character
+/// in a request line (HTTP parsing refuses raw ones), so a URI without a suspicious escape costs
+/// one scan.
 struct ControlCharacterMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if Self.mayHoldControlCharacters(request.uri.string.utf8) {

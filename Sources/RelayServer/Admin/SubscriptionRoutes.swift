@@ -47,19 +47,17 @@ struct SubscriptionRoutes: Sendable {
 
     private static func appids(_ body: JSONBody) throws -> [String]? {
         guard let appids = try body.strings("appids") else { return nil }
-        do throws(SubscriptionFilter.Problem) { try SubscriptionFilter.check(appids: appids) } catch { throw badFilter("appids", error) }
+        do throws(SubscriptionFilter.Problem) { try SubscriptionFilter.check(appids: appids) } catch { throw badFilter(error) }
         return appids
     }
 
     private static func events(_ body: JSONBody) throws -> [String]? {
         guard let events = try body.strings("events") else { return nil }
-        do throws(SubscriptionFilter.Problem) { try SubscriptionFilter.check(events: events) } catch { throw badFilter("events", error) }
+        do throws(SubscriptionFilter.Problem) { try SubscriptionFilter.check(events: events) } catch { throw badFilter(error) }
         return events
     }
 
-    private static func badFilter(_ key: String, _ problem: SubscriptionFilter.Problem) -> AdminError {
-        .badRequest(key + (problem.index.map { "[\($0)]" } ?? "") + ": " + problem.message)
-    }
+    private static func badFilter(_ problem: SubscriptionFilter.Problem) -> AdminError { .badRequest(problem.path + ": " + problem.message) }
 
     private func readOnlyCheck(_ subscription: Subscription) throws {
         guard subscription.source == .api else {
@@ -70,7 +68,7 @@ struct SubscriptionRoutes: Sendable {
     private func create(_ request: Request) async throws -> Response {
         let body = try await JSONBody.read(request, allowed: Self.fields)
         let id = try body.string("id") ?? "sub_" + UUID().uuidString.lowercased().prefix(12)
-        guard !id.isEmpty, id.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        guard InputRules.isSubscriptionID(id) else {
             throw AdminError.badRequest("id: use letters, digits, - and _ (at most 64)")
         }
         guard let url = try body.string("url") else { throw AdminError.badRequest("url is required") }

@@ -157,7 +157,7 @@ extension RelayConfig {
 
     private static func readSubscription(_ m: ConfigMapping) throws(ConfigError) -> Subscription {
         let id = try m.requiredString("id")
-        guard id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), id.count <= 64 else {
+        guard InputRules.isSubscriptionID(id) else {
             throw ConfigError(m.child("id"), "use letters, digits, - and _ (at most 64)")
         }
         let url = try m.requiredString("url")
@@ -175,13 +175,9 @@ extension RelayConfig {
         subscription.events = try m.strings("events", default: ["*"])
         do throws(SubscriptionFilter.Problem) {
             try SubscriptionFilter.check(appids: subscription.appids)
-        } catch {
-            throw ConfigError(m.child("appids") + (error.index.map { "[\($0)]" } ?? ""), error.message)
-        }
-        do throws(SubscriptionFilter.Problem) {
             try SubscriptionFilter.check(events: subscription.events)
         } catch {
-            throw ConfigError(m.child("events") + (error.index.map { "[\($0)]" } ?? ""), error.message)
+            throw ConfigError(m.child(error.path), error.message)
         }
         subscription.ordered = try m.bool("ordered", default: false)
         subscription.reply = try m.bool("reply", default: false)
@@ -207,7 +203,7 @@ extension RelayConfig {
 
     private static func appidValue(_ m: ConfigMapping, _ key: String) throws(ConfigError) -> String {
         let appid = try m.requiredString(key)
-        guard appid.count <= 32, appid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+        guard InputRules.isAppID(appid) else {
             throw ConfigError(m.child(key), "expected an AppID such as wx1234567890abcdef")
         }
         return appid

@@ -22,7 +22,7 @@ struct DashboardRoutes: Sendable {
 
     var session: DashboardSession? { adminToken.map { DashboardSession(adminToken: $0, secure: secureCookie) } }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: some RouterMethods<BasicRequestContext>) {
         router.get("/dashboard") { request, context in
             try await guarded(request, context, post: false) {
                 HTML.response(.ok, DashboardPage.overview(try await snapshot(), notice: notice(request)))

@@ -23,7 +23,7 @@ struct AuthLinkBuilder: Sendable {
         if let authType, authType.wholeMatch(of: /[1-9][0-9]?/) == nil {
             throw BadParameter(description: "auth_type must be a number such as 1 (official accounts), 2 (mini programs) or 3 (both)")
         }
-        if let bizAppid, !bizAppid.isEmpty, bizAppid.count > 32 || !bizAppid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) {
+        if let bizAppid, !bizAppid.isEmpty, !InputRules.isAppID(bizAppid) {
             throw BadParameter(description: "biz_appid must be an AppID such as wx1234567890abcdef")
         }
         guard var callback = URLComponents(string: redirectURI ?? publicURL.trimmingTrailingSlash + "/onboarding/callback"),

@@ -12,7 +12,7 @@ struct OnboardingRoutes: Sendable {
     /// URL prefixes `return_to` may point at (`onboarding.return_to`); anything else is refused.
     let returnToAllowList: [String]
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: some RouterMethods<BasicRequestContext>) {
         router.get("/onboarding") { request, context in
             let query = request.uri.queryParameters
             let returnTo = query["return_to"].map(String.init)
