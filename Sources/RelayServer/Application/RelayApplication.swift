@@ -86,8 +86,9 @@ public enum RelayApplication {
         let authorization = AuthorizationService(tokens: tokens, store: store, api: api, registry: registry, clock: dependencies.clock,
                                                  logger: dependencies.logger) { dispatcher.notify(subscriptionIds: $0) }
         let links = AuthLinkBuilder(authorization: authorization, publicURL: config.server.publicURL)
+        let followUps = AuthorizationFollowUps(authorization: authorization, logger: dependencies.logger)
         let intake = PushIntake(store: store, registry: registry, deliveriesCreated: { dispatcher.notify(subscriptionIds: $0) },
-                                authorization: authorization)
+                                followUps: followUps)
         let releaseTestWorker = ReleaseTestWorker(authorization: authorization, logger: dependencies.logger)
         let replies = ReplyService(
             registry: registry, sender: dispatcher.sender, deadline: config.reply.deadline,
@@ -116,7 +117,7 @@ public enum RelayApplication {
                                         clock: dependencies.clock, logger: dependencies.logger)
         return Parts(router: router,
                      services: [HTTPClientService(client: httpClient), retention, dispatcher,
-                                TokenRefreshService(authorization: authorization, logger: dependencies.logger), releaseTestWorker],
+                                TokenRefreshService(authorization: authorization, logger: dependencies.logger), releaseTestWorker, followUps],
                      httpClient: httpClient)
     }
 }

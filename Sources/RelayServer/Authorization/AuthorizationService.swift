@@ -140,9 +140,8 @@ final class AuthorizationService: Sendable {
                 return
             }
         } catch is CancellationError {
-            // The push's follow-up budget ran out (WeChat is waiting for its answer); the exchange
-            // is idempotent and completes on the merchant's callback or the next sync.
-            logger.notice("authorization push answered before its follow-up finished; the callback or the next sync completes it",
+            // Only a forced shutdown cancels a follow-up; the exchange is idempotent.
+            logger.notice("authorization push follow-up cancelled by the relay stopping; the callback or the next sync completes it",
                           metadata: ["event_id": .string(event.id)])
         } catch {
             logger.error("cannot process an authorization push", metadata: ["event_id": .string(event.id), "error": "\(error)"])

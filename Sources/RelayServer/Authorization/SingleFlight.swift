@@ -6,8 +6,8 @@ actor SingleFlight<Value: Sendable> {
     func run(_ key: String, _ operation: @Sendable () async throws -> Value) async throws -> Value {
         while waiters[key] != nil {
             let result = await withCheckedContinuation { waiters[key, default: []].append($0) }
-            // The first caller gave up (a push's follow-up budget), so its operation was cancelled:
-            // that is no answer for a caller that did not. Run it again, first if nobody else does.
+            // The first caller was cancelled (it gave up, or the relay is stopping), and its operation
+            // with it: that is no answer for a caller that was not. Run it again, first if nobody else does.
             if case .failure(let error) = result, error is CancellationError, !Task.isCancelled { continue }
             return try result.get()
         }

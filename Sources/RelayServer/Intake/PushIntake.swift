@@ -10,10 +10,7 @@ struct PushIntake: Sendable {
     /// Called after a commit that created deliveries, with their subscriptions.
     let deliveriesCreated: @Sendable ([String]) -> Void
     /// Follows authorization pushes (code exchange, revocation) once they are stored.
-    let authorization: AuthorizationService?
-    /// How long a push may wait for that follow-up before WeChat gets its answer; the exchange
-    /// is idempotent, so what does not finish here finishes on the callback or the next sync.
-    let followUpBudget: Duration = .seconds(2)
+    let followUps: AuthorizationFollowUps
 
     /// Commits the push — event, ticket and the deliveries of every matching subscription, in one
     /// transaction — and returns what happened, with the event (nil for a ticket-only push).
@@ -24,14 +21,8 @@ struct PushIntake: Sendable {
         if let event = record.event { record.deliveries = PlannedDelivery.plan(for: event, subscriptions: registry.all) }
         let outcome = try await store.commit(record)
         if case .stored = outcome, !record.deliveries.isEmpty { deliveriesCreated(record.deliveries.map(\.subscriptionId)) }
-        if case .stored = outcome, let event = record.event, event.type.hasPrefix("authorizer."), let authorization {
-            let root = push.root
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await authorization.handle(pushed: event, root: root) }
-                group.addTask { try? await Task.sleep(for: followUpBudget) }
-                await group.next()
-                group.cancelAll()
-            }
+        if case .stored = outcome, let event = record.event, event.type.hasPrefix("authorizer.") {
+            await followUps.follow(event, root: push.root)
         }
         return (outcome, record.event)
     }

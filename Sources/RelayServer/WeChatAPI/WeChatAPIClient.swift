@@ -42,8 +42,8 @@ struct WeChatAPIClient: Sendable {
         } catch let error as WeChatAPIError {
             throw error
         } catch where error is CancellationError || (error as? HTTPClientError) == .cancelled {
-            // The caller gave up (a push's follow-up budget, a shutdown): not WeChat's failure,
-            // so not counted as one (an alert on errcode -2 must mean WeChat cannot be reached).
+            // The caller gave up (a shutdown): not WeChat's failure, so not counted as one (an
+            // alert on errcode -2 must mean WeChat cannot be reached).
             throw CancellationError()
         } catch {
             metrics.wechatCall(api: api, errcode: -2)
