@@ -239,6 +239,30 @@ import Testing
         }
     }
 
+    /// Subscriptions on one host (or one address: URLs are resolved before connecting, so every
+    /// name behind one ingress counts alike) do not wait for each other either. The outbound
+    /// client's connection pool had a limit per host of max(8, max_in_flight): four hanging
+    /// subscriptions with two requests each held all eight connections, and the fast one's
+    /// requests queued behind them until the hanging ones timed out.
+    @Test func aHangingSubscriberDoesNotDelayAnotherOnTheSameHost() async throws {
+        try await TestReceiver.run(respond: { request, _ in request.path.hasPrefix("/hanging") ? .init(delay: .seconds(5)) : .init() }) { receiver, port in
+            let hanging = (1...4).map { "  - id: hanging\($0)\n    url: http://127.0.0.1:\(port)/hanging\($0)\n    events: [message.text]" }
+            let fast = "  - id: fast\n    url: http://127.0.0.1:\(port)/fast\n    events: [event.*]"
+            try await TestRelay.with(extraYAML: Self.yaml((hanging + [fast]).joined(separator: "\n"), timeout: "3s")
+                                     .replacingOccurrences(of: "delivery:\n", with: "delivery:\n  max_in_flight_per_subscription: 2\n")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    for i in 0..<2 { _ = try await client.send(relay.textPush(msgId: "\(i)")) }
+                    _ = try await receiver.next(8)  // the hanging subscribers hold eight requests
+                    _ = try await client.send(relay.eventPush())
+                    // It reaches the fast subscriber while the hanging ones still hold theirs (3 s).
+                    let first = try #require(try await reports.next(1).first)
+                    #expect(first.subscriptionId == "fast" && first.verdict == .succeeded, "\(first)")
+                }
+            }
+        }
+    }
+
     @Test func orderedSubscriptionKeepsSendOrderWhenTheThirdFailsOnce() async throws {
         let failedThird = FirstTime()
         try await TestReceiver.run(respond: { request, _ in

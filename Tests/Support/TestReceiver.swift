@@ -9,6 +9,7 @@ import Synchronization
 /// says. Tests await requests through `next()` instead of sleeping.
 public final class TestReceiver: Sendable {
     public struct Received: Sendable {
+        public let path: String
         public let headers: [String: String]
         public let body: String
         public let at: ContinuousClock.Instant
@@ -93,7 +94,7 @@ public final class TestReceiver: Sendable {
             // HTTP/1's Host arrives as the request's authority, not among the fields.
             if let authority = request.head.authority { headers["host"] = authority }
             let body = try await request.body.collect(upTo: 1 << 20)
-            let received = Received(headers: headers, body: String(buffer: body), at: .now)
+            let received = Received(path: request.uri.path, headers: headers, body: String(buffer: body), at: .now)
             let number = receiver.record(received)
             let answer = await respond(received, number)
             if answer.delay > .zero { try? await Task.sleep(for: answer.delay) }

@@ -123,15 +123,19 @@ public enum RelayApplication {
 }
 
 extension RelayApplication {
-    /// The outbound client: no redirects (a subscriber cannot bounce the relay elsewhere), enough
-    /// connections per host for `max_in_flight_per_subscription`.
+    /// The outbound client: no redirects (a subscriber cannot bounce the relay elsewhere), and no
+    /// limit of its own on connections per host that could bind before the dispatcher's.
     static func outboundConfiguration(_ delivery: RelayConfig.Delivery) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         // AsyncHTTPClient retries a refused connection until the connect timeout: keep that
         // within the attempt's own timeout so a down subscriber fails fast.
         configuration.timeout = .init(connect: .milliseconds(Int64(min(delivery.timeout, .seconds(5)).milliseconds)))
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, delivery.maxInFlightPerSubscription)
+        // The dispatcher bounds what is in flight, per subscription. A pool limit per host (it was
+        // max(8, max_in_flight)) made subscriptions sharing a host — or an address, as URLs are
+        // resolved before connecting — wait for each other, a hanging one holding up the rest.
+        // 65,536 is never reached: one destination runs out of ephemeral ports first.
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 65_536
         return configuration
     }
 }
