@@ -84,4 +84,37 @@ import Testing
             #expect(request.headers["webhook-id"] == "evt_1")
         }
     }
+
+    /// A name whose DNS servers do not answer (`getaddrinfo` blocks its thread for seconds) holds
+    /// up neither other names nor its own attempts past their timeout, and its attempts share one
+    /// lookup. Lookups ran on NIO's shared pool, a thread per core: one subscriber's in-flight
+    /// attempts filled it with hanging lookups, and every other subscriber's waited behind them.
+    @Test(.timeLimit(.minutes(1))) func aHangingLookupHoldsUpNeitherOtherNamesNorItsAttemptsPastTheirTimeout() async throws {
+        let gate = DispatchSemaphore(value: 0)
+        defer { for _ in 0..<32 { gate.signal() } }  // the hanging lookups' threads go back to their pool
+        let lookups = Mutex<[String]>([])
+        let egress = EgressGuard(allowPrivateNetworks: false, resolve: { host in
+            lookups.withLock { $0.append(host) }
+            if host == "hanging.invalid" { gate.wait() }
+            return ["127.0.0.1"]
+        }, isPublic: { _ in true })
+        try await TestReceiver.run { receiver, port in
+            let sender = WebhookSender(client: HTTPClient.shared, timeout: .milliseconds(500), egress: egress)
+            let secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+            try await withThrowingTaskGroup(of: SendResult.self) { group in
+                for i in 0..<32 {  // a subscriber's in-flight attempts
+                    group.addTask { await sender.send(url: "http://hanging.invalid:\(port)/hook", eventId: "evt_h\(i)", body: "{}", secrets: secrets, at: Date()) }
+                }
+                while !lookups.withLock({ $0.contains("hanging.invalid") }) { await Task.yield() }
+                let other = await WebhookSender(client: HTTPClient.shared, timeout: .seconds(5), egress: egress)
+                    .send(url: "http://hooks.invalid:\(port)/hook", eventId: "evt_1", body: "{}", secrets: secrets, at: Date())
+                #expect(other.statusCode == 204, "\(other)")
+                for try await result in group {
+                    #expect(result.statusCode == nil && result.error == "timed out after 0.5 seconds resolving hanging.invalid", "\(result)")
+                }
+            }
+            #expect(receiver.requests.map(\.path) == ["/hook"])
+            #expect(lookups.withLock { $0 } == ["hanging.invalid", "hooks.invalid"])
+        }
+    }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import NIOPosix
 import RelayCore
 import Synchronization
 #if canImport(Glibc)
@@ -15,12 +14,20 @@ import Glibc
 /// leads to a server that cannot prove it is that name, so the connection fails.
 struct EgressGuard: Sendable {
     let allowPrivateNetworks: Bool
-    /// How a host name becomes addresses (`getaddrinfo`); tests give names of their own.
-    var resolve: @Sendable (String) -> [String] = EgressGuard.resolve
+    /// Looks host names up (see `HostResolver`).
+    let resolver: HostResolver
     /// Which addresses count as public; tests widen it to reach their loopback receivers.
-    var isPublic: @Sendable (String) -> Bool = AddressClassifier.isPublic
-    /// What `resolve` answered, kept for a while (see `ResolvedHosts`).
-    var resolved = ResolvedHosts(ttl: .seconds(30))
+    let isPublic: @Sendable (String) -> Bool
+    /// What the resolver answered, kept for a while (see `ResolvedHosts`).
+    let resolved = ResolvedHosts(ttl: .seconds(30))
+
+    /// `resolve` turns a host name into addresses (`getaddrinfo`); tests give names of their own.
+    init(allowPrivateNetworks: Bool, resolve: @escaping @Sendable (String) -> [String] = EgressGuard.resolve,
+         isPublic: @escaping @Sendable (String) -> Bool = AddressClassifier.isPublic) {
+        self.allowPrivateNetworks = allowPrivateNetworks
+        self.resolver = HostResolver(lookup: resolve)
+        self.isPublic = isPublic
+    }
 
     /// Where one request goes: the URL to connect to, and the `Host` header when that URL names
     /// an address instead of the subscriber's host.
@@ -34,6 +41,7 @@ struct EgressGuard: Sendable {
         case scheme(String)
         case noHost
         case unresolvable(String)
+        case lookupTimedOut(String)
         case nonPublic(host: String, address: String)
 
         var description: String {
@@ -42,6 +50,7 @@ struct EgressGuard: Sendable {
             case .scheme(let scheme): "only http and https URLs are allowed, not \(scheme)"
             case .noHost: "the URL has no host"
             case .unresolvable(let host): "\(host) does not resolve"
+            case .lookupTimedOut(let host): "\(host) did not resolve in time (its DNS servers do not answer)"
             case .nonPublic(let host, let address):
                 "\(host) resolves to \(address), which is not a public address (delivery.allow_private_networks is off)"
             }
@@ -61,10 +70,10 @@ struct EgressGuard: Sendable {
         return (bare, url)
     }
 
-    /// Resolves the host, refuses if any address it has is not public, and says where the
-    /// request goes (see the type's comment).
+    /// Resolves the host (waiting for its lookup until `deadline`), refuses if any address it has
+    /// is not public, and says where the request goes (see the type's comment).
     @discardableResult
-    func destination(_ text: String) async throws(Refusal) -> Destination {
+    func destination(_ text: String, by deadline: ContinuousClock.Instant = .now + .seconds(10)) async throws(Refusal) -> Destination {
         // The URL's form was checked when it was registered; with private networks allowed
         // there is nothing left to check (and parsing it was a cost on every attempt).
         guard !allowPrivateNetworks else { return Destination(url: text, hostHeader: nil) }
@@ -74,11 +83,8 @@ struct EgressGuard: Sendable {
         if let known = resolved.addresses(of: host) {
             addresses = known
         } else {
-            do {
-                addresses = try await NIOThreadPool.singleton.runIfActive { [resolve] in resolve(host) }
-            } catch {
-                throw .unresolvable(host)
-            }
+            guard let answer = await resolver.addresses(of: host, by: deadline) else { throw .lookupTimedOut(host) }
+            addresses = answer
             resolved.remember(addresses, for: host)
         }
         guard let first = addresses.first else { throw .unresolvable(host) }

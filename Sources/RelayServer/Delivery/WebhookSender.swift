@@ -37,9 +37,14 @@ struct WebhookSender: Sendable {
               timeout: Duration? = nil, readLimit: Int = excerptLimit) async -> SendResult {
         let timeout = timeout ?? self.timeout
         let started = ContinuousClock.now
+        // One deadline for the whole attempt, DNS and the answer's body included (see
+        // `HTTPClientResponse.body(upTo:pastLimit:by:)`).
+        let deadline = started + timeout
         let destination: EgressGuard.Destination
         do {
-            destination = try await egress.destination(url)
+            destination = try await egress.destination(url, by: deadline)
+        } catch .lookupTimedOut(let host) {
+            return SendResult(error: "timed out after \(timeout) resolving \(host)", duration: ContinuousClock.now - started)
         } catch {
             return SendResult(error: "refused: \(error)", duration: ContinuousClock.now - started)
         }
@@ -56,9 +61,6 @@ struct WebhookSender: Sendable {
             WebhookSigner.header(secrets: secrets, id: eventId, timestamp: timestamp, body: $0)
         })
         request.body = .bytes(bytes)
-        // One deadline for the whole attempt, DNS and the answer's body included (see
-        // `HTTPClientResponse.body(upTo:pastLimit:by:)`).
-        let deadline = started + timeout
         do {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { throw HTTPClientError.deadlineExceeded }
