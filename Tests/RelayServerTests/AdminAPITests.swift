@@ -58,6 +58,47 @@ import Testing
         }
     }
 
+    /// Requests no route takes get the API's JSON errors (Hummingbird answered both with an empty
+    /// 404): another method on a known path is a 405 with `Allow`, an unknown path under /v1 a
+    /// 404 naming it; HEAD works where GET does; the token is still checked first.
+    @Test func unroutedRequestsGetJSONErrorsAndMethodsTheirAllowHeader() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: fromconfig\n    url: http://127.0.0.1:9/x")) { relay in
+            try await relay.application().test(.live) { client async throws in
+                let bearer: HTTPFields = [.authorization: "Bearer \(Self.token)"]
+                try await client.execute(uri: "/v1/events", method: .delete, headers: bearer) { response in
+                    #expect(response.status == .methodNotAllowed)
+                    #expect(response.headers[.allow] == "GET, HEAD")
+                    #expect(response.headers[.contentType] == "application/json")
+                    #expect(String(buffer: response.body).contains(#""code":"method_not_allowed""#))
+                }
+                try await client.execute(uri: "/v1/subscriptions/fromconfig", method: .trace, headers: bearer) { response in
+                    #expect(response.status == .methodNotAllowed)
+                    #expect(response.headers[.allow] == "GET, HEAD, PATCH, DELETE")
+                }
+                try await client.execute(uri: "/v1/wechat/wx1111111111111111/cgi-bin/menu/get", method: .options, headers: bearer) { response in
+                    #expect(response.headers[.allow] == "GET, HEAD, POST, PUT, PATCH, DELETE")
+                }
+                try await client.execute(uri: "/v1/authorizers/sync", method: .get, headers: bearer) { response in
+                    #expect(response.headers[.allow] == "POST")  // the route, not /v1/authorizers/{appid}
+                }
+                try await client.execute(uri: "/v1/deliveries", method: try #require(HTTPRequest.Method("QUERY")), headers: bearer) { response in
+                    #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, HEAD")
+                }
+                let unknown = try await Self.call(client, .get, "/v1/subscription")
+                #expect(unknown.status == 404 && Self.errorCode(unknown.body) == "not_found", "\(unknown)")
+                #expect((unknown.body["error"] as? [String: Any])?["message"] as? String
+                        == "the admin API has no route /v1/subscription; its routes are listed in /v1/openapi.yaml")
+                try await client.execute(uri: "/v1/subscriptions/fromconfig", method: .head, headers: bearer) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.body.readableBytes == 0)
+                }
+                #expect(try await Self.call(client, .delete, "/v1/events", token: nil).status == 401)
+                #expect(try await Self.call(client, .get, "/v1/subscription", token: nil).status == 401)
+                #expect(try await client.execute(uri: "/nowhere", method: .get) { $0.status } == .notFound)
+            }
+        }
+    }
+
     @Test func subscriptionLifecycle() async throws {
         try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: fromconfig\n    url: http://127.0.0.1:9/x")) { relay in
             try await relay.application().test(.router) { client async throws in

@@ -65,7 +65,7 @@ public enum RelayApplication {
     }
 
     static func parts(config: RelayConfig, dependencies: RelayDependencies) async throws -> Parts {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         let store = dependencies.store
         let registry = SubscriptionRegistry(try await store.syncConfigSubscriptions(
             config.subscriptions.map { $0.subscription(createdAt: dependencies.clock.now()) }, now: dependencies.clock.now()))
@@ -112,6 +112,7 @@ public enum RelayApplication {
         DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
                         components: config.wechat.components.map(\.appid),
                         secureCookie: config.server.publicURL.lowercased().hasPrefix("https://")).register(on: checked)
+        AdminFallbacks.register(on: router, adminToken: config.admin.token)  // last: it reads the routes above
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,
                                         clock: dependencies.clock, logger: dependencies.logger)
