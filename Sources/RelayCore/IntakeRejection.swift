@@ -3,7 +3,8 @@
 public enum IntakeRejection: Error, Equatable, Sendable, CustomStringConvertible {
     case missingParameter(String)
     case badSignature
-    case staleTimestamp
+    /// `offset` is the push's time minus this server's (nil: not a number), `allowed` the skew.
+    case staleTimestamp(offset: Int?, allowed: Int)
     case unknownComponent(String)
     case unknownAccount(String)
     case tooLarge(limit: Int)
@@ -32,7 +33,10 @@ public enum IntakeRejection: Error, Equatable, Sendable, CustomStringConvertible
         switch self {
         case .missingParameter(let name): "missing query parameter \(name)"
         case .badSignature: "signature does not verify"
-        case .staleTimestamp: "timestamp is outside the allowed clock skew"
+        case .staleTimestamp(let offset?, let allowed):
+            "timestamp is \(abs(offset)) s \(offset < 0 ? "behind" : "ahead of") this server's clock, more than "
+                + "wechat.max_clock_skew (\(allowed) s): a replayed push, or this server's clock is wrong (check NTP)"
+        case .staleTimestamp(nil, _): "timestamp is not a number of seconds"
         case .unknownComponent(let appid): "component \(appid.prefix(40)) is not configured"
         case .unknownAccount(let appid): "no component or account configured to verify pushes for \(appid.prefix(40))"
         case .tooLarge(let limit): "body larger than \(limit) bytes"

@@ -122,9 +122,13 @@ public struct PushVerifier: Sendable {
     }
 
     private func checkSkew(_ timestamp: String) throws(IntakeRejection) {
-        guard let seconds = TimeInterval(timestamp),
-            abs(clock.now().timeIntervalSince1970 - seconds) <= maxClockSkew
-        else { throw .staleTimestamp }
+        guard let seconds = TimeInterval(timestamp), seconds.isFinite else {
+            throw .staleTimestamp(offset: nil, allowed: Int(maxClockSkew))
+        }
+        let offset = seconds - clock.now().timeIntervalSince1970
+        guard abs(offset) <= maxClockSkew else {
+            throw .staleTimestamp(offset: Int(min(max(offset, -1e15), 1e15)), allowed: Int(maxClockSkew))
+        }
     }
 
     private func parseEnvelope(_ body: [UInt8]) throws(IntakeRejection) -> EncryptedEnvelope {

@@ -54,7 +54,23 @@ import WeChatXML
         let xml = SamplePushes.text(to: "gh_x", from: "oU", content: "hi", createTime: old, msgId: "77")
         let push = PushComposer.callbackPush(xml: xml, appid: "wx1111111111111111", toUserName: "gh_x",
                                              crypto: TestCredentials.component.crypto, timestamp: old, nonce: "1")
-        try await expectRefused(push, status: 401, reason: "clock skew", outcome: "stale_timestamp")
+        try await expectRefused(push, status: 401, reason: "s behind this server's clock, more than wechat.max_clock_skew (300 s)",
+                                outcome: "stale_timestamp")
+    }
+
+    /// Signed timestamps no clock is near: refused with the offset (clamped: a whole number of
+    /// seconds from 1e300 would trap) or as not a number.
+    @Test(arguments: [("1e300", "s ahead of this server's clock"), ("nan", "not a number"), ("-inf", "not a number")])
+    func timestampsOutOfAnyRange(timestamp: String, reason: String) async throws {
+        let crypto = TestCredentials.component.crypto
+        let xml = SamplePushes.text(to: "gh_x", from: "oU", content: "hi", createTime: 0, msgId: "78")
+        let sealed = crypto.seal(xml, timestamp: timestamp, nonce: "1")
+        let push = validPush {
+            $0.query = PushQuery(timestamp: timestamp, nonce: "1", signature: WeChatSignature.compute([crypto.token, timestamp, "1"]),
+                                 msgSignature: sealed.msgSignature, encryptType: "aes")
+            $0.body = EncryptedEnvelope(encrypt: sealed.encrypt, toUserName: "gh_x").render()
+        }
+        try await expectRefused(push, status: 401, reason: reason, outcome: "stale_timestamp")
     }
 
     @Test func bodyThatIsNotXML() async throws {
