@@ -49,8 +49,9 @@ final class AuthorizationFollowUps: Service {
         let done = Doorbell()
         guard taken, case .enqueued = continuation.yield(Job(event: event, root: root, done: done)) else {
             if taken { admitted.withLock { $0 -= 1 } }
-            logger.warning("authorization push stored but not followed (too many under way, or the relay is stopping); the callback or the next sync completes it",
-                           metadata: ["event_id": .string(event.id)])
+            logger.warning(
+                "authorization push stored but not followed (too many under way, or the relay is stopping); the callback or the next sync completes it",
+                metadata: ["event_id": .string(event.id)])
             return
         }
         await done.wait(upTo: budget)
