@@ -295,6 +295,38 @@ import Testing
         }
     }
 
+    /// A refresh token superseded without the relay hearing of it (the merchant authorized
+    /// again while the relay was down, say) answers 61023; the current one comes from WeChat's
+    /// account details and the refresh succeeds. It failed with 502 until the six-hourly
+    /// reconcile, and every minute's refresh logged an error meanwhile.
+    @Test(arguments: StoreBackend.available)
+    func aSupersededRefreshTokenIsRecoveredFromTheAccountDetails(backend: StoreBackend) async throws {
+        try await Self.withRelay(on: backend) { relay, fake, client async throws in
+            try await Self.authorize(client, fake, appid: "wxauthorizer00012", code: "queryauthcode@@@twelve")
+            fake.supersedeRefreshToken("wxauthorizer00012")
+            let answer = try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00012/access-token?force=true")
+            #expect(answer.status == 200, "\(answer.body)")
+            #expect((answer.body["access_token"] as? String)?.hasPrefix("atok-wxauthorizer00012") == true)
+            #expect(try await relay.store.authorizer(appid: "wxauthorizer00012")?.refreshToken == fake.currentRefreshToken("wxauthorizer00012"))
+            #expect(fake.calls(to: "api_authorizer_token").count == 2)
+        }
+    }
+
+    /// An authorization withdrawn without the relay hearing of it (a missed `unauthorized` push):
+    /// the refresh answers 61023, the account details 61003, and the authorizer is marked revoked
+    /// — a clear 409 from then on instead of WeChat's error on every call.
+    @Test func aWithdrawnAuthorizationIsMarkedRevokedAtItsNextRefresh() async throws {
+        try await Self.withRelay { relay, fake, client async throws in
+            try await Self.authorize(client, fake, appid: "wxauthorizer00013", code: "queryauthcode@@@thirteen")
+            fake.withdrawAuthorization("wxauthorizer00013")
+            let answer = try await Self.call(client, .get, "/v1/authorizers/wxauthorizer00013/access-token?force=true")
+            #expect(answer.status == 409, "\(answer.body)")
+            #expect(AdminAPITests.errorCode(answer.body) == "authorizer_revoked")
+            let authorizer = try #require(try await relay.store.authorizer(appid: "wxauthorizer00013"))
+            #expect(authorizer.status == .revoked && authorizer.refreshToken == nil)
+        }
+    }
+
     @Test func unauthorizedRevokesAndTokenRequestsAnswerClearly() async throws {
         try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00004", code: "queryauthcode@@@four")

@@ -29,6 +29,7 @@ public final class FakeWeChat: Sendable {
         var nickNames: [String: String] = [:]           // authorizer appid -> nick_name, as JSON
         var trickling: Set<String> = []                 // APIs whose answer never ends
         var delays: [String: Duration] = [:]            // APIs that answer late
+        var withdrawn: Set<String> = []                 // authorizers that no longer authorize
     }
 
     private let state = Mutex(State())
@@ -96,6 +97,21 @@ public final class FakeWeChat: Sendable {
         }
     }
 
+    /// The merchant authorized again (or WeChat rotated the token) without the relay hearing of
+    /// it: WeChat now accepts only a new refresh token for `authorizer`.
+    public func supersedeRefreshToken(_ authorizer: String) {
+        state.withLock { $0.refreshTokens[authorizer] = "refreshtoken@@@\(authorizer)-superseded" }
+    }
+
+    /// The merchant withdrew the authorization without the relay hearing of it: the refresh token
+    /// answers 61023 and the account details 61003.
+    public func withdrawAuthorization(_ authorizer: String) {
+        state.withLock {
+            $0.refreshTokens[authorizer] = nil
+            _ = $0.withdrawn.insert(authorizer)
+        }
+    }
+
     /// The refresh token WeChat currently accepts for `authorizer`.
     public func currentRefreshToken(_ authorizer: String) -> String? { state.withLock { $0.refreshTokens[authorizer] } }
 
@@ -144,8 +160,10 @@ public final class FakeWeChat: Sendable {
             case "/cgi-bin/component/api_get_authorizer_info":
                 if let error = needsComponentToken() { return error }
                 let appid = body["authorizer_appid"] ?? ""
+                if s.withdrawn.contains(appid) { return Self.error(61003, "component is not authorized by this account") }
                 let nickName = s.nickNames[appid] ?? #""Shop \#(appid.suffix(4))""#
-                return #"{"authorizer_info":{"nick_name":\#(nickName),"user_name":"gh_\#(appid.suffix(12))","service_type_info":{"id":2},"verify_type_info":{"id":0}},"authorization_info":{"authorizer_appid":"\#(appid)"}}"#
+                let refresh = s.refreshTokens[appid].map { #","authorizer_refresh_token":"\#($0)""# } ?? ""
+                return #"{"authorizer_info":{"nick_name":\#(nickName),"user_name":"gh_\#(appid.suffix(12))","service_type_info":{"id":2},"verify_type_info":{"id":0}},"authorization_info":{"authorizer_appid":"\#(appid)"\#(refresh)}}"#
             case "/cgi-bin/component/api_get_authorizer_list":
                 if let error = needsComponentToken() { return error }
                 let items = s.refreshTokens.sorted { $0.key < $1.key }

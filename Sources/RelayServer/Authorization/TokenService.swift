@@ -141,11 +141,25 @@ final class TokenService: Sendable {
     /// between (compare and swap), so an older refresh token never overwrites a newer one.
     private func refreshAuthorizerToken(_ appid: String) async throws -> StoredToken {
         let authorizer = try await activeAuthorizer(appid)  // re-read under the lock: the newest refresh token
-        guard let refreshToken = authorizer.refreshToken else { throw TokenError.noRefreshToken(appid) }
+        guard var refreshToken = authorizer.refreshToken else { throw TokenError.noRefreshToken(appid) }
+        let component = authorizer.componentAppid
+        @Sendable func refresh(with refreshToken: String) async throws -> WeChatAPIClient.AuthorizerToken {
+            try await withComponentToken(component) { token in
+                try await self.api.authorizerToken(appid: component, token: token, authorizer: appid, refreshToken: refreshToken)
+            }
+        }
         do {
-            let answer = try await withComponentToken(authorizer.componentAppid) { component in
-                try await self.api.authorizerToken(appid: authorizer.componentAppid, token: component, authorizer: appid,
-                                                   refreshToken: refreshToken)
+            let answer: WeChatAPIClient.AuthorizerToken
+            do {
+                answer = try await refresh(with: refreshToken)
+            } catch let error as WeChatAPIError where error.isRefreshTokenInvalid {
+                // 61023: superseded (a re-authorization whose push the relay missed) or revoked.
+                // WeChat's account details carry the current one; the refresh is tried once with it.
+                guard let current = try await currentRefreshToken(appid, component: component), current != refreshToken else { throw error }
+                logger.notice("authorizer refresh token was superseded; took the current one from WeChat's account details",
+                              metadata: ["authorizer_appid": .string(appid)])
+                refreshToken = current
+                answer = try await refresh(with: current)
             }
             let token = StoredToken(token: answer.authorizer_access_token, expiresAt: clock.now().addingTimeInterval(TimeInterval(answer.expires_in)))
             let saved = try await store.saveAuthorizerTokens(appid: appid, expectedVersion: authorizer.version, accessToken: token,
@@ -156,6 +170,23 @@ final class TokenService: Sendable {
         } catch {
             metrics.tokenRefresh(kind: "authorizer", outcome: "failed")
             throw error
+        }
+    }
+
+    /// The refresh token WeChat's account details (`api_get_authorizer_info`) give for `appid`.
+    /// WeChat answering 61003 (the account no longer authorizes the component: an `unauthorized`
+    /// push the relay missed) marks the authorizer revoked, as that push would have.
+    private func currentRefreshToken(_ appid: String, component: String) async throws -> String? {
+        do {
+            let info = try await withComponentToken(component) { token in
+                try await self.api.authorizerInfo(appid: component, token: token, authorizer: appid)
+            }
+            return info.authorization_info?.authorizer_refresh_token.flatMap { $0.isEmpty ? nil : $0 }
+        } catch let error as WeChatAPIError where error.errcode == 61003 {
+            try await store.revokeAuthorizer(appid: appid)
+            logger.warning("WeChat says the account no longer authorizes the component; authorizer marked revoked",
+                           metadata: ["authorizer_appid": .string(appid)])
+            throw TokenError.revoked(appid)
         }
     }
 
