@@ -327,6 +327,21 @@ import Testing
         }
     }
 
+    /// WeChat errors an operator fixes say what to do: 61004 (this server's IP is not on the
+    /// platform's whitelist) was only "access clientip is not registered".
+    @Test func wechatErrorsAnOperatorFixesSayWhatToDo() async throws {
+        try await Self.withRelay { _, fake, client async throws in
+            fake.fail("api_component_token", errcode: 61004, "access clientip is not registered requestIP: 203.0.113.7")
+            let answer = try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token")
+            #expect(answer.status == 502)
+            #expect((answer.body["error"] as? [String: Any])?["message"] as? String == "WeChat api_component_token failed: errcode 61004 "
+                    + "(access clientip is not registered requestIP: 203.0.113.7 rid: fake): add this server's outbound IP to the "
+                    + "platform's IP whitelist (Open Platform console, 开发资料 → 白名单IP)")
+        }
+        #expect(WeChatAPIError(api: "api_query_auth", errcode: 61010, errmsg: "code is expired").description
+                == "WeChat api_query_auth failed: errcode 61010 (code is expired)")
+    }
+
     @Test func unauthorizedRevokesAndTokenRequestsAnswerClearly() async throws {
         try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00004", code: "queryauthcode@@@four")

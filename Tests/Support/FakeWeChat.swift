@@ -30,6 +30,7 @@ public final class FakeWeChat: Sendable {
         var trickling: Set<String> = []                 // APIs whose answer never ends
         var delays: [String: Duration] = [:]            // APIs that answer late
         var withdrawn: Set<String> = []                 // authorizers that no longer authorize
+        var failures: [String: (Int, String)] = [:]     // APIs that answer an error
     }
 
     private let state = Mutex(State())
@@ -82,6 +83,10 @@ public final class FakeWeChat: Sendable {
     /// middlebox might): only a deadline on the whole answer ends the call.
     public func trickle(_ api: String) { state.withLock { _ = $0.trickling.insert(api) } }
 
+    /// From now on `api` answers WeChat's error `errcode` (61004 when the caller's IP is not
+    /// whitelisted, 45009 when the quota is used up, …).
+    public func fail(_ api: String, errcode: Int, _ errmsg: String) { state.withLock { $0.failures[api] = (errcode, errmsg) } }
+
     /// From now on `api` answers after `delay` (as WeChat does when it is slow).
     public func delay(_ api: String, by delay: Duration) { state.withLock { $0.delays[api] = delay } }
 
@@ -125,6 +130,9 @@ public final class FakeWeChat: Sendable {
             func needsComponentToken() -> String? {
                 guard let token, s.componentTokens.contains(token) else { return Self.error(40001, "invalid credential, access_token is invalid or not latest") }
                 return nil
+            }
+            if let (errcode, errmsg) = s.failures.first(where: { path.hasSuffix("/" + $0.key) })?.value {
+                return Self.error(errcode, errmsg)
             }
             switch path {
             case "/cgi-bin/component/api_component_token":
