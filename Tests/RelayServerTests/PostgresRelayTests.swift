@@ -95,36 +95,72 @@ struct PostgresRelayTests {
         }
     }
 
-    /// Tokens are refreshed once for all nodes: the lock that serializes refreshes is a row in
-    /// the shared database, not a lock of one process.
-    @Test func nodesAskingForATokenTogetherFetchItOnce() async throws {
+    /// Two onboarding nodes (admin API on) on one database and one fake WeChat holding a ticket
+    /// that node A has received; `body` runs while both serve over real sockets, `after` once both
+    /// have stopped.
+    static func withTwoOnboardingNodes(
+        _ setUp: @Sendable (FakeWeChat) -> Void = { _ in },
+        _ body: @Sendable (TestRelay, TestRelay, FakeWeChat, any TestClientProtocol, any TestClientProtocol) async throws -> Void,
+        after: @Sendable (TestRelay, FakeWeChat) async throws -> Void = { _, _ in }
+    ) async throws {
         try await StoreBackend.postgres.withStorageURL { url in
             try await FakeWeChat.run { fake, base in
                 try await TestRelay.with(extraYAML: OnboardingTests.admin, apiBase: base, storageURL: url) { a in
                     try await TestRelay.with(extraYAML: OnboardingTests.admin, apiBase: base, storageURL: url) { b in
                         fake.addTicket("ticket@@@valid")
+                        setUp(fake)
                         try await a.application().test(.live) { nodeA async throws in
                             try await b.application().test(.live) { nodeB async throws in
                                 #expect(try await nodeA.send(a.ticketPush(ticket: "ticket@@@valid")).body == "success")
-                                let uri = "/v1/components/\(OnboardingTests.component)/access-token"
-                                let tokens = try await withThrowingTaskGroup(of: String.self) { group in
-                                    for i in 0..<16 {
-                                        group.addTask {
-                                            let answer = i % 2 == 0 ? try await AdminAPITests.call(nodeA, .get, uri)
-                                                                    : try await AdminAPITests.call(nodeB, .get, uri)
-                                            return answer.body["access_token"] as? String ?? "status \(answer.status)"
-                                        }
-                                    }
-                                    return try await group.reduce(into: Set<String>()) { $0.insert($1) }
-                                }
-                                #expect(tokens.count == 1 && tokens.first?.hasPrefix("status") == false, "\(tokens)")
-                                #expect(fake.calls(to: "api_component_token").count == 1)
+                                try await body(a, b, fake, nodeA, nodeB)
                             }
                         }
+                        try await after(a, fake)
                     }
                 }
             }
         }
+    }
+
+    /// Tokens are refreshed once for all nodes: the lock that serializes refreshes is a row in
+    /// the shared database, not a lock of one process.
+    @Test func nodesAskingForATokenTogetherFetchItOnce() async throws {
+        try await Self.withTwoOnboardingNodes { _, _, fake, nodeA, nodeB in
+            let uri = "/v1/components/\(OnboardingTests.component)/access-token"
+            let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+                for i in 0..<16 {
+                    group.addTask {
+                        let answer = i % 2 == 0 ? try await AdminAPITests.call(nodeA, .get, uri) : try await AdminAPITests.call(nodeB, .get, uri)
+                        return answer.body["access_token"] as? String ?? "status \(answer.status)"
+                    }
+                }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+            #expect(tokens.count == 1 && tokens.first?.hasPrefix("status") == false, "\(tokens)")
+            #expect(fake.calls(to: "api_component_token").count == 1)
+        }
+    }
+
+    /// WeChat sends the `authorized` push as it sends the merchant's browser to the callback, and
+    /// behind a load balancer the two reach different nodes: one exchange of the code for both,
+    /// one event. Each node single-flighted only its own callers, so the second node's exchange
+    /// got 61009 (code already used) while the first was still fetching the profile, and failed
+    /// — a merchant's error page when the callback came second.
+    @Test func thePushAndTheCallbackOnTwoNodesExchangeTheCodeOnce() async throws {
+        try await Self.withTwoOnboardingNodes({ fake in
+            fake.addAuthCode("queryauthcode@@@nodes", authorizer: "wxauthorizer00014")
+            fake.delay("api_get_authorizer_info", by: .milliseconds(500))  // the first exchange is still under way
+        }, { (_, b: TestRelay, _, nodeA: any TestClientProtocol, nodeB: any TestClientProtocol) async throws -> Void in
+            async let page = nodeA.get("/onboarding/callback?auth_code=queryauthcode@@@nodes&component_appid=\(OnboardingTests.component)")
+            async let pushed = nodeB.send(OnboardingTests.authorizedPush(b, code: "queryauthcode@@@nodes", authorizer: "wxauthorizer00014"))
+            let (callback, push) = try await (page, pushed)
+            #expect(callback.status == 200, "\(callback.body)")
+            #expect(push.body == "success")
+        }, after: { (a: TestRelay, fake: FakeWeChat) async throws -> Void in  // both nodes stopped: the follow-up has finished too
+            #expect(fake.calls(to: "api_query_auth").count == 1)
+            #expect(try await a.store.authorizer(appid: "wxauthorizer00014")?.status == .active)
+            #expect(try await a.store.events(EventQuery(type: "authorizer.authorized")).count == 1)
+        })
     }
 
     @Test func secretsAreSealedInTheDatabaseWithAnEncryptionKey() async throws {

@@ -43,37 +43,47 @@ final class AuthorizationService: Sendable {
     /// profile, and stores one `authorizer.authorized` event for the grant. Repeated calls with the
     /// same code return the stored authorizer without calling WeChat again.
     func complete(code: String, componentAppid: String) async throws -> Authorizer {
+        // One exchange per code in this process (the flight) and across nodes (the store lock):
+        // WeChat sends the `authorized` push as it sends the merchant to the callback, and behind
+        // a load balancer the two reach different nodes.
         try await exchanges.run("code:\(code)") {
-            if let known = try await self.previousExchange(code) { return known }
-            let info: WeChatAPIClient.AuthorizationInfo
-            do {
-                info = try await self.withComponentToken(componentAppid) { token in
-                    try await self.api.queryAuth(appid: componentAppid, token: token, code: code)
-                }
-            } catch let error as WeChatAPIError where error.errcode == 61009 {
-                // Another node may have used the code a moment ago.
-                if let known = try await self.previousExchange(code) { return known }
-                throw error
+            try await self.tokens.locked("exchange:\(code)", doing: "exchanging this authorization code",
+                                         recheck: { try await self.previousExchange(code) }) {
+                try await self.exchange(code: code, componentAppid: componentAppid)
             }
-            let now = self.clock.now()
-            var authorizer = try await self.store.authorizer(appid: info.authorizer_appid)
-                ?? Authorizer(appid: info.authorizer_appid, componentAppid: componentAppid, authorizedAt: now)
-            authorizer.componentAppid = componentAppid
-            authorizer.status = .active
-            authorizer.authorizedAt = now
-            authorizer.permissions = (info.func_info ?? []).map(\.funcscope_category.id)
-            authorizer.refreshToken = info.authorizer_refresh_token ?? authorizer.refreshToken
-            if let access = info.authorizer_access_token {
-                authorizer.accessToken = StoredToken(token: access, expiresAt: now.addingTimeInterval(TimeInterval(info.expires_in ?? 7200)))
-            }
-            await self.addProfile(to: &authorizer)
-            try await self.store.saveAuthorizer(authorizer)
-            try await self.store.recordExchange(code: code, authorizerAppid: authorizer.appid, at: now)
-            try await self.storeAuthorizedEvent(authorizer: authorizer, code: code, at: now)
-            self.logger.info("authorization completed", metadata: ["authorizer_appid": .string(authorizer.appid),
-                                                                  "component_appid": .string(componentAppid)])
-            return try await self.store.authorizer(appid: authorizer.appid) ?? authorizer
         }
+    }
+
+    /// The exchange itself; `complete` makes sure it runs once per code.
+    private func exchange(code: String, componentAppid: String) async throws -> Authorizer {
+        let info: WeChatAPIClient.AuthorizationInfo
+        do {
+            info = try await withComponentToken(componentAppid) { token in
+                try await api.queryAuth(appid: componentAppid, token: token, code: code)
+            }
+        } catch let error as WeChatAPIError where error.errcode == 61009 {
+            // Used a moment ago by a node that lost the lock to a timeout (its lease is 30 s).
+            if let known = try await previousExchange(code) { return known }
+            throw error
+        }
+        let now = clock.now()
+        var authorizer = try await store.authorizer(appid: info.authorizer_appid)
+            ?? Authorizer(appid: info.authorizer_appid, componentAppid: componentAppid, authorizedAt: now)
+        authorizer.componentAppid = componentAppid
+        authorizer.status = .active
+        authorizer.authorizedAt = now
+        authorizer.permissions = (info.func_info ?? []).map(\.funcscope_category.id)
+        authorizer.refreshToken = info.authorizer_refresh_token ?? authorizer.refreshToken
+        if let access = info.authorizer_access_token {
+            authorizer.accessToken = StoredToken(token: access, expiresAt: now.addingTimeInterval(TimeInterval(info.expires_in ?? 7200)))
+        }
+        await addProfile(to: &authorizer)
+        try await store.saveAuthorizer(authorizer)
+        try await store.recordExchange(code: code, authorizerAppid: authorizer.appid, at: now)
+        try await storeAuthorizedEvent(authorizer: authorizer, code: code, at: now)
+        logger.info("authorization completed", metadata: ["authorizer_appid": .string(authorizer.appid),
+                                                          "component_appid": .string(componentAppid)])
+        return try await store.authorizer(appid: authorizer.appid) ?? authorizer
     }
 
     private func previousExchange(_ code: String) async throws -> Authorizer? {

@@ -18,7 +18,7 @@ public enum TokenError: Error, CustomStringConvertible, Sendable {
         case .unknownAuthorizer(let appid): "authorizer \(appid) is not known; complete an authorization or run POST /v1/authorizers/sync"
         case .revoked(let appid): "authorizer \(appid) revoked its authorization; the merchant must authorize again"
         case .noRefreshToken(let appid): "authorizer \(appid) has no refresh token; run POST /v1/authorizers/sync or authorize again"
-        case .lockBusy(let name): "another relay node is refreshing \(name); try again shortly"
+        case .lockBusy(let work): "another relay node is \(work); try again shortly"
         }
     }
 }

@@ -48,7 +48,7 @@ final class TokenService: Sendable {
             return cached
         }
         return try await flights.run("component:\(appid)") {
-            try await self.locked("component:\(appid)", recheck: {
+            try await self.locked("token:component:\(appid)", doing: "refreshing component:\(appid)", recheck: {
                 force ? nil : try await self.store.componentToken(appid: appid).flatMap { $0.isFresh(at: self.clock.now(), margin: self.refreshMargin) ? $0 : nil }
             }) {
                 try await self.refreshComponentToken(component)
@@ -121,7 +121,7 @@ final class TokenService: Sendable {
         let authorizer = try await activeAuthorizer(appid)
         if !force, let cached = authorizer.accessToken, cached.isFresh(at: clock.now(), margin: refreshMargin) { return cached }
         return try await flights.run("authorizer:\(appid)") {
-            try await self.locked("authorizer:\(appid)", recheck: {
+            try await self.locked("token:authorizer:\(appid)", doing: "refreshing authorizer:\(appid)", recheck: {
                 guard !force, let cached = try await self.store.authorizer(appid: appid)?.accessToken,
                       cached.isFresh(at: self.clock.now(), margin: self.refreshMargin) else { return nil }
                 return cached
@@ -192,26 +192,27 @@ final class TokenService: Sendable {
 
     // MARK: Cluster-wide lock
 
-    /// Runs `refresh` holding the store lock `name`. When another node holds it, waits (up to
-    /// ~10 s) for `recheck` to find the token that node stores.
-    private func locked(_ name: String, recheck: @Sendable () async throws -> StoredToken?,
-                        refresh: @Sendable () async throws -> StoredToken) async throws -> StoredToken {
+    /// Runs `run` holding the store lock `name` (a lease row: one holder across all nodes).
+    /// When another node holds it, waits (up to ~10 s) for `recheck` to find what that node
+    /// stores; `work` says what the holder is doing, for the error when it takes too long.
+    func locked<T: Sendable>(_ name: String, doing work: String, recheck: @Sendable () async throws -> T?,
+                             run: @Sendable () async throws -> T) async throws -> T {
         for _ in 0..<50 {
             let now = clock.now()
-            if try await store.acquireLock(name: "token:\(name)", owner: owner, until: now.addingTimeInterval(30), now: now) {
+            if try await store.acquireLock(name: name, owner: owner, until: now.addingTimeInterval(30), now: now) {
                 do {
-                    let token: StoredToken
-                    if let fresh = try await recheck() { token = fresh } else { token = try await refresh() }
-                    try? await store.releaseLock(name: "token:\(name)", owner: owner)
-                    return token
+                    let result: T
+                    if let done = try await recheck() { result = done } else { result = try await run() }
+                    try? await store.releaseLock(name: name, owner: owner)
+                    return result
                 } catch {
-                    try? await store.releaseLock(name: "token:\(name)", owner: owner)
+                    try? await store.releaseLock(name: name, owner: owner)
                     throw error
                 }
             }
-            if let token = try await recheck() { return token }
+            if let done = try await recheck() { return done }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw TokenError.lockBusy(name)
+        throw TokenError.lockBusy(work)
     }
 }
