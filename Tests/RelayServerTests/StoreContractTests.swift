@@ -233,6 +233,25 @@ import Testing
         }
     }
 
+    /// An ordered user's delivery waiting behind an unfinished one is not due: the claim would
+    /// not take it, and the dispatcher sleeps until the next due time. Counting it made the next
+    /// due time "now" for as long as the earlier delivery was in flight, and the claimer spun —
+    /// a claim transaction every millisecond (a third of a core, measured with `relay serve`
+    /// and a bot that takes 8 s to answer).
+    @Test(arguments: StoreBackend.available)
+    func anOrderedUsersDeliveryWaitingBehindAnotherIsNotDue(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            try await Self.commit(["first", "second"], to: ["bot"], in: store, from: "oUser")
+            let head = try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            #expect(head.count == 1)
+            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == nil)
+            try await Self.commit(["other user"], to: ["bot"], in: store, from: "oOther", at: Self.now + 5)
+            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now + 5)
+            try await store.recordAttempt(deliveryId: head[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
+            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now)
+        }
+    }
+
     @Test(arguments: StoreBackend.available)
     func aFailedAttemptComesDueAtItsRetryTimeAndReleasedClaimsAtOnce(_ backend: StoreBackend) async throws {
         try await Self.withStore(backend) { store in

@@ -27,10 +27,7 @@ extension PostgresRelayStore {
                 SELECT c.id FROM deliveries c
                 WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished)
                   AND c.next_attempt_at <= \(now) AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now))
-                  AND (c.order_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM deliveries e
-                        WHERE e.subscription_id = c.subscription_id AND e.order_key = c.order_key
-                          AND e.event_seq < c.event_seq AND e.\(unescaped: PostgresSchema.unfinished)))
+                  AND \(unescaped: notWaitingInOrder("c"))
                 ORDER BY c.next_attempt_at, c.event_seq
                 LIMIT \(limit)
                 FOR UPDATE OF c SKIP LOCKED
@@ -100,16 +97,30 @@ extension PostgresRelayStore {
             """)
     }
 
-    /// When the next unleased delivery is due. Leased ones are not waited for: their attempts
-    /// report back, and a dead node's lease is noticed by the claimer's regular wake-ups.
+    /// When the next delivery a claim would take is due. Leased ones are not waited for (their
+    /// attempts report back, and a dead node's lease is noticed by the claimer's regular
+    /// wake-ups), nor an ordered user's delivery behind an unfinished one (its attempt's end wakes
+    /// the claimer; counted, it made the claimer spin while the earlier one was in flight).
     public func nextDueTime(subscriptionId: String, now: Date) async throws -> Date? {
         let now = Self.millis(now)
         return Self.date(try await fetch(
             """
-            SELECT MIN(next_attempt_at) AS due FROM deliveries
-            WHERE subscription_id = \(subscriptionId) AND \(unescaped: PostgresSchema.unfinished)
-              AND (lease_expires_at IS NULL OR lease_expires_at <= \(now))
+            SELECT c.next_attempt_at AS due FROM deliveries c
+            WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished)
+              AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now)) AND \(unescaped: Self.notWaitingInOrder("c"))
+            ORDER BY c.next_attempt_at LIMIT 1
             """).first?["due"].decode(Int?.self))
+    }
+
+    /// The delivery `c` is not an ordered user's waiting behind an earlier unfinished one (being
+    /// attempted included).
+    static func notWaitingInOrder(_ c: String) -> String {
+        """
+        (\(c).order_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM deliveries e
+            WHERE e.subscription_id = \(c).subscription_id AND e.order_key = \(c).order_key
+              AND e.event_seq < \(c).event_seq AND e.\(PostgresSchema.unfinished)))
+        """
     }
 
     public func delivery(id: String) async throws -> DeliveryRecord? {

@@ -160,18 +160,19 @@ extension SQLiteRelayStore {
     }
 
     public func nextDueTime(subscriptionId: String, now: Date) async throws -> Date? {
-        Self.optionalDate(try await reader.query(Self.nextDueSQL, [.text(subscriptionId), .integer(Self.millis(now))]).first?.column("due"))
+        Self.optionalDate(try await reader.query(Self.nextDueSQL, [.integer(Self.millis(now)), .text(subscriptionId)]).first?.column("due"))
     }
 
-    /// When the next unleased delivery of subscription ?1 at time ?2 is due. Leased ones are not
-    /// waited for: this process's own come back through their attempts, and a dead process's
-    /// lease is noticed by the claimer's wake-up at least once a second.
+    /// When the next delivery a claim of subscription ?2 would take is due, at time ?1: the
+    /// claim's own branches, without "due now" and cut at one. Leased ones are not waited for
+    /// (this process's own come back through their attempts, and a dead process's lease is
+    /// noticed by the claimer's wake-up at least once a second), nor an ordered user's delivery
+    /// behind an unfinished one (its attempt's end wakes the claimer).
     static let nextDueSQL = """
         SELECT MIN(due) AS due FROM (
-            SELECT MIN(next_attempt_at) AS due FROM deliveries d
-                WHERE subscription_id = ?1 AND status = 'pending' AND \(SQLiteSchema.unfinished) AND \(unleased("d", at: "?2"))
-            UNION ALL SELECT MIN(next_attempt_at) FROM deliveries d
-                WHERE subscription_id = ?1 AND status = 'failed' AND \(SQLiteSchema.unfinished) AND \(unleased("d", at: "?2")))
+            \(["pending", "failed"].map { "SELECT * FROM (\(dueBranch("d.status = '\($0)' AND \(unleased("d", at: "?1"))", limit: 1)))" }
+                .joined(separator: " UNION ALL "))
+        )
         """
 
     public func delivery(id: String) async throws -> DeliveryRecord? {
