@@ -197,15 +197,18 @@ final class Dispatcher: Service {
     }
 
     /// Claims due deliveries into `queue` while it has room, then sleeps until rung or the next
-    /// retry is due.
+    /// retry is due. Woken by the clock with nothing due, it does not claim: an idle
+    /// subscription costs a read a second, not a write transaction (500 idle subscriptions took
+    /// 4 % of a core and as many writer transactions a second as they were).
     private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, claimBell: Doorbell, startBell: Doorbell) async {
+        var dueNow = true
         while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
             let held = queue.held
             let room = 2 * maxInFlightPerSubscription - held
             let worthClaiming = worthClaiming(held: held)
             var claimed: [ClaimedDelivery] = []
-            if worthClaiming {
+            if worthClaiming && dueNow {
                 let now = clock.now()
                 do {
                     claimed = try await store.claimDeliveries(
@@ -221,11 +224,13 @@ final class Dispatcher: Service {
                 return
             }
             if !claimed.isEmpty { startBell.ring() }
-            if worthClaiming && claimed.count == room { continue }  // there may be more due right now
+            if worthClaiming && dueNow && claimed.count == room { continue }  // there may be more due right now
             if worthClaiming {
-                await claimBell.wait(upTo: await waitBeforeNextClaim(subscriptionId: id))
+                let (wait, due) = await waitBeforeNextClaim(subscriptionId: id)
+                dueNow = await claimBell.wait(upTo: wait) || due
             } else {
                 await claimBell.wait()  // the queue is full: an attempt that finishes rings
+                dueNow = true
             }
         }
     }
@@ -236,11 +241,18 @@ final class Dispatcher: Service {
         return room > 0 && (room >= claimBatch || held == 0)
     }
 
-    /// Until the next delivery of the subscription is due, at most one second.
-    private func waitBeforeNextClaim(subscriptionId: String) async -> Duration {
-        guard let due = try? await store.nextDueTime(subscriptionId: subscriptionId, now: clock.now()) else { return .seconds(1) }
+    /// Until the next delivery of the subscription is due, at most one second, and whether one
+    /// is due by then. A store that cannot say counts as due: the claim reports its error.
+    private func waitBeforeNextClaim(subscriptionId: String) async -> (Duration, due: Bool) {
+        let due: Date?
+        do {
+            due = try await store.nextDueTime(subscriptionId: subscriptionId, now: clock.now())
+        } catch {
+            return (.seconds(1), true)
+        }
+        guard let due else { return (.seconds(1), false) }
         let millis = Int(due.timeIntervalSince(clock.now()) * 1000)
-        return .milliseconds(min(max(millis, 1), 1000))
+        return (.milliseconds(min(max(millis, 1), 1000)), millis <= 1000)
     }
 
     /// One attempt of one delivery, and what it leads to.

@@ -28,14 +28,22 @@ final class Doorbell: Sendable {
         await waitForRing()
     }
 
-    /// Returns when rung, after `timeout`, or on cancellation, whichever comes first.
-    func wait(upTo timeout: Duration) async {
-        if takeRing() { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForRing() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
+    /// Returns when rung, after `timeout`, or on cancellation, whichever comes first; true when rung.
+    @discardableResult
+    func wait(upTo timeout: Duration) async -> Bool {
+        if takeRing() { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.waitForRing()
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let rung = await group.next() ?? false
             group.cancelAll()
+            return rung
         }
     }
 
