@@ -93,9 +93,13 @@ import Testing
         let gate = DispatchSemaphore(value: 0)
         defer { for _ in 0..<32 { gate.signal() } }  // the hanging lookups' threads go back to their pool
         let lookups = Mutex<[String]>([])
+        let (hanging, hangs) = AsyncStream.makeStream(of: Void.self)
         let egress = EgressGuard(allowPrivateNetworks: false, resolve: { host in
             lookups.withLock { $0.append(host) }
-            if host == "hanging.invalid" { gate.wait() }
+            if host == "hanging.invalid" {
+                hangs.yield()
+                gate.wait()
+            }
             return ["127.0.0.1"]
         }, isPublic: { _ in true })
         try await TestReceiver.run { receiver, port in
@@ -105,7 +109,8 @@ import Testing
                 for i in 0..<32 {  // a subscriber's in-flight attempts
                     group.addTask { await sender.send(url: "http://hanging.invalid:\(port)/hook", eventId: "evt_h\(i)", body: "{}", secrets: secrets, at: Date()) }
                 }
-                while !lookups.withLock({ $0.contains("hanging.invalid") }) { await Task.yield() }
+                var started = hanging.makeAsyncIterator()
+                _ = await started.next()  // the hanging lookup holds its thread
                 let other = await WebhookSender(client: HTTPClient.shared, timeout: .seconds(5), egress: egress)
                     .send(url: "http://hooks.invalid:\(port)/hook", eventId: "evt_1", body: "{}", secrets: secrets, at: Date())
                 #expect(other.statusCode == 204, "\(other)")
