@@ -83,6 +83,9 @@ import WeChatCrypto
             try await relay.application().test(.router) { client async throws in
                 #expect(try await client.get("/healthz") == (200, "ok"))
                 #expect(try await client.get("/readyz") == (200, "ready"))
+                // Some load balancers' health checks send HEAD (it was a 404).
+                #expect(try await client.execute(uri: "/healthz", method: .head) { $0.status } == .ok)
+                #expect(try await client.execute(uri: "/readyz", method: .head) { $0.status } == .ok)
                 _ = try await client.send(relay.textPush())
                 let metrics = try await client.get("/metrics").body
                 #expect(metrics.contains(#"relay_pushes_total{endpoint="callback",outcome="stored"} 1"#))
