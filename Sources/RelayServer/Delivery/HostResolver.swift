@@ -45,62 +45,33 @@ final class HostResolver: Sendable {
     }
 }
 
-/// One lookup's answer, awaited by every caller that wanted it meanwhile.
+/// One lookup's answer, awaited by every caller that wanted it meanwhile: each waits on a
+/// doorbell of its own, which the answer rings.
 private final class SharedLookup: Sendable {
     private struct State {
         var answer: [String]?
-        var waiters: [Int: CheckedContinuation<[String]?, Never>] = [:]
-        var nextWaiter = 0
+        var waiting: [Doorbell] = []
     }
 
     private let state = Mutex(State())
 
     func finish(_ addresses: [String]) {
-        let waiters = state.withLock { state in
+        let waiting = state.withLock { state in
             state.answer = addresses
-            defer { state.waiters = [:] }
-            return state.waiters
+            defer { state.waiting = [] }
+            return state.waiting
         }
-        for waiter in waiters.values { waiter.resume(returning: addresses) }
+        for bell in waiting { bell.ring() }
     }
 
     func result(by deadline: ContinuousClock.Instant) async -> [String]? {
-        if let answer = state.withLock({ $0.answer }) { return answer }
-        return await withTaskGroup(of: [String]?.self) { group in
-            group.addTask { await self.answer() }
-            group.addTask {
-                try? await Task.sleep(until: deadline)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        let bell = Doorbell()
+        let answer = state.withLock { state -> [String]? in
+            if state.answer == nil { state.waiting.append(bell) }
+            return state.answer
         }
-    }
-
-    /// The answer, or nil on cancellation.
-    private func answer() async -> [String]? {
-        let id = state.withLock { state in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                enum Now { case answer([String]), cancelled, later }
-                let now = state.withLock { state -> Now in
-                    if let answer = state.answer { return .answer(answer) }
-                    if Task.isCancelled { return .cancelled }
-                    state.waiters[id] = continuation
-                    return .later
-                }
-                switch now {
-                case .answer(let answer): continuation.resume(returning: answer)
-                case .cancelled: continuation.resume(returning: nil)
-                case .later: break
-                }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
-        }
+        if let answer { return answer }
+        await bell.wait(upTo: deadline - .now)
+        return state.withLock { $0.answer }
     }
 }

@@ -19,7 +19,7 @@ public struct WeChatAPIError: Error, CustomStringConvertible, Sendable, Equatabl
     /// What to do, for the errcodes an operator fixes rather than waits out.
     public var hint: String? {
         switch errcode {
-        case -2: "WeChat cannot be reached from this server; check its network and wechat.api_base"
+        case -2: "WeChat could not be reached, or answered with an HTTP error; check this server's network and wechat.api_base"
         case 61004: "add this server's outbound IP to the platform's IP whitelist (Open Platform console, 开发资料 → 白名单IP)"
         case 40125, 41004: "check the component's appsecret in relay.yml (wechat.components[].appsecret)"
         case 61011: "this AppID is not a third-party platform; check wechat.components[].appid in relay.yml"
