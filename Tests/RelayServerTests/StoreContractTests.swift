@@ -244,11 +244,50 @@ import Testing
             try await Self.commit(["first", "second"], to: ["bot"], in: store, from: "oUser")
             let head = try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
             #expect(head.count == 1)
-            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == nil)
+            // Parked until the head's lease ends: then, at the latest, it is worth looking again.
+            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now + 30)
             try await Self.commit(["other user"], to: ["bot"], in: store, from: "oOther", at: Self.now + 5)
             #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now + 5)
             try await store.recordAttempt(deliveryId: head[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
             #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now)
+        }
+    }
+
+    /// A claim parks the due deliveries that wait behind their user's unfinished one until the
+    /// earliest time that one can be over, so later claims do not walk them again (a chat bot's
+    /// backlog behind failing users was walked by every claim, on SQLite's writer); the next one
+    /// is due as soon as the earlier is delivered or dead. Before parking, `nextAttemptAt` of a
+    /// waiting delivery stayed at its creation and every claim stepped over it.
+    @Test(arguments: StoreBackend.available)
+    func aWaitingDeliveryIsParkedUntilItsUsersEarlierOneCanBeOver(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let alice = try await Self.commit(["a1", "a2", "a3"], to: ["bot"], in: store, from: "alice")
+            func next(_ event: RelayEvent) async throws -> Date? {
+                try await store.deliveries(eventId: event.id).first?.nextAttemptAt
+            }
+            func claim(at time: Date) async throws -> [ClaimedDelivery] {
+                try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: time, leaseUntil: time + 30, owner: "a")
+            }
+            let first = try await claim(at: Self.now)
+            #expect(first.map(\.event.id) == [alice[0].id])
+            #expect(try await [next(alice[1]), next(alice[2])] == [Self.now + 30, Self.now + 30])
+            // A failure moves the head's next attempt; the parked ones are looked at again when their bound comes.
+            try await store.recordAttempt(deliveryId: first[0].id, owner: "a", attempt: Self.refused, verdict: .retry(at: Self.now + 100),
+                                          now: Self.now + 1)
+            #expect(try await claim(at: Self.now + 30).isEmpty)
+            #expect(try await [next(alice[1]), next(alice[2])] == [Self.now + 100, Self.now + 100])
+            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now + 30) == Self.now + 100)
+            let retried = try await claim(at: Self.now + 100)
+            #expect(retried.map(\.event.id) == [alice[0].id])
+            #expect(try await next(alice[1]) == Self.now + 130)
+            // Delivered: only the next one is due at once; the one after it waits for that one's turn.
+            try await store.recordAttempt(deliveryId: first[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now + 101)
+            #expect(try await [next(alice[1]), next(alice[2])] == [Self.now + 101, Self.now + 130])
+            let second = try await claim(at: Self.now + 101)
+            #expect(second.map(\.event.id) == [alice[1].id])
+            try await store.recordAttempt(deliveryId: second[0].id, owner: "a", attempt: Self.refused, verdict: .dead, now: Self.now + 102)
+            #expect(try await next(alice[2]) == Self.now + 102)
+            #expect(try await claim(at: Self.now + 102).map(\.event.id) == [alice[2].id])
         }
     }
 

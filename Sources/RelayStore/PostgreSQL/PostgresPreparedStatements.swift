@@ -31,6 +31,12 @@ extension PostgresRelayStore {
         var query: PostgresQuery { PostgresRelayStore.attemptsQuery(writes) }
     }
 
+    struct ParkStatement: HotStatement {
+        static let name = "relay_park"
+        static let sql = PostgresRelayStore.parkQuery(subscriptionId: "", now: 0).sql
+        let query: PostgresQuery
+    }
+
     struct ClaimStatement: HotStatement {
         static let name = "relay_claim"
         static let sql = PostgresRelayStore.claimQuery(subscriptionId: "", limit: 0, now: 0, leaseUntil: 0, owner: "").sql

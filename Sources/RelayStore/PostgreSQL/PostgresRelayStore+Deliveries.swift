@@ -12,7 +12,13 @@ extension PostgresRelayStore {
         guard limit > 0 else { return [] }
         let statement = ClaimStatement(query: Self.claimQuery(subscriptionId: subscriptionId, limit: limit, now: Self.millis(now),
                                                               leaseUntil: Self.millis(leaseUntil), owner: owner))
-        let rows = try await bounded { [logger] connection in try await Self.collect(statement, on: connection, logger: logger) }
+        let park = ParkStatement(query: Self.parkQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
+        let rows = try await bounded { [logger] connection in
+            let rows = try await Self.collect(statement, on: connection, logger: logger)
+            // The claim walked every due delivery, those waiting in order included.
+            if rows.count < limit { _ = try await Self.collect(park, on: connection, logger: logger) }
+            return rows
+        }
         return try rows.map { row in
             ClaimedDelivery(id: try row["delivery_id"].decode(String.self), subscriptionId: subscriptionId,
                             attemptsMade: try row["attempts_made"].decode(Int.self), event: try Self.event(from: row))
@@ -38,6 +44,30 @@ extension PostgresRelayStore {
         SELECT claimed.delivery_id, claimed.attempts_made, \(unescaped: eventColumns("e"))
         FROM claimed JOIN events e ON e.seq = claimed.event_seq
         ORDER BY e.seq
+        """
+    }
+
+    /// Parks due deliveries waiting in order (`DeliveryParking`). Rows another node is claiming
+    /// or parking are skipped, as a claim skips them; a subscription without ordered deliveries
+    /// is not walked.
+    static func parkQuery(subscriptionId: String, now: Int) -> PostgresQuery {
+        """
+        UPDATE deliveries d SET next_attempt_at = p.bound
+        FROM (
+            SELECT c.id, (
+                SELECT CASE WHEN h.lease_expires_at > \(now) THEN h.lease_expires_at ELSE h.next_attempt_at END FROM deliveries h
+                WHERE h.subscription_id = c.subscription_id AND h.order_key = c.order_key AND h.event_seq < c.event_seq
+                  AND h.\(unescaped: PostgresSchema.unfinished)
+                ORDER BY h.event_seq LIMIT 1) AS bound
+            FROM deliveries c
+            WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished) AND c.next_attempt_at <= \(now)
+              AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now)) AND c.order_key IS NOT NULL
+              AND EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = \(subscriptionId) AND o.order_key IS NOT NULL
+                            AND o.\(unescaped: PostgresSchema.unfinished))
+            LIMIT \(DeliveryParking.batch)
+            FOR UPDATE OF c SKIP LOCKED
+        ) p
+        WHERE d.id = p.id AND p.bound > \(now)
         """
     }
 
@@ -76,12 +106,22 @@ extension PostgresRelayStore {
             SELECT id, at, CASE WHEN has_status_code THEN status_code END, CASE WHEN has_error THEN error END, duration_ms,
                    CASE WHEN has_response THEN response END
             FROM a ORDER BY n
+        ), moved AS (
+            UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1,
+                next_attempt_at = CASE WHEN a.has_next THEN a.next_attempt_at END, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = a.now
+            FROM a
+            WHERE d.id = a.id AND d.lease_owner = a.owner AND d.\(unescaped: PostgresSchema.unfinished)
+            RETURNING d.subscription_id, d.order_key, d.event_seq, d.status, a.now
         )
-        UPDATE deliveries d SET status = a.status, attempts = d.attempts + 1,
-            next_attempt_at = CASE WHEN a.has_next THEN a.next_attempt_at END, lease_owner = NULL, lease_expires_at = NULL,
-            updated_at = a.now
-        FROM a
-        WHERE d.id = a.id AND d.lease_owner = a.owner AND d.\(unescaped: PostgresSchema.unfinished)
+        UPDATE deliveries s SET next_attempt_at = m.now
+        FROM moved m
+        WHERE m.order_key IS NOT NULL AND m.status NOT IN ('pending', 'failed') AND s.next_attempt_at > m.now
+          AND s.id = (SELECT n.id FROM deliveries n
+                      WHERE n.subscription_id = m.subscription_id AND n.order_key = m.order_key AND n.event_seq > m.event_seq
+                        AND n.\(unescaped: PostgresSchema.unfinished)
+                      ORDER BY n.event_seq LIMIT 1)
+          AND s.id NOT IN (SELECT id FROM a)
         """
     }
 
@@ -99,15 +139,17 @@ extension PostgresRelayStore {
 
     /// When the next delivery a claim would take is due. Leased ones are not waited for (their
     /// attempts report back, and a dead node's lease is noticed by the claimer's regular
-    /// wake-ups), nor an ordered user's delivery behind an unfinished one (its attempt's end wakes
-    /// the claimer; counted, it made the claimer spin while the earlier one was in flight).
+    /// wake-ups), nor an ordered user's delivery due now behind an unfinished one (its attempt's
+    /// end wakes the claimer; counted, it made the claimer spin while the earlier one was in
+    /// flight). A parked one counts at the time it was parked until, unchecked.
     public func nextDueTime(subscriptionId: String, now: Date) async throws -> Date? {
         let now = Self.millis(now)
         return Self.date(try await fetch(
             """
             SELECT c.next_attempt_at AS due FROM deliveries c
             WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished)
-              AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now)) AND \(unescaped: Self.notWaitingInOrder("c"))
+              AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now))
+              AND (c.next_attempt_at > \(now) OR \(unescaped: Self.notWaitingInOrder("c")))
             ORDER BY c.next_attempt_at LIMIT 1
             """).first?["due"].decode(Int?.self))
     }

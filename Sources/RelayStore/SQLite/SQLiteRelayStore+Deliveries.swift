@@ -10,6 +10,10 @@ extension SQLiteRelayStore {
                 Self.claimSQL(limit: limit),
                 [.integer(Self.millis(now)), .text(subscriptionId), .text(owner), .integer(Self.millis(leaseUntil))]
             ).map { (id: $0.values[0].string ?? "", attempts: $0.values[1].integer ?? 0, eventSeq: $0.values[2].integer ?? 0) }
+            if rows.count < limit {
+                // The claim walked every due delivery, those waiting in order included.
+                _ = try db.query(Self.parkSQL, [.integer(Self.millis(now)), .text(subscriptionId)])
+            }
             guard !rows.isEmpty else { return [] }
             // The events are read in the same work item, from the writer's warm cache, by their
             // rowid (`seq`) rather than through the index on their text id.
@@ -64,17 +68,57 @@ extension SQLiteRelayStore {
     /// An ordered user's delivery waits while an earlier one of the same user is unfinished.
     /// (`CAST`: with a plain `= ?2` before an ORDER BY, SQLite prepares the statement again each
     /// time ?2 is bound.)
-    static func dueBranch(_ condition: String, limit: Int) -> String {
+    /// `parkedAfter`: a delivery due later than that time counts without the order check (it
+    /// may be parked, and its next attempt is when to look again).
+    static func dueBranch(_ condition: String, limit: Int, parkedAfter: String? = nil) -> String {
         """
         SELECT d.rowid AS rid, d.next_attempt_at AS due, d.event_seq FROM deliveries d
         WHERE d.subscription_id = CAST(?2 AS TEXT) AND \(condition) AND d.\(SQLiteSchema.unfinished)
-          AND (d.order_key IS NULL OR NOT EXISTS (
+          AND (\(parkedAfter.map { "d.next_attempt_at > \($0) OR " } ?? "")d.order_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM deliveries e
                 WHERE e.subscription_id = d.subscription_id AND e.order_key = d.order_key
                   AND e.event_seq < d.event_seq AND e.\(SQLiteSchema.unfinished)))
         ORDER BY d.next_attempt_at, d.event_seq LIMIT \(limit)
         """
     }
+
+    /// Parks the due deliveries waiting in order that the claim walked past (`DeliveryParking`).
+    static let parkSQL = """
+        UPDATE deliveries SET next_attempt_at = p.bound
+        FROM (SELECT * FROM (
+            \(["pending", "failed"].map { "SELECT * FROM (\(parkBranch(status: $0)))" }.joined(separator: " UNION ALL "))
+        )) AS p
+        WHERE deliveries.rowid = p.rid AND p.bound > ?1
+        """
+
+    /// Due deliveries of subscription ?2 at ?1 with one status, with the time the unfinished head
+    /// of their user's order can be over (NULL for a head). A subscription without ordered
+    /// deliveries (one probe of `deliveries_order`) is not walked.
+    static func parkBranch(status: String) -> String {
+        """
+        SELECT d.rowid AS rid, (
+            SELECT CASE WHEN h.lease_expires_at > ?1 THEN h.lease_expires_at ELSE h.next_attempt_at END FROM deliveries h
+            WHERE h.subscription_id = d.subscription_id AND h.order_key = d.order_key AND h.event_seq < d.event_seq
+              AND h.\(SQLiteSchema.unfinished)
+            ORDER BY h.event_seq LIMIT 1) AS bound
+        FROM deliveries d
+        WHERE d.subscription_id = CAST(?2 AS TEXT) AND d.status = '\(status)' AND d.next_attempt_at <= ?1
+          AND \(unleased("d", at: "?1")) AND d.\(SQLiteSchema.unfinished) AND d.order_key IS NOT NULL
+          AND EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = CAST(?2 AS TEXT) AND o.order_key IS NOT NULL
+                        AND o.\(SQLiteSchema.unfinished))
+        LIMIT \(DeliveryParking.batch)
+        """
+    }
+
+    /// The next unfinished delivery of the user's order after one that is over is due at `now`
+    /// (?1) if it was parked; ?2 subscription, ?3 order key, ?4 the finished one's event.
+    static let unparkSuccessorSQL = """
+        UPDATE deliveries SET next_attempt_at = ?1
+        WHERE rowid = (SELECT s.rowid FROM deliveries s
+                       WHERE s.subscription_id = ?2 AND s.order_key = ?3 AND s.event_seq > ?4 AND s.\(SQLiteSchema.unfinished)
+                       ORDER BY s.event_seq LIMIT 1)
+          AND next_attempt_at > ?1
+        """
 
     public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
         try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, verdict: verdict, now: now))
@@ -86,14 +130,15 @@ extension SQLiteRelayStore {
     /// success, is still recorded as a row.
     static func bulkAttempts(_ writes: [AttemptWrite], on db: SQLiteHandle) throws {
         let values = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?)", count: writes.count).joined(separator: ", ")
-        let moved = Set(try db.query(
+        let moved = try db.query(
             """
             UPDATE deliveries SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, lease_owner = NULL,
                 lease_expires_at = NULL, updated_at = v.column5, succeeded_at = v.column6, succeeded_status_code = v.column7,
                 succeeded_duration_ms = v.column8, succeeded_response = v.column9
             FROM (VALUES \(values)) AS v
             WHERE deliveries.id = v.column1 AND deliveries.lease_owner = v.column2 AND deliveries.status IN ('pending', 'failed')
-            RETURNING deliveries.id
+            RETURNING deliveries.id, deliveries.subscription_id, deliveries.order_key, deliveries.event_seq, deliveries.status,
+                deliveries.updated_at
             """,
             writes.flatMap { w -> [SQLiteData] in
                 let succeeded = w.status == .succeeded
@@ -101,8 +146,12 @@ extension SQLiteRelayStore {
                         .integer(millis(w.now)), succeeded ? .integer(millis(w.attempt.at)) : .null,
                         succeeded ? (w.attempt.statusCode.map { .integer($0) } ?? .null) : .null,
                         succeeded ? .integer(w.attempt.durationMs) : .null, succeeded ? text(w.attempt.responseExcerpt) : .null]
-            }).compactMap { $0.values.first?.string })
-        let rows = writes.filter { $0.status != .succeeded || !moved.contains($0.deliveryId) }
+            })
+        for row in moved where row.values[2].string != nil && !["pending", "failed"].contains(row.values[4].string) {
+            _ = try db.query(unparkSuccessorSQL, [row.values[5], row.values[1], row.values[2], row.values[3]])
+        }
+        let movedIds = Set(moved.compactMap { $0.values.first?.string })
+        let rows = writes.filter { $0.status != .succeeded || !movedIds.contains($0.deliveryId) }
         guard !rows.isEmpty else { return }
         let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?)", count: rows.count).joined(separator: ", ")
         _ = try db.query("INSERT INTO attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES \(placeholders)",
@@ -167,10 +216,13 @@ extension SQLiteRelayStore {
     /// claim's own branches, without "due now" and cut at one. Leased ones are not waited for
     /// (this process's own come back through their attempts, and a dead process's lease is
     /// noticed by the claimer's wake-up at least once a second), nor an ordered user's delivery
-    /// behind an unfinished one (its attempt's end wakes the claimer).
+    /// due now behind an unfinished one (its attempt's end wakes the claimer); a parked one
+    /// counts at the time it was parked until, without walking every parked one for the order.
     static let nextDueSQL = """
         SELECT MIN(due) AS due FROM (
-            \(["pending", "failed"].map { "SELECT * FROM (\(dueBranch("d.status = '\($0)' AND \(unleased("d", at: "?1"))", limit: 1)))" }
+            \(["pending", "failed"].map {
+                "SELECT * FROM (\(dueBranch("d.status = '\($0)' AND \(unleased("d", at: "?1"))", limit: 1, parkedAfter: "?1")))"
+            }
                 .joined(separator: " UNION ALL "))
         )
         """
