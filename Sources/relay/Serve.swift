@@ -23,6 +23,17 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "relay")
         let config = try options.load()
+        if let files = OpenFileLimit.raiseToHardLimit() {
+            let metadata: Logger.Metadata = ["before": "\(files.before)", "now": "\(files.after)"]
+            if files.after < OpenFileLimit.recommendedMinimum {
+                logger.warning("""
+                    open file limit is low: each push, reply call and delivery in flight holds a connection; \
+                    raise the hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn, --ulimit nofile= for Docker)
+                    """, metadata: metadata)
+            } else if files.after != files.before {
+                logger.info("open file limit raised to the hard limit", metadata: metadata)
+            }
+        }
         var opened = false
         do {
             try await StoreFactory.withStore(config.storage, logger: logger) { store in

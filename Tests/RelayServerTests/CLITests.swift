@@ -150,6 +150,21 @@ import Testing
         #expect(none.status != 0 && none.output.contains("--count must be between 1 and 1000000"), "\(none.output)")
     }
 
+    /// `serve` raises its soft limit on open files to the hard one: under systemd's default soft
+    /// limit of 1,024 the relay stopped accepting connections, WeChat's pushes included, once
+    /// that many were open (seen with a limit of 100: `/healthz` unanswered while 150 idle
+    /// connections were open).
+    @Test func serveRaisesItsOpenFileLimitToTheHardLimit() throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let relay = try RelayProcess.start(in: directory, openFileLimit: 256)
+        defer { relay.terminate() }
+        let limits = try String(contentsOfFile: "/proc/\(relay.process.processIdentifier)/limits", encoding: .utf8)
+        let files = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        let values = files.split(separator: " ").dropFirst(3).prefix(2).map(String.init)
+        #expect(values.count == 2 && values[0] == values[1] && values[0] != "256", "\(files)")
+    }
+
     @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
         let directory = makeTemporaryDirectory()
         try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)

@@ -142,11 +142,18 @@ struct RelayProcess: Sendable {
     let process: Process
     let port: Int
 
-    /// Starts `relay` with `arguments` (`serve` unless told) and waits for it to log `port=N`.
-    static func start(in directory: String, arguments: [String] = ["serve"]) throws -> RelayProcess {
+    /// Starts `relay` with `arguments` (`serve` unless told) and waits for it to log `port=N`;
+    /// with `openFileLimit`, under that soft limit (the shell sets it, then becomes the relay).
+    static func start(in directory: String, arguments: [String] = ["serve"], openFileLimit: Int? = nil) throws -> RelayProcess {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try CLITests().relayBinary)
-        process.arguments = arguments
+        let binary = try CLITests().relayBinary
+        if let openFileLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -Sn \(openFileLimit) && exec \"$0\" \"$@\"", binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let log = Pipe()
         process.standardError = log
