@@ -392,6 +392,31 @@ import Testing
         }
     }
 
+    /// Due refreshes run eight at a time: one at a time, each waited for WeChat's answer, and a
+    /// platform with tens of thousands of authorizers fell behind whenever WeChat was slow. The
+    /// fake holds each refresh until eight are under way together; one at a time, the first
+    /// would wait alone and fail.
+    @Test func dueRefreshesRunEightAtATime() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin, apiBase: base) { relay in
+                fake.addTicket("ticket@@@valid")
+                let appids = (10..<26).map { "wxauthorizer000\($0)" }
+                let app = try await relay.application()
+                try await app.test(.router) { client async throws in
+                    _ = try await client.send(relay.ticketPush(ticket: "ticket@@@valid"))
+                    for (index, appid) in appids.enumerated() {
+                        try await Self.authorize(client, fake, appid: appid, code: "queryauthcode@@@\(index)")
+                    }
+                }
+                let service = try await Self.refreshService(relay, base: base)
+                fake.holdUntilConcurrent("api_authorizer_token", count: 8)
+                relay.clock.advance(by: 7200 - 300)
+                #expect(await service.refreshDue() == appids)
+                #expect(fake.calls(to: "api_authorizer_token").count == 16)
+            }
+        }
+    }
+
     @Test func syncRecoversAuthorizersFromWeChatsList() async throws {
         try await Self.withRelay { relay, fake, client async throws in
             try await Self.authorize(client, fake, appid: "wxauthorizer00007", code: "queryauthcode@@@seven")

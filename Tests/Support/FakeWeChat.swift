@@ -31,6 +31,14 @@ public final class FakeWeChat: Sendable {
         var delays: [String: Duration] = [:]            // APIs that answer late
         var withdrawn: Set<String> = []                 // authorizers that no longer authorize
         var failures: [String: (Int, String)] = [:]     // APIs that answer an error
+        var gates: [String: Gate] = [:]                 // APIs whose calls wait for company
+    }
+
+    /// Calls held until `needed` of them wait together (then all go on), or until `timeout`.
+    struct Gate {
+        let needed: Int
+        var waiting: [CheckedContinuation<Void, Never>] = []
+        var opened = false
     }
 
     private let state = Mutex(State())
@@ -86,6 +94,46 @@ public final class FakeWeChat: Sendable {
     /// From now on `api` answers WeChat's error `errcode` (61004 when the caller's IP is not
     /// whitelisted, 45009 when the quota is used up, …).
     public func fail(_ api: String, errcode: Int, _ errmsg: String) { state.withLock { $0.failures[api] = (errcode, errmsg) } }
+
+    /// From now on calls to `api` wait until `count` of them are under way at once, then all
+    /// answer; a call that waits `timeout` for the rest answers alone. The way to see that the
+    /// relay makes calls concurrently without timing them.
+    public func holdUntilConcurrent(_ api: String, count: Int) { state.withLock { $0.gates[api] = Gate(needed: count) } }
+
+    /// Holds the call if its API has a gate; whether it went on in company.
+    func passGate(for path: String, timeout: Duration = .seconds(5)) async -> Bool {
+        guard let api = state.withLock({ $0.gates.first { path.hasSuffix("/" + $0.key) }?.key }) else { return true }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let released: [CheckedContinuation<Void, Never>] = self.state.withLock {
+                        guard var gate = $0.gates[api], !gate.opened else { return [continuation] }
+                        gate.waiting.append(continuation)
+                        if gate.waiting.count >= gate.needed { gate.opened = true }
+                        let released = gate.opened ? gate.waiting : []
+                        if gate.opened { gate.waiting = [] }
+                        $0.gates[api] = gate
+                        return released
+                    }
+                    released.forEach { $0.resume() }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled else { return }
+                // Company never came: let every waiter go, the gate still closed.
+                let stranded: [CheckedContinuation<Void, Never>] = self.state.withLock {
+                    let stranded = $0.gates[api]?.waiting ?? []
+                    $0.gates[api]?.waiting = []
+                    return stranded
+                }
+                stranded.forEach { $0.resume() }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        return state.withLock { $0.gates[api]?.opened ?? true }
+    }
 
     /// From now on `api` answers after `delay` (as WeChat does when it is slow).
     public func delay(_ api: String, by delay: Duration) { state.withLock { $0.delays[api] = delay } }
@@ -207,6 +255,10 @@ public final class FakeWeChat: Sendable {
                 for (key, value) in object { fields[key] = "\(value)" }
             }
             if let delay = fake.delay(for: request.uri.path) { try? await Task.sleep(for: delay) }
+            guard await fake.passGate(for: request.uri.path) else {
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(string: FakeWeChat.error(-1, "system error: called alone (held for company)"))))
+            }
             let answer = fake.handle(path: request.uri.path, query: request.uri.query ?? "", body: fields)
             guard fake.trickles(request.uri.path) else {
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
