@@ -127,11 +127,21 @@ import Testing
         try await Self.withRelay { relay, fake, client async throws in
             let page = try await client.get("/onboarding?auth_type=1&biz_appid=wx1234&component_appid=\(Self.component)")
             #expect(page.status == 200)
-            #expect(page.body.contains("https://mp.weixin.qq.com/cgi-bin/componentloginpage?component_appid=\(Self.component)&amp;pre_auth_code=preauthcode%40%40%40fake-"))
-            #expect(fake.calls(to: "api_create_preauthcode").count == 2)  // a fresh code for each link
-            #expect(page.body.contains("bindcomponent") && page.body.contains("#wechat_redirect"))
-            #expect(page.body.contains("redirect_uri=http%3A%2F%2Flocalhost%3A0%2Fonboarding%2Fcallback"))
-            #expect(page.body.contains("auth_type=1") && page.body.contains("biz_appid=wx1234"))
+            let parameters = "&amp;component_appid=\(Self.component)&amp;auth_type=1&amp;biz_appid=wx1234"
+            #expect(page.body.contains(#"href="/onboarding/authorize?kind=pc\#(parameters)""#), "\(page.body)")
+            #expect(page.body.contains(#"href="/onboarding/authorize?kind=mobile\#(parameters)""#))
+            #expect(fake.calls(to: "api_create_preauthcode").isEmpty)  // a view spends no code
+
+            let pc = try await client.execute(uri: "/onboarding/authorize?kind=pc&component_appid=\(Self.component)&auth_type=1&biz_appid=wx1234",
+                                              method: .get) { $0 }
+            #expect(pc.status == .found)
+            let location = try #require(pc.headers[.location])
+            #expect(location.hasPrefix("https://mp.weixin.qq.com/cgi-bin/componentloginpage?component_appid=\(Self.component)&pre_auth_code=preauthcode%40%40%40fake-"))
+            #expect(location.contains("redirect_uri=http%3A%2F%2Flocalhost%3A0%2Fonboarding%2Fcallback"))
+            #expect(location.contains("auth_type=1") && location.contains("biz_appid=wx1234"))
+            let mobile = try await client.execute(uri: "/onboarding/authorize?kind=mobile&component_appid=\(Self.component)", method: .get) { $0 }
+            #expect(mobile.headers[.location]?.contains("bindcomponent") == true && mobile.headers[.location]?.hasSuffix("#wechat_redirect") == true)
+            #expect(fake.calls(to: "api_create_preauthcode").count == 2)  // a fresh code for each click
 
             try await Self.authorize(client, fake, appid: "wxauthorizer00001", code: "queryauthcode@@@one")
             // WeChat's own push for the same grant arrives after the callback.
@@ -437,9 +447,20 @@ import Testing
             #expect(link.status == 200, "\(link)")
             #expect((link.body["url"] as? String)?.hasPrefix("https://mp.weixin.qq.com/safe/bindcomponent?action=bindcomponent") == true)
             #expect(link.body["expires_at"] is String)
-            #expect(try await client.get("/onboarding?return_to=https://evil.example.com/done").status == 400)
-            #expect(try await client.get("/onboarding").status == 400)  // two components, none named
-            #expect(try await client.get("/onboarding?return_to=https://platform.example.com.evil.com/done").status == 400)
+            for path in ["/onboarding?", "/onboarding/authorize?kind=pc&"] {
+                #expect(try await client.get(path + "return_to=https://evil.example.com/done").status == 400)
+                #expect(try await client.get(path).status == 400)  // two components, none named
+                #expect(try await client.get(path + "return_to=https://platform.example.com.evil.com/done").status == 400)
+            }
+            // The page passes return_to on to its links, which pass it to the callback.
+            let page = try await client.get("/onboarding?component_appid=\(Self.component)&return_to=https%3A%2F%2Fplatform.example.com%2Fdone%2Fok%3Fa%3D1%26b%3D2")
+            #expect(page.body.contains("return_to=https%3A%2F%2Fplatform.example.com%2Fdone%2Fok%3Fa%3D1%26b%3D2"), "\(page.body)")
+            let click = try await client.execute(
+                uri: "/onboarding/authorize?kind=pc&component_appid=\(Self.component)&return_to=https%3A%2F%2Fplatform.example.com%2Fdone%2Fok%3Fa%3D1%26b%3D2",
+                method: .get) { $0 }
+            let redirectURI = URLComponents(string: try #require(click.headers[.location]))?.queryItems?.first { $0.name == "redirect_uri" }?.value
+            let returnTo = redirectURI.flatMap(URLComponents.init(string:))?.queryItems?.first { $0.name == "return_to" }?.value
+            #expect(returnTo == "https://platform.example.com/done/ok?a=1&b=2", "\(click.headers)")
             fake.addAuthCode("queryauthcode@@@eight", authorizer: "wxauthorizer00008")
             let redirected = try await client.execute(
                 uri: "/onboarding/callback?auth_code=queryauthcode@@@eight&component_appid=\(Self.component)&return_to=https%3A%2F%2Fplatform.example.com%2Fdone%2Fok",
@@ -466,6 +487,13 @@ import Testing
             }
             let page = try await client.get("/onboarding?component_appid=\(Self.component)&auth_type=both")
             #expect(page.status == 400 && page.body.contains("auth_type must be a number"))
+            let click = try await client.get("/onboarding/authorize?kind=pc&component_appid=\(Self.component)&biz_appid=wx%201")
+            #expect(click.status == 400 && click.body.contains("biz_appid must be an AppID"))
+            let kind = try await client.get("/onboarding/authorize?kind=tablet&component_appid=\(Self.component)")
+            #expect(kind.status == 400 && kind.body.contains("kind must be pc or mobile"))
+            // A link checker's HEAD is answered without spending a code.
+            #expect(try await client.execute(uri: "/onboarding/authorize?kind=pc&component_appid=\(Self.component)", method: .head) { $0 }
+                .status == .ok)
             #expect(fake.calls(to: "api_create_preauthcode").count == before)
             let good = try await Self.call(client, .post, "/v1/auth-links",
                                            json: #"{"component_appid": "\#(Self.component)", "auth_type": "2", "redirect_uri": "https://platform.example.com/back?x=1"}"#)

@@ -20,17 +20,11 @@ struct AuthLinkBuilder: Sendable {
     func link(kind: String, componentAppid: String?, authType: String?, bizAppid: String?, redirectURI: String?,
               returnTo: String?) async throws -> Link {
         // Checked before a pre-auth code is asked for: a bad request spends none of WeChat's quota.
-        if let authType, authType.wholeMatch(of: /[1-9][0-9]?/) == nil {
-            throw BadParameter(description: "auth_type must be a number such as 1 (official accounts), 2 (mini programs) or 3 (both)")
-        }
-        if let bizAppid, !bizAppid.isEmpty, !InputRules.isAppID(bizAppid) {
-            throw BadParameter(description: "biz_appid must be an AppID such as wx1234567890abcdef")
-        }
+        let component = try check(componentAppid: componentAppid, authType: authType, bizAppid: bizAppid)
         guard var callback = URLComponents(string: redirectURI ?? publicURL.trimmingTrailingSlash + "/onboarding/callback"),
               ["http", "https"].contains(callback.scheme?.lowercased() ?? ""), callback.host?.isEmpty == false else {
             throw BadParameter(description: "redirect_uri must be an http(s) URL such as https://platform.example.com/wechat/authorized")
         }
-        let component = try authorization.component(componentAppid)
         let code = try await authorization.withComponentToken(component) { token in
             try await authorization.api.createPreAuthCode(appid: component, token: token)
         }
@@ -46,6 +40,19 @@ struct AuthLinkBuilder: Sendable {
             ? "https://mp.weixin.qq.com/safe/bindcomponent?action=bindcomponent&no_scan=1&\(query)#wechat_redirect"
             : "https://mp.weixin.qq.com/cgi-bin/componentloginpage?\(query)"
         return Link(url: url, expiresAt: authorization.clock.now().addingTimeInterval(TimeInterval(code.expires_in)))
+    }
+
+    /// The parameters a link would carry, checked without asking WeChat for anything; the
+    /// component they name.
+    @discardableResult
+    func check(componentAppid: String?, authType: String?, bizAppid: String?) throws -> String {
+        if let authType, authType.wholeMatch(of: /[1-9][0-9]?/) == nil {
+            throw BadParameter(description: "auth_type must be a number such as 1 (official accounts), 2 (mini programs) or 3 (both)")
+        }
+        if let bizAppid, !bizAppid.isEmpty, !InputRules.isAppID(bizAppid) {
+            throw BadParameter(description: "biz_appid must be an AppID such as wx1234567890abcdef")
+        }
+        return try authorization.component(componentAppid)
     }
 
     static func encode(_ value: String) -> String {

@@ -13,33 +13,48 @@ struct OnboardingRoutes: Sendable {
     let returnToAllowList: [String]
 
     func register(on router: some RouterMethods<BasicRequestContext>) {
+        // The page asks WeChat for nothing: each link goes through `/onboarding/authorize`,
+        // which gets a pre-auth code when the merchant clicks. Codes made with the page expired
+        // after 10 minutes (a merchant who read the page first reached WeChat's error page), and
+        // every view spent two — link previews and crawlers included.
         router.get("/onboarding") { request, context in
             let query = request.uri.queryParameters
-            let returnTo = query["return_to"].map(String.init)
-            if let returnTo, !isAllowed(returnTo) {
+            let parameters = ["component_appid", "auth_type", "biz_appid", "return_to"].compactMap { (name: Substring) in
+                query[name].map { "&\(name)=\(AuthLinkBuilder.encode(String($0)))" }
+            }.joined()
+            do {
+                try checked(query)
+            } catch let refusal as Refusal {
+                return refusal.response
+            }
+            return OnboardingPage.response(.ok, OnboardingPage.start(pc: "/onboarding/authorize?kind=pc" + parameters,
+                                                                     mobile: "/onboarding/authorize?kind=mobile" + parameters))
+        }
+        router.get("/onboarding/authorize") { request, context in
+            let query = request.uri.queryParameters
+            guard let kind = query["kind"].map(String.init), ["pc", "mobile"].contains(kind) else {
                 return OnboardingPage.response(.badRequest, OnboardingPage.message(
-                    title: "Link not allowed", text: "The return address of this link is not on the platform's allow-list."))
+                    title: "Link not valid", text: "kind must be pc or mobile; start again from the platform's page."))
             }
             do {
-                func make(_ kind: String) async throws -> String {
-                    try await links.link(kind: kind, componentAppid: query["component_appid"].map(String.init),
-                                         authType: query["auth_type"].map(String.init), bizAppid: query["biz_appid"].map(String.init),
-                                         redirectURI: nil, returnTo: returnTo).url
-                }
-                return OnboardingPage.response(.ok, OnboardingPage.start(pc: try await make("pc"), mobile: try await make("mobile")))
-            } catch let error as AuthLinkBuilder.BadParameter {
-                return OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: error.description))
+                let returnTo = try checked(query)
+                // A HEAD (a link checker's, say) must not spend a code.
+                guard request.method != .head else { return OnboardingPage.response(.ok, "") }
+                let link = try await links.link(kind: kind, componentAppid: query["component_appid"].map(String.init),
+                                                authType: query["auth_type"].map(String.init), bizAppid: query["biz_appid"].map(String.init),
+                                                redirectURI: nil, returnTo: returnTo)
+                return Response(status: .found, headers: [.location: link.url, .cacheControl: "no-store"])
+            } catch let refusal as Refusal {
+                return refusal.response
             } catch let error as TokenError {
                 context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
                 guard case .noTicket = error else {
                     return OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: error.description))
                 }
-                return OnboardingPage.response(.serviceUnavailable, OnboardingPage.message(
-                    title: "Authorization is unavailable", text: "The platform cannot start an authorization right now. Please try again in a few minutes."))
+                return OnboardingPage.unavailable
             } catch {
                 context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
-                return OnboardingPage.response(.serviceUnavailable, OnboardingPage.message(
-                    title: "Authorization is unavailable", text: "The platform cannot start an authorization right now. Please try again in a few minutes."))
+                return OnboardingPage.unavailable
             }
         }
         router.get("/onboarding/callback") { request, context in
@@ -67,6 +82,30 @@ struct OnboardingRoutes: Sendable {
         }
     }
 
+    /// A link's parameters that cannot work, as the page that says so.
+    struct Refusal: Error {
+        let response: Response
+    }
+
+    /// The page's and the links' parameters checked, without asking WeChat; `return_to` if any.
+    @discardableResult
+    private func checked(_ query: Parameters) throws(Refusal) -> String? {
+        let returnTo = query["return_to"].map(String.init)
+        if let returnTo, !isAllowed(returnTo) {
+            throw Refusal(response: OnboardingPage.response(.badRequest, OnboardingPage.message(
+                title: "Link not allowed", text: "The return address of this link is not on the platform's allow-list.")))
+        }
+        do {
+            try links.check(componentAppid: query["component_appid"].map(String.init), authType: query["auth_type"].map(String.init),
+                            bizAppid: query["biz_appid"].map(String.init))
+        } catch let error as AuthLinkBuilder.BadParameter {
+            throw Refusal(response: OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: error.description)))
+        } catch {
+            throw Refusal(response: OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: "\(error)")))
+        }
+        return returnTo
+    }
+
     /// Same scheme, host and port as an allow-list entry, and a path under the entry's path.
     func isAllowed(_ candidate: String) -> Bool {
         guard let url = URLComponents(string: candidate), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else { return false }
@@ -86,11 +125,15 @@ enum OnboardingPage {
                  body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
+    static let unavailable = response(.serviceUnavailable, message(
+        title: "Authorization is unavailable", text: "The platform cannot start an authorization right now. Please try again in a few minutes."))
+
+    /// `nofollow`: each link spends a pre-auth code when followed.
     static func start(pc: String, mobile: String) -> String {
         page(title: "Authorize your account", body: """
             <p>Connect your Official Account or Mini Program to this platform. You will confirm on WeChat.</p>
-            <p><a class="button" href="\(HTML.escape(pc))">Authorize on PC (scan a QR code)</a></p>
-            <p><a class="button" href="\(HTML.escape(mobile))">Authorize on mobile (inside WeChat)</a></p>
+            <p><a class="button" rel="nofollow" href="\(HTML.escape(pc))">Authorize on PC (scan a QR code)</a></p>
+            <p><a class="button" rel="nofollow" href="\(HTML.escape(mobile))">Authorize on mobile (inside WeChat)</a></p>
             """)
     }
 
@@ -102,6 +145,7 @@ enum OnboardingPage {
         """
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <meta name="robots" content="noindex, nofollow">
         <title>\(HTML.escape(title))</title>
         <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
         .button{display:block;text-align:center;padding:.9rem;border-radius:.5rem;background:#07c160;color:#fff;text-decoration:none}</style>
