@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import HummingbirdTesting
 import RelayCore
 import RelayServer
@@ -99,16 +100,14 @@ import Testing
                 .replacingOccurrences(of: "  allow_private_networks: true", with: "  allow_private_networks: true\n  max_in_flight_per_subscription: 1")
                 .replacingOccurrences(of: "  timeout: 1s", with: "  timeout: 10s")
             try await TestRelay.with(extraYAML: yaml) { relay in
-                try await relay.application().test(.router) { client async throws in
+                let logs = CapturedLogs()
+                let logger = Logger(label: "relay") { _ in logs.handler(level: .debug) }
+                try await relay.application(logger: logger).test(.router) { client async throws in
                     for i in 0..<3 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(700 + i)")) }
                     _ = try await receiver.next()
                     // One being sent and one claimed beside it, waiting for the slot.
-                    var inFlight = 0
-                    for _ in 0..<200 where inFlight < 2 {
-                        inFlight = try await relay.store.deliveries(DeliveryQuery(status: .inFlight)).count
-                        if inFlight < 2 { try await Task.sleep(for: .milliseconds(5)) }
-                    }
-                    #expect(inFlight == 2)
+                    try await logs.line(containing: "held=2 subscription=crm")
+                    #expect(try await relay.store.deliveries(DeliveryQuery(status: .inFlight)).count == 2)
                 }
                 let statuses = try await relay.store.deliveries(DeliveryQuery()).map(\.status)
                 #expect(statuses.filter { $0 == .succeeded }.count == 1)

@@ -70,23 +70,21 @@ struct PostgresRelayTests {
                     try await TestRelay.with(extraYAML: AdminAPITests.yaml(), storageURL: url) { b in
                         try await a.application().test(.live) { nodeA async throws in
                             // Node B never reloads on its own here: only the announcement can tell it.
-                            try await b.application(subscriptionReloadInterval: .seconds(3600)).test(.live) { nodeB async throws in
+                            let logs = CapturedLogs()
+                            let logger = Logger(label: "relay") { _ in logs.handler(level: .debug) }
+                            try await b.application(logger: logger, subscriptionReloadInterval: .seconds(3600)).test(.live) { nodeB async throws in
                                 let created = try await AdminAPITests.call(nodeA, .post, "/v1/subscriptions",
                                                                            json: #"{"id": "late", "url": "http://127.0.0.1:\#(port)/hook"}"#)
                                 #expect(created.status == 201)
-                                // Pushes to node B until one fans out to the new subscription (nothing
-                                // to wait on in node B; the bound is generous, as no reload can help).
-                                var fannedOut = false
-                                for i in 0..<300 where !fannedOut {
-                                    let push = b.textPush(content: "after \(i)", msgId: "\(90_000 + i)")
-                                    #expect(try await nodeB.send(push).body == "success")
-                                    let stored = try await b.store.events(EventQuery(limit: 1))
-                                    fannedOut = try await !b.store.deliveries(eventId: stored[0].id).isEmpty
-                                    if !fannedOut { try await Task.sleep(for: .milliseconds(100)) }
-                                }
-                                #expect(fannedOut)
+                                // Node B reloads its list on the announcement (a reload is the only
+                                // way it can learn of the subscription here), then fans out to it.
+                                try await logs.line(containing: "subscription list reloaded count=1")
+                                let push = b.textPush(content: "after the announcement", msgId: "90000")
+                                #expect(try await nodeB.send(push).body == "success")
+                                let stored = try await b.store.events(EventQuery(limit: 1))
+                                #expect(try await b.store.deliveries(eventId: stored[0].id).map(\.subscriptionId) == ["late"])
                                 let delivered = try await receiver.next()
-                                #expect(delivered.body.contains("after "))
+                                #expect(delivered.body.contains("after the announcement"))
                             }
                         }
                     }

@@ -114,7 +114,10 @@ final class Dispatcher: Service {
                 await settleDueChanges()
                 if reloadRequested.exchange(false, ordering: .acquiring) || ContinuousClock.now - lastReload > reloadInterval {
                     lastReload = ContinuousClock.now
-                    if let fresh = try? await store.subscriptions() { registry.replaceAll(fresh) }
+                    if let fresh = try? await store.subscriptions() {
+                        registry.replaceAll(fresh)
+                        logger.debug("subscription list reloaded", metadata: ["count": "\(fresh.count)"])
+                    }
                 }
             }
             // In-flight attempts finish (each bounded by the per-attempt timeout) before the
@@ -223,7 +226,10 @@ final class Dispatcher: Service {
                 try? await store.releaseClaims(deliveryIds: claimed.map(\.id), owner: owner, now: clock.now())
                 return
             }
-            if !claimed.isEmpty { startBell.ring() }
+            if !claimed.isEmpty {
+                startBell.ring()
+                logger.debug("claimed deliveries", metadata: ["subscription": .string(id), "count": "\(claimed.count)", "held": "\(held + claimed.count)"])
+            }
             if worthClaiming && dueNow && claimed.count == room { continue }  // there may be more due right now
             if worthClaiming {
                 let (wait, due) = await waitBeforeNextClaim(subscriptionId: id)
