@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RelayCore
 @testable import RelayServer
+@testable import RelayStore
 import RelayTestSupport
 import Testing
 
@@ -244,8 +245,8 @@ import Testing
             try await Self.commit(["first", "second"], to: ["bot"], in: store, from: "oUser")
             let head = try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
             #expect(head.count == 1)
-            // Parked until the head's lease ends: then, at the latest, it is worth looking again.
-            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now + 30)
+            // One waiting is walked, not parked (`DeliveryParking.threshold`).
+            #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == nil)
             try await Self.commit(["other user"], to: ["bot"], in: store, from: "oOther", at: Self.now + 5)
             #expect(try await store.nextDueTime(subscriptionId: "bot", now: Self.now) == Self.now + 5)
             try await store.recordAttempt(deliveryId: head[0].id, owner: "a", attempt: Self.ok, verdict: .succeeded, now: Self.now)
@@ -253,15 +254,16 @@ import Testing
         }
     }
 
-    /// A claim parks the due deliveries that wait behind their user's unfinished one until the
-    /// earliest time that one can be over, so later claims do not walk them again (a chat bot's
+    /// A claim parks the due deliveries that wait behind their user's unfinished one, once there
+    /// are more than a few, until the earliest time that one can be over, so later claims do not walk them again (a chat bot's
     /// backlog behind failing users was walked by every claim, on SQLite's writer); the next one
     /// is due as soon as the earlier is delivered or dead. Before parking, `nextAttemptAt` of a
     /// waiting delivery stayed at its creation and every claim stepped over it.
     @Test(arguments: StoreBackend.available)
     func aWaitingDeliveryIsParkedUntilItsUsersEarlierOneCanBeOver(_ backend: StoreBackend) async throws {
         try await Self.withStore(backend) { store in
-            let alice = try await Self.commit(["a1", "a2", "a3"], to: ["bot"], in: store, from: "alice")
+            // Enough waiting to be worth parking.
+            let alice = try await Self.commit((1...DeliveryParking.threshold + 2).map { "a\($0)" }, to: ["bot"], in: store, from: "alice")
             func next(_ event: RelayEvent) async throws -> Date? {
                 try await store.deliveries(eventId: event.id).first?.nextAttemptAt
             }
@@ -289,6 +291,16 @@ import Testing
             #expect(try await next(alice[2]) == Self.now + 102)
             #expect(try await claim(at: Self.now + 102).map(\.event.id) == [alice[2].id])
         }
+    }
+
+    /// A chat bot's subscription claims on every push; counting its waiting deliveries walks
+    /// them again, so a store counts at most ten times a second per subscription.
+    @Test func waitingDeliveriesAreCountedAtMostTenTimesASecondPerSubscription() {
+        let checks = ParkingChecks()
+        #expect(checks.due("bot", at: Self.now) && checks.due("other", at: Self.now))
+        #expect(!checks.due("bot", at: Self.now + 0.05))
+        #expect(checks.due("bot", at: Self.now + 0.1) && !checks.due("bot", at: Self.now + 0.15))
+        #expect(checks.due("bot", at: Self.now - 60))  // the clock went back: not a reason to stop counting
     }
 
     @Test(arguments: StoreBackend.available)

@@ -31,6 +31,12 @@ extension PostgresRelayStore {
         var query: PostgresQuery { PostgresRelayStore.attemptsQuery(writes) }
     }
 
+    struct WaitingStatement: HotStatement {
+        static let name = "relay_waiting"
+        static let sql = PostgresRelayStore.waitingQuery(subscriptionId: "", now: 0).sql
+        let query: PostgresQuery
+    }
+
     struct ParkStatement: HotStatement {
         static let name = "relay_park"
         static let sql = PostgresRelayStore.parkQuery(subscriptionId: "", now: 0).sql

@@ -12,11 +12,15 @@ extension PostgresRelayStore {
         guard limit > 0 else { return [] }
         let statement = ClaimStatement(query: Self.claimQuery(subscriptionId: subscriptionId, limit: limit, now: Self.millis(now),
                                                               leaseUntil: Self.millis(leaseUntil), owner: owner))
+        let waiting = WaitingStatement(query: Self.waitingQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
         let park = ParkStatement(query: Self.parkQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
-        let rows = try await bounded { [logger] connection in
+        let rows = try await bounded { [logger, parkingChecks] connection in
             let rows = try await Self.collect(statement, on: connection, logger: logger)
-            // The claim walked every due delivery, those waiting in order included.
-            if rows.count < limit { _ = try await Self.collect(park, on: connection, logger: logger) }
+            // A short claim walked every due delivery, those waiting in order included.
+            if rows.count < limit, parkingChecks.due(subscriptionId, at: now),
+               try await Self.collect(waiting, on: connection, logger: logger).first?["waiting"].decode(Int.self) ?? 0 >= DeliveryParking.threshold {
+                _ = try await Self.collect(park, on: connection, logger: logger)
+            }
             return rows
         }
         return try rows.map { row in
@@ -48,27 +52,44 @@ extension PostgresRelayStore {
     }
 
     /// Parks due deliveries waiting in order (`DeliveryParking`). Rows another node is claiming
-    /// or parking are skipped, as a claim skips them; a subscription without ordered deliveries
-    /// is not walked.
+    /// or parking are skipped, as a claim skips them.
     static func parkQuery(subscriptionId: String, now: Int) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: """
+            UPDATE deliveries d SET next_attempt_at = p.bound
+            FROM (\(waitingSQL) LIMIT \(DeliveryParking.batch) FOR UPDATE OF c SKIP LOCKED) p
+            WHERE d.id = p.id AND p.bound > $2
+            """, binds: waitingBinds(subscriptionId, now))
+    }
+
+    /// How many due deliveries wait in order, counted up to `DeliveryParking.threshold`.
+    static func waitingQuery(subscriptionId: String, now: Int) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: """
+            SELECT count(*) AS waiting FROM (
+                SELECT 1 FROM (\(waitingSQL)) w WHERE w.bound > $2 LIMIT \(DeliveryParking.threshold)) x
+            """, binds: waitingBinds(subscriptionId, now))
+    }
+
+    /// Due deliveries of subscription $1 at $2 with the time the unfinished head of their user's
+    /// order can be over (NULL for a head). A subscription without ordered deliveries (one probe
+    /// of `deliveries_order`) is not walked.
+    static let waitingSQL = """
+        SELECT c.id, (
+            SELECT CASE WHEN h.lease_expires_at > $2 THEN h.lease_expires_at ELSE h.next_attempt_at END FROM deliveries h
+            WHERE h.subscription_id = c.subscription_id AND h.order_key = c.order_key AND h.event_seq < c.event_seq
+              AND h.\(PostgresSchema.unfinished)
+            ORDER BY h.event_seq LIMIT 1) AS bound
+        FROM deliveries c
+        WHERE c.subscription_id = $1 AND c.\(PostgresSchema.unfinished) AND c.next_attempt_at <= $2
+          AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= $2) AND c.order_key IS NOT NULL
+          AND EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = $1 AND o.order_key IS NOT NULL
+                        AND o.\(PostgresSchema.unfinished))
         """
-        UPDATE deliveries d SET next_attempt_at = p.bound
-        FROM (
-            SELECT c.id, (
-                SELECT CASE WHEN h.lease_expires_at > \(now) THEN h.lease_expires_at ELSE h.next_attempt_at END FROM deliveries h
-                WHERE h.subscription_id = c.subscription_id AND h.order_key = c.order_key AND h.event_seq < c.event_seq
-                  AND h.\(unescaped: PostgresSchema.unfinished)
-                ORDER BY h.event_seq LIMIT 1) AS bound
-            FROM deliveries c
-            WHERE c.subscription_id = \(subscriptionId) AND c.\(unescaped: PostgresSchema.unfinished) AND c.next_attempt_at <= \(now)
-              AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= \(now)) AND c.order_key IS NOT NULL
-              AND EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = \(subscriptionId) AND o.order_key IS NOT NULL
-                            AND o.\(unescaped: PostgresSchema.unfinished))
-            LIMIT \(DeliveryParking.batch)
-            FOR UPDATE OF c SKIP LOCKED
-        ) p
-        WHERE d.id = p.id AND p.bound > \(now)
-        """
+
+    static func waitingBinds(_ subscriptionId: String, _ now: Int) -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(subscriptionId)
+        binds.append(now)
+        return binds
     }
 
     /// The attempt is recorded whatever happened meanwhile; only the lease holder moves the

@@ -16,6 +16,7 @@ public final class PostgresRelayStore: RelayStore {
     let url: PostgresURL
     let sealer: SecretSealer
     let logger: Logger
+    let parkingChecks = ParkingChecks()
     /// How long one operation may take. With the database down, the pool waits for a connection
     /// indefinitely; an intake must fail in time for WeChat to retry, and `relay serve` must not
     /// hang at start.

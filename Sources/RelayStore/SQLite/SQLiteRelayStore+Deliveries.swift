@@ -5,14 +5,15 @@ import SQLiteNIO
 extension SQLiteRelayStore {
     public func claimDeliveries(subscriptionId: String, limit: Int, now: Date, leaseUntil: Date, owner: String) async throws -> [ClaimedDelivery] {
         guard limit > 0 else { return [] }
-        return try await write(isolated: false, durable: false) { db in
+        return try await write(isolated: false, durable: false) { [parkingChecks] db in
             let rows = try db.query(
                 Self.claimSQL(limit: limit),
                 [.integer(Self.millis(now)), .text(subscriptionId), .text(owner), .integer(Self.millis(leaseUntil))]
             ).map { (id: $0.values[0].string ?? "", attempts: $0.values[1].integer ?? 0, eventSeq: $0.values[2].integer ?? 0) }
-            if rows.count < limit {
-                // The claim walked every due delivery, those waiting in order included.
-                _ = try db.query(Self.parkSQL, [.integer(Self.millis(now)), .text(subscriptionId)])
+            // A short claim walked every due delivery, those waiting in order included.
+            let binds: [SQLiteData] = [.integer(Self.millis(now)), .text(subscriptionId)]
+            if rows.count < limit, parkingChecks.due(subscriptionId, at: now), try db.query(Self.waitingSQL, binds).first?.values.first?.integer ?? 0 >= DeliveryParking.threshold {
+                _ = try db.query(Self.parkSQL, binds)
             }
             guard !rows.isEmpty else { return [] }
             // The events are read in the same work item, from the writer's warm cache, by their
@@ -91,6 +92,13 @@ extension SQLiteRelayStore {
         WHERE deliveries.rowid = p.rid AND p.bound > ?1
         """
 
+    /// How many due deliveries wait in order, counted up to `DeliveryParking.threshold`.
+    static let waitingSQL = """
+        SELECT COUNT(*) FROM (SELECT 1 FROM (
+            \(["pending", "failed"].map { "SELECT * FROM (\(parkBranch(status: $0)))" }.joined(separator: " UNION ALL "))
+        ) WHERE bound > ?1 LIMIT \(DeliveryParking.threshold))
+        """
+
     /// Due deliveries of subscription ?2 at ?1 with one status, with the time the unfinished head
     /// of their user's order can be over (NULL for a head). A subscription without ordered
     /// deliveries (one probe of `deliveries_order`) is not walked.
@@ -110,15 +118,19 @@ extension SQLiteRelayStore {
         """
     }
 
-    /// The next unfinished delivery of the user's order after one that is over is due at `now`
-    /// (?1) if it was parked; ?2 subscription, ?3 order key, ?4 the finished one's event.
-    static let unparkSuccessorSQL = """
-        UPDATE deliveries SET next_attempt_at = ?1
-        WHERE rowid = (SELECT s.rowid FROM deliveries s
-                       WHERE s.subscription_id = ?2 AND s.order_key = ?3 AND s.event_seq > ?4 AND s.\(SQLiteSchema.unfinished)
-                       ORDER BY s.event_seq LIMIT 1)
-          AND next_attempt_at > ?1
+    /// The next unfinished delivery of each user's order after one that is over is due at `now`
+    /// (?1) if it was parked; the ones over come as (subscription, order key, event) triples.
+    static func unparkSuccessorsSQL(count: Int) -> String {
         """
+        UPDATE deliveries SET next_attempt_at = ?1
+        WHERE next_attempt_at > ?1 AND rowid IN (
+            SELECT (SELECT s.rowid FROM deliveries s
+                    WHERE s.subscription_id = v.column1 AND s.order_key = v.column2 AND s.event_seq > v.column3
+                      AND s.\(SQLiteSchema.unfinished)
+                    ORDER BY s.event_seq LIMIT 1)
+            FROM (VALUES \(Array(repeating: "(?, ?, ?)", count: count).joined(separator: ", "))) AS v)
+        """
+    }
 
     public func recordAttempt(deliveryId: String, owner: String, attempt: DeliveryAttempt, verdict: DeliveryVerdict, now: Date) async throws {
         try await commitAttempt(AttemptWrite(deliveryId: deliveryId, owner: owner, attempt: attempt, verdict: verdict, now: now))
@@ -147,8 +159,9 @@ extension SQLiteRelayStore {
                         succeeded ? (w.attempt.statusCode.map { .integer($0) } ?? .null) : .null,
                         succeeded ? .integer(w.attempt.durationMs) : .null, succeeded ? text(w.attempt.responseExcerpt) : .null]
             })
-        for row in moved where row.values[2].string != nil && !["pending", "failed"].contains(row.values[4].string) {
-            _ = try db.query(unparkSuccessorSQL, [row.values[5], row.values[1], row.values[2], row.values[3]])
+        let over = moved.filter { $0.values[2].string != nil && $0.values[4].string != "pending" && $0.values[4].string != "failed" }
+        if let now = over.compactMap({ $0.values[5].integer }).max() {
+            _ = try db.query(unparkSuccessorsSQL(count: over.count), [.integer(now)] + over.flatMap { Array($0.values[1...3]) })
         }
         let movedIds = Set(moved.compactMap { $0.values.first?.string })
         let rows = writes.filter { $0.status != .succeeded || !movedIds.contains($0.deliveryId) }

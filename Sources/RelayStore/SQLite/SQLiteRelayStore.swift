@@ -41,6 +41,7 @@ public final class SQLiteRelayStore: RelayStore {
     private let synchronousFull = SynchronousMode()
     public let path: String
     let logger: Logger
+    let parkingChecks = ParkingChecks()
 
     private init(path: String, pool: NIOThreadPool, writer: SQLiteQueue, reader: SQLiteQueue, sealer: SecretSealer, logger: Logger) {
         self.path = path
