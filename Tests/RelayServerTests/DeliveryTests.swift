@@ -284,6 +284,41 @@ import Testing
         }
     }
 
+    /// A user's backlog behind a failing first event is parked (its next attempt moved to the
+    /// retry), and once that event is delivered each next one is due at once: the test's clock
+    /// stands still after the retry, so a backlog left to wait for its bounds would never move.
+    @Test func anOrderedBacklogParkedBehindAFailingEventFollowsItInOrder() async throws {
+        let failedFirst = FirstTime()
+        try await TestReceiver.run(respond: { request, _ in
+            request.body.contains("\"Content\":\"m1\"") && failedFirst.first() ? .init(status: 500) : .init(status: 204)
+        }) { receiver, port in
+            try await TestRelay.with(extraYAML: Self.yaml("  - id: bot\n    url: http://127.0.0.1:\(port)/\n    ordered: true",
+                                                          schedule: "[1h]")) { relay in
+                let reports = Reports()
+                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
+                    func push(_ i: Int) async throws {
+                        _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(i)", from: "oSameUser"))
+                    }
+                    try await push(1)
+                    #expect(try await reports.next(1).first?.statusCode == 500)
+                    for i in 2...40 { try await push(i) }
+                    relay.clock.advance(by: 60)
+                    try await push(41)  // its claim parks the 40 waiting, once the count is due again
+                    let waiting = try await relay.store.deliveries(DeliveryQuery(subscriptionId: "bot", status: .pending))
+                    #expect(waiting.count == 40 && waiting.allSatisfy { $0.nextAttemptAt! > relay.clock.now() + 3000 }, "\(waiting.map(\.nextAttemptAt))")
+                    relay.clock.advance(by: 3600)
+                    let delivered = try await reports.next(41)
+                    #expect(delivered.allSatisfy { $0.verdict == .succeeded })
+                }
+                let contents = receiver.requests.compactMap { request -> String? in
+                    guard let range = request.body.range(of: #""Content":"m\d+""#, options: .regularExpression) else { return nil }
+                    return String(request.body[range].dropFirst(11).dropLast())
+                }
+                #expect(contents == ["m1"] + (1...41).map { "m\($0)" })
+            }
+        }
+    }
+
     @Test func localhostIsNeverReachedWhenPrivateNetworksAreRefused() async throws {
         try await TestReceiver.run { receiver, port in
             try await TestRelay.with(extraYAML: """
