@@ -12,7 +12,8 @@ extension SQLiteRelayStore {
             ).map { (id: $0.values[0].string ?? "", attempts: $0.values[1].integer ?? 0, eventSeq: $0.values[2].integer ?? 0) }
             // A short claim walked every due delivery, those waiting in order included.
             let binds: [SQLiteData] = [.integer(Self.millis(now)), .text(subscriptionId)]
-            if rows.count < limit, parkingChecks.due(subscriptionId, at: now), try db.query(Self.waitingSQL, binds).first?.values.first?.integer ?? 0 >= DeliveryParking.threshold {
+            if rows.count < limit, parkingChecks.due(subscriptionId, at: now),
+               try db.query(Self.waitingSQL, binds).first?.values.first?.integer ?? 0 >= DeliveryParking.threshold {
                 _ = try db.query(Self.parkSQL, binds)
             }
             guard !rows.isEmpty else { return [] }
