@@ -372,6 +372,63 @@ import Testing
         }
     }
 
+    /// Four claimers (nodes, on PostgreSQL) draining an ordered backlog of ten users, enough to
+    /// be parked: no user ever has two deliveries out at once, and each user's events go in the
+    /// order they were stored. The store's clock moves a fifth of a second a claim, so parked
+    /// bounds come and go while they work.
+    @Test(arguments: StoreBackend.available)
+    func concurrentClaimersKeepEveryUsersOrder(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            let users = (0..<10).map { "user\($0)" }
+            var keys: [String: [String]] = [:]
+            for round in 0..<20 {
+                for user in users {
+                    let key = "\(user)-\(round)"
+                    try await Self.commit([key], to: ["bot"], in: store, from: user)
+                    keys[user, default: []].append(key)
+                }
+            }
+            struct Progress: Sendable {
+                var time = StoreContractTests.now
+                var out: [String: String] = [:]          // user -> the claimer sending its delivery
+                var delivered: [String: [String]] = [:]  // user -> event keys, in delivery order
+                var overlaps: [String] = []
+            }
+            let progress = Locked(Progress())
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for claimer in 0..<4 {
+                    group.addTask {
+                        for _ in 0..<2000 {
+                            let now = progress.withLock { $0.time += 0.2; return $0.time }
+                            let claimed = try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: now, leaseUntil: now + 30,
+                                                                          owner: "claimer\(claimer)")
+                            progress.withLock { progress in
+                                for delivery in claimed {
+                                    let user = delivery.event.fromUser ?? "?"
+                                    if progress.out[user] != nil { progress.overlaps.append(user) }
+                                    progress.out[user] = "claimer\(claimer)"
+                                }
+                            }
+                            for delivery in claimed {
+                                let user = delivery.event.fromUser ?? "?"
+                                let key = delivery.event.dedupKey
+                                progress.withLock { $0.delivered[user, default: []].append(key); $0.out[user] = nil }
+                                try await store.recordAttempt(deliveryId: delivery.id, owner: "claimer\(claimer)", attempt: Self.ok,
+                                                              verdict: .succeeded, now: now)
+                            }
+                            if progress.withLock({ $0.delivered.values.map(\.count).reduce(0, +) }) == 200 { return }
+                            if claimed.isEmpty { await Task.yield() }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let result = progress.value
+            #expect(result.overlaps.isEmpty, "\(result.overlaps)")
+            #expect(result.delivered == keys)
+        }
+    }
+
     /// SQLite keeps a delivering attempt in the delivery's row (migration 8): the list must read
     /// the same as where every attempt is a row, through failures, a retry and a replay.
     @Test(arguments: StoreBackend.available)
