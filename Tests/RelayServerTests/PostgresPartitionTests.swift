@@ -68,7 +68,7 @@ struct PostgresListenerPartitionTests {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { await store.watchSubscriptionChanges { connecting.count() } }
                 // Nothing to wait on: the connection cannot get past its start-up.
-                while proxy.openConnections == 0 { await Task.yield() }
+                await proxy.connected()
                 group.cancelAll()
             }
             #expect(connecting.value == 0)
@@ -97,7 +97,7 @@ struct PostgresListenerPartitionTests {
         try await withStoreBehindSilentProxy { store, proxy in
             proxy.setSilent(true)
             try await listening(to: store, keepalive: .seconds(30)) { changes in
-                while proxy.openConnections == 0 { await Task.yield() }
+                await proxy.connected()
                 proxy.dropOpenConnections()  // the first connection's start-up never arrives...
                 proxy.setSilent(false)       // ...while the next ones work
                 await changes.waitFor(1)

@@ -79,15 +79,19 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func storeWritesDoNotWaitForTheSharedBlockingPool() async throws {
         try await DeliveryQueueTests.withStore { store, subscription in
             let threads = NIOSingletons.blockingPoolThreadCountSuggestion
-            let busy = ManagedAtomicCounter()
+            let (busy, announce) = AsyncStream.makeStream(of: Void.self)
             let release = DispatchSemaphore(value: 0)
             for _ in 0..<threads {
                 NIOThreadPool.singleton.submit { _ in
-                    busy.increment()
+                    announce.yield()
                     release.wait()
                 }
             }
-            while busy.value < threads { await Task.yield() }
+            var blocked = 0
+            for await _ in busy {
+                blocked += 1
+                if blocked == threads { break }
+            }
             let stored = await withTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     (try? await DeliveryQueueTests.commitEvents(1, at: Date(), to: subscription, in: store)) != nil
@@ -107,9 +111,3 @@ import Testing
     }
 }
 
-/// Counts threads that reached a point.
-final class ManagedAtomicCounter: Sendable {
-    private let count = Mutex(0)
-    func increment() { count.withLock { $0 += 1 } }
-    var value: Int { count.withLock { $0 } }
-}

@@ -20,6 +20,8 @@ public final class SilentProxy: Sendable {
     private let pumps = DispatchGroup()
     /// Sockets of connections whose bytes are dropped, as a NAT that forgot them would.
     private let dropped = Mutex<Set<Int32>>([])
+    /// Callers of `connected()` waiting for a first connection.
+    private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
 
     public init(to targetPort: Int) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -42,6 +44,19 @@ public final class SilentProxy: Sendable {
 
     /// Connections whose sockets are still open (both ends close once both directions ended).
     public var openConnections: Int { sockets.withLock { $0.count / 2 } }
+
+    /// Returns once a connection is open (at once if one is).
+    public func connected() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // The socket set is read under the waiters' lock, as `accept` fills it before taking that lock.
+            let open = waiters.withLock { waiters in
+                guard openConnections == 0 else { return true }
+                waiters.append(continuation)
+                return false
+            }
+            if open { continuation.resume() }
+        }
+    }
 
     /// Stops (true) or resumes (false) passing bytes.
     public func setSilent(_ isSilent: Bool) { silent.store(isSilent, ordering: .sequentiallyConsistent) }
@@ -83,6 +98,7 @@ public final class SilentProxy: Sendable {
                 continue
             }
             sockets.withLock { $0.formUnion([client, upstream]) }
+            for waiter in waiters.withLock({ waiters in defer { waiters = [] }; return waiters }) { waiter.resume() }
             for (source, destination) in [(client, upstream), (upstream, client)] {
                 pumps.enter()
                 Thread { [self] in
