@@ -16,21 +16,18 @@ import Testing
         }
     }
 
-    static func committer(_ groups: Groups, maxBatch: Int = 256, linger: TimeAmount) -> GroupCommitter<String, String> {
-        GroupCommitter(maxBatch: maxBatch, linger: linger, mayWait: { $0.hasPrefix("record") }) { groups.flush($0) }
-    }
-
-    static func untilLingering(_ committer: GroupCommitter<String, String>) async {
-        while !committer.isLingering { await Task.yield() }
+    /// A committer whose linger timers `timers` holds (they never fire by themselves).
+    static func committer(_ groups: Groups, maxBatch: Int = 256, timers: Timers) -> GroupCommitter<String, String> {
+        GroupCommitter(maxBatch: maxBatch, linger: .hours(1), mayWait: { $0.hasPrefix("record") }, timer: timers.timer) { groups.flush($0) }
     }
 
     /// The linger is an hour: only the claim's arrival can end it within the time limit.
     @Test func anItemThatMayNotWaitEndsTheLingeringAtOnce() async throws {
-        let groups = Groups()
-        let committer = Self.committer(groups, linger: .hours(1))
+        let groups = Groups(), timers = Timers()
+        let committer = Self.committer(groups, timers: timers)
         try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { try await committer.submit("record 1") }
-            await Self.untilLingering(committer)
+            await timers.started(1)
             group.addTask { try await committer.submit("claim") }
             let first = try await group.next(), second = try await group.next()
             #expect(Set([first, second]) == ["record 1", "claim"])
@@ -39,11 +36,11 @@ import Testing
     }
 
     @Test func aFullBatchEndsTheLingering() async throws {
-        let groups = Groups()
-        let committer = Self.committer(groups, maxBatch: 4, linger: .hours(1))
+        let groups = Groups(), timers = Timers()
+        let committer = Self.committer(groups, maxBatch: 4, timers: timers)
         try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { try await committer.submit("record 0") }
-            await Self.untilLingering(committer)
+            await timers.started(1)
             for i in 1...3 { group.addTask { try await committer.submit("record \(i)") } }
             for try await _ in group {}
         }
@@ -52,17 +49,26 @@ import Testing
 
     @Test func aLoneRecordIsCommittedWhenTheLingerEnds() async throws {
         let groups = Groups()
-        let committer = Self.committer(groups, linger: .milliseconds(5))
+        let committer = GroupCommitter<String, String>(linger: .milliseconds(5), mayWait: { $0.hasPrefix("record") }) { groups.flush($0) }
         #expect(try await committer.submit("record") == "record")
         #expect(groups.seen.withLock { $0 } == [["record"]])
     }
 
     /// Linger timers started by the committer, fired by hand.
+    /// A timer starts right after its leader begins to linger, so a start tells a test the
+    /// committer lingers.
     final class Timers: Sendable {
-        let started = Mutex<[@Sendable () -> Void]>([])
-        var timer: GroupCommitter<String, String>.Timer { { _, fire in self.started.withLock { $0.append(fire) } } }
-        var count: Int { started.withLock { $0.count } }
-        func fire(_ index: Int) { started.withLock { $0[index] }() }
+        let fires = Mutex<[@Sendable () -> Void]>([])
+        let (starts, announce) = AsyncStream.makeStream(of: Int.self)
+        var timer: GroupCommitter<String, String>.Timer {
+            { _, fire in self.announce.yield(self.fires.withLock { $0.append(fire); return $0.count }) }
+        }
+        func fire(_ index: Int) { fires.withLock { $0[index] }() }
+        /// Returns once `count` timers have started.
+        func started(_ count: Int) async {
+            guard fires.withLock({ $0.count }) < count else { return }
+            for await started in starts where started >= count { return }
+        }
     }
 
     /// The first linger is ended early by a claim, so its timer is still pending when the second
@@ -74,12 +80,12 @@ import Testing
         }
         try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { try await committer.submit("record 1") }
-            await Self.untilLingering(committer)
+            await timers.started(1)
             group.addTask { try await committer.submit("claim") }
             _ = try await group.next()
             _ = try await group.next()
             group.addTask { try await committer.submit("record 2") }
-            while timers.count < 2 || !committer.isLingering { await Task.yield() }
+            await timers.started(2)
             timers.fire(0)
             #expect(committer.isLingering, "the first linger's timer ended the second linger")
             timers.fire(1)
@@ -89,8 +95,8 @@ import Testing
     }
 
     @Test func withoutRecordsNobodyLingers() async throws {
-        let groups = Groups()
-        let committer = Self.committer(groups, linger: .hours(1))
+        let groups = Groups(), timers = Timers()
+        let committer = Self.committer(groups, timers: timers)
         #expect(try await committer.submit("claim") == "claim")
         #expect(try await committer.submit("intake") == "intake")
         #expect(groups.seen.withLock { $0 } == [["claim"], ["intake"]])
@@ -100,18 +106,18 @@ import Testing
     /// rather than queued without bound.
     @Test func pastMaxPendingAWriteIsRefusedAtOnce() async throws {
         let (gate, open) = AsyncStream.makeStream(of: Void.self)
+        let (flushing, flushStarted) = AsyncStream.makeStream(of: Void.self)
         let groups = Groups()
-        let flushing = Mutex(false)
         let committer = GroupCommitter<String, String>(maxPending: 2) { items in
             if items == ["first"] {
-                flushing.withLock { $0 = true }
+                flushStarted.yield()
                 for await _ in gate { break }
             }
             return groups.flush(items)
         }
         try await withThrowingTaskGroup(of: String.self) { group in
             group.addTask { try await committer.submit("first") }
-            while !flushing.withLock({ $0 }) { await Task.yield() }
+            for await _ in flushing { break }
             group.addTask { try await committer.submit("second") }
             group.addTask { try await committer.submit("third") }
             while committer.pending < 2 { await Task.yield() }
