@@ -38,8 +38,16 @@ final class ParkingChecks: Sendable {
     func due(_ subscriptionId: String, at now: Date) -> Bool {
         last.withLock { last in
             if let previous = last[subscriptionId], now >= previous, now.timeIntervalSince(previous) < Self.interval { return false }
+            // Subscriptions come and go over a process's life: entries that no longer hold anything back go.
+            if last.count >= Self.entries { last = last.filter { now.timeIntervalSince($0.value) < Self.interval } }
             last[subscriptionId] = now
             return true
         }
     }
+
+    /// How many subscriptions it remembers now.
+    var remembered: Int { last.withLock { $0.count } }
+
+    /// Past this many subscriptions remembered, the ones counted longer than `interval` ago are forgotten.
+    static let entries = 4096
 }

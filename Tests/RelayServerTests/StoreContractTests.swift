@@ -301,6 +301,10 @@ import Testing
         #expect(!checks.due("bot", at: Self.now + 0.05))
         #expect(checks.due("bot", at: Self.now + 0.1) && !checks.due("bot", at: Self.now + 0.15))
         #expect(checks.due("bot", at: Self.now - 60))  // the clock went back: not a reason to stop counting
+        // What it remembers stays bounded while subscriptions come and go; a recent count is kept.
+        for index in 0..<ParkingChecks.entries * 2 { _ = checks.due("gone\(index)", at: Self.now + Double(index)) }
+        let last = Self.now + Double(ParkingChecks.entries * 2 - 1)
+        #expect(checks.remembered <= ParkingChecks.entries && !checks.due("gone\(ParkingChecks.entries * 2 - 1)", at: last))
     }
 
     @Test(arguments: StoreBackend.available)
