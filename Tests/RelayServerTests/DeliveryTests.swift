@@ -263,59 +263,55 @@ import Testing
         }
     }
 
-    @Test func orderedSubscriptionKeepsSendOrderWhenTheThirdFailsOnce() async throws {
-        let failedThird = FirstTime()
-        try await TestReceiver.run(respond: { request, _ in
-            request.body.contains("\"Content\":\"m3\"") && failedThird.first() ? .init(status: 500) : .init(status: 204)
+    /// An ordered subscription whose subscriber answers 500 the first time it gets the text
+    /// `failing` and 204 otherwise; `body` pushes through `push(i)` (text "m<i>" from one user).
+    /// Returns the texts the subscriber got, in the order it got them.
+    static func orderedBot(failingOnce failing: String, schedule: String,
+                           _ body: @Sendable (TestRelay, Reports, _ push: (Int) async throws -> Void) async throws -> Void) async throws -> [String] {
+        let failed = FirstTime()
+        return try await TestReceiver.run(respond: { request, _ in
+            request.body.contains("\"Content\":\"\(failing)\"") && failed.first() ? .init(status: 500) : .init(status: 204)
         }) { receiver, port in
             try await TestRelay.with(extraYAML: Self.yaml("  - id: bot\n    url: http://127.0.0.1:\(port)/\n    ordered: true",
-                                                          schedule: "[20ms, 20ms, 20ms]")) { relay in
+                                                          schedule: schedule)) { relay in
                 let reports = Reports()
                 try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
-                    for i in 1...10 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(i)", from: "oSameUser")) }
-                    _ = try await reports.next(11)
+                    try await body(relay, reports) { i in
+                        _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(i)", from: "oSameUser"))
+                    }
                 }
-                let contents = receiver.requests.compactMap { request -> String? in
+                return receiver.requests.compactMap { request -> String? in
                     guard let range = request.body.range(of: #""Content":"m\d+""#, options: .regularExpression) else { return nil }
                     return String(request.body[range].dropFirst(11).dropLast())
                 }
-                #expect(contents == ["m1", "m2", "m3", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"])
             }
         }
+    }
+
+    @Test func orderedSubscriptionKeepsSendOrderWhenTheThirdFailsOnce() async throws {
+        let contents = try await Self.orderedBot(failingOnce: "m3", schedule: "[20ms, 20ms, 20ms]") { _, reports, push in
+            for i in 1...10 { try await push(i) }
+            _ = try await reports.next(11)
+        }
+        #expect(contents == ["m1", "m2", "m3", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"])
     }
 
     /// A user's backlog behind a failing first event is parked (its next attempt moved to the
     /// retry), and once that event is delivered each next one is due at once: the test's clock
     /// stands still after the retry, so a backlog left to wait for its bounds would never move.
     @Test func anOrderedBacklogParkedBehindAFailingEventFollowsItInOrder() async throws {
-        let failedFirst = FirstTime()
-        try await TestReceiver.run(respond: { request, _ in
-            request.body.contains("\"Content\":\"m1\"") && failedFirst.first() ? .init(status: 500) : .init(status: 204)
-        }) { receiver, port in
-            try await TestRelay.with(extraYAML: Self.yaml("  - id: bot\n    url: http://127.0.0.1:\(port)/\n    ordered: true",
-                                                          schedule: "[1h]")) { relay in
-                let reports = Reports()
-                try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
-                    func push(_ i: Int) async throws {
-                        _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(i)", from: "oSameUser"))
-                    }
-                    try await push(1)
-                    #expect(try await reports.next(1).first?.statusCode == 500)
-                    for i in 2...40 { try await push(i) }
-                    relay.clock.advance(by: 60)
-                    try await push(41)
-                    // Past its retry (an hour, ±20 %): the claim that takes m1 parks the 40 waiting until its lease ends.
-                    relay.clock.advance(by: 4400)
-                    let delivered = try await reports.next(41)
-                    #expect(delivered.allSatisfy { $0.verdict == .succeeded })
-                }
-                let contents = receiver.requests.compactMap { request -> String? in
-                    guard let range = request.body.range(of: #""Content":"m\d+""#, options: .regularExpression) else { return nil }
-                    return String(request.body[range].dropFirst(11).dropLast())
-                }
-                #expect(contents == ["m1"] + (1...41).map { "m\($0)" })
-            }
+        let contents = try await Self.orderedBot(failingOnce: "m1", schedule: "[1h]") { relay, reports, push in
+            try await push(1)
+            #expect(try await reports.next(1).first?.statusCode == 500)
+            for i in 2...40 { try await push(i) }
+            relay.clock.advance(by: 60)
+            try await push(41)
+            // Past its retry (an hour, ±20 %): the claim that takes m1 parks the 40 waiting until its lease ends.
+            relay.clock.advance(by: 4400)
+            let delivered = try await reports.next(41)
+            #expect(delivered.allSatisfy { $0.verdict == .succeeded })
         }
+        #expect(contents == ["m1"] + (1...41).map { "m\($0)" })
     }
 
     @Test func localhostIsNeverReachedWhenPrivateNetworksAreRefused() async throws {

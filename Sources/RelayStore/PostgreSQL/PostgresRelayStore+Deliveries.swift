@@ -12,14 +12,16 @@ extension PostgresRelayStore {
         guard limit > 0 else { return [] }
         let statement = ClaimStatement(query: Self.claimQuery(subscriptionId: subscriptionId, limit: limit, now: Self.millis(now),
                                                               leaseUntil: Self.millis(leaseUntil), owner: owner))
-        let waiting = WaitingStatement(query: Self.waitingQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
-        let park = ParkStatement(query: Self.parkQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
         let rows = try await bounded { [logger, parkingChecks] connection in
             let rows = try await Self.collect(statement, on: connection, logger: logger)
             // A short claim walked every due delivery, those waiting in order included.
-            if rows.count < limit, parkingChecks.due(subscriptionId, at: now),
-               try await Self.collect(waiting, on: connection, logger: logger).first?["waiting"].decode(Int.self) ?? 0 >= DeliveryParking.threshold {
-                _ = try await Self.collect(park, on: connection, logger: logger)
+            if rows.count < limit, parkingChecks.due(subscriptionId, at: now) {
+                let waiting = WaitingStatement(query: Self.waitingQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
+                if try await Self.collect(waiting, on: connection, logger: logger).first?["waiting"].decode(Int.self) ?? 0
+                    >= DeliveryParking.threshold {
+                    let park = ParkStatement(query: Self.parkQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
+                    _ = try await Self.collect(park, on: connection, logger: logger)
+                }
             }
             return rows
         }

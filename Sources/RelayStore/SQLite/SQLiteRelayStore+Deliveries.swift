@@ -11,10 +11,11 @@ extension SQLiteRelayStore {
                 [.integer(Self.millis(now)), .text(subscriptionId), .text(owner), .integer(Self.millis(leaseUntil))]
             ).map { (id: $0.values[0].string ?? "", attempts: $0.values[1].integer ?? 0, eventSeq: $0.values[2].integer ?? 0) }
             // A short claim walked every due delivery, those waiting in order included.
-            let binds: [SQLiteData] = [.integer(Self.millis(now)), .text(subscriptionId)]
-            if rows.count < limit, parkingChecks.due(subscriptionId, at: now),
-               try db.query(Self.waitingSQL, binds).first?.values.first?.integer ?? 0 >= DeliveryParking.threshold {
-                _ = try db.query(Self.parkSQL, binds)
+            if rows.count < limit, parkingChecks.due(subscriptionId, at: now) {
+                let binds: [SQLiteData] = [.integer(Self.millis(now)), .text(subscriptionId)]
+                if try db.query(Self.waitingSQL, binds).first?.values.first?.integer ?? 0 >= DeliveryParking.threshold {
+                    _ = try db.query(Self.parkSQL, binds)
+                }
             }
             guard !rows.isEmpty else { return [] }
             // The events are read in the same work item, from the writer's warm cache, by their
