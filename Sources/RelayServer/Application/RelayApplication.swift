@@ -129,9 +129,12 @@ extension RelayApplication {
     static func outboundConfiguration(_ delivery: RelayConfig.Delivery) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
-        // AsyncHTTPClient retries a refused connection until the connect timeout: keep that
-        // within the attempt's own timeout so a down subscriber fails fast.
         configuration.timeout = .init(connect: .milliseconds(Int64(min(delivery.timeout, .seconds(5)).milliseconds)))
+        // By default AsyncHTTPClient retries a refused connection with backoff until the request's
+        // deadline, so a subscriber that is down held a slot for the whole attempt timeout and its
+        // attempt failed only then. Refused is final for this attempt; the retry schedule decides
+        // when to try again.
+        configuration.connectionPool.retryConnectionEstablishment = false
         // The dispatcher bounds what is in flight, per subscription. A pool limit per host (it was
         // max(8, max_in_flight)) made subscriptions sharing a host — or an address, as URLs are
         // resolved before connecting — wait for each other, a hanging one holding up the rest.
