@@ -87,6 +87,25 @@ import Testing
         }
     }
 
+    /// A WeChat that cannot be reached is a 502 `wechat_unreachable` naming the socket error; it
+    /// was `wechat_error` (which means WeChat answered an errcode), after the connect timeout, with
+    /// NIO's "connection reset (error set): Connection refused)".
+    @Test func aWeChatThatRefusesConnectionsIsReportedAsUnreachableAtOnce() async throws {
+        // The default api_base is a closed loopback port.
+        try await TestRelay.with(extraYAML: Self.admin) { relay in
+            try await relay.application().test(.router) { client async throws in
+                _ = try await client.send(relay.ticketPush(ticket: "ticket@@@valid"))
+                let started = ContinuousClock.now
+                let answer = try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token")
+                #expect(ContinuousClock.now - started < .seconds(2))  // the connect timeout is 5 s
+                #expect(answer.status == 502)
+                #expect(AdminAPITests.errorCode(answer.body) == "wechat_unreachable")
+                let message = try #require((answer.body["error"] as? [String: Any])?["message"] as? String)
+                #expect(message.contains("errcode -2 (Connection refused (errno 111)): WeChat could not be reached"), "\(message)")
+            }
+        }
+    }
+
     /// Every token request without a ticket would ask WeChat for a ticket push; it is asked at
     /// most once in ten minutes (the time it takes to push one), once a minute while it refuses.
     @Test func ticketPushesAreRequestedAtMostOnceInTenMinutes() async throws {

@@ -103,7 +103,7 @@ func mapped<T>(_ body: () async throws -> T) async throws -> T {
         case .lockBusy: throw AdminError(status: .serviceUnavailable, code: "busy", message: error.description)
         }
     } catch let error as WeChatAPIError {
-        throw AdminError(status: .badGateway, code: "wechat_error", message: error.description)
+        throw AdminError(status: .badGateway, code: error.errcode == -2 ? "wechat_unreachable" : "wechat_error", message: error.description)
     } catch let error as AuthLinkBuilder.BadParameter {
         throw AdminError.badRequest(error.description)
     }

@@ -50,7 +50,7 @@ struct ProxyRoutes: Sendable {
             return (Int(response.status.code), response.headers.first(name: "Content-Type"), bytes)
         } catch {
             api.metrics.wechatCall(api: "proxy", errcode: -2)
-            throw AdminError(status: .badGateway, code: "wechat_unreachable", message: "WeChat did not answer: \(error)")
+            throw AdminError(status: .badGateway, code: "wechat_unreachable", message: "WeChat did not answer: \(OutboundError.describe(error))")
         }
     }
 

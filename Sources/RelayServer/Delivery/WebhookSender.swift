@@ -73,17 +73,8 @@ struct WebhookSender: Sendable {
         } catch where error is AnswerTimedOut || [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error as? HTTPClientError) {
             return SendResult(error: "timed out after \(timeout)", duration: ContinuousClock.now - started)
         } catch {
-            return SendResult(error: Self.describe(error), duration: ContinuousClock.now - started)
+            return SendResult(error: OutboundError.describe(error), duration: ContinuousClock.now - started)
         }
-    }
-}
-
-extension WebhookSender {
-    /// A socket error as the system names it (`Connection refused (errno 111)`): NIO's own
-    /// description of it read "connection reset (error set): Connection refused) (errno: 111)".
-    static func describe(_ error: any Error) -> String {
-        guard let io = error as? IOError else { return "\(error)" }
-        return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
     }
 }
 

@@ -47,7 +47,7 @@ struct WeChatAPIClient: Sendable {
             throw CancellationError()
         } catch {
             metrics.wechatCall(api: api, errcode: -2)
-            throw WeChatAPIError(api: api, errcode: -2, errmsg: "\(error)")
+            throw WeChatAPIError(api: api, errcode: -2, errmsg: OutboundError.describe(error))
         }
         let status = (try? JSONDecoder().decode(ErrorAnswer.self, from: data)) ?? ErrorAnswer(errcode: nil, errmsg: nil)
         let errcode = status.errcode ?? 0
