@@ -59,6 +59,22 @@ import Testing
         #expect(error(yaml) == "wechat.components[0].token: environment variable TOKEN is not set (write ${TOKEN:-default} to give a default)")
     }
 
+    @Test func circuitBreaker() throws {
+        #expect(try RelayConfig.parse(yaml: minimal, environment: [:]).delivery.circuitBreaker
+            == { var p = CircuitBreakerPolicy(); (p.failures, p.probe, p.maxProbe) = (10, .seconds(1), .seconds(60)); return p }())
+        let set = try RelayConfig.parse(yaml: minimal + "\ndelivery:\n  circuit_breaker:\n    failures: 0\n    probe: 5s\n    max_probe: 10m",
+                                        environment: [:]).delivery.circuitBreaker
+        #expect([set.failures] == [0] && [set.probe, set.maxProbe] == [.seconds(5), .seconds(600)])
+        // A first wait longer than the default longest: the longest follows it.
+        #expect(try RelayConfig.parse(yaml: minimal + "\ndelivery:\n  circuit_breaker: {probe: 5m}", environment: [:])
+            .delivery.circuitBreaker.maxProbe == .seconds(300))
+        #expect(error(minimal + "\ndelivery:\n  circuit_breaker: {failures: -1}").hasPrefix("delivery.circuit_breaker.failures: expected a whole number"))
+        #expect(error(minimal + "\ndelivery:\n  circuit_breaker: {probe: 1ms}") == "delivery.circuit_breaker.probe: must be from 10ms to 1h (such as 1s)")
+        #expect(error(minimal + "\ndelivery:\n  circuit_breaker: {probe: 10s, max_probe: 5s}")
+            == "delivery.circuit_breaker.max_probe: must be at least circuit_breaker.probe and at most 24h (such as 1m)")
+        #expect(error(minimal + "\ndelivery:\n  circuit_breaker: {failure: 3}") == "delivery.circuit_breaker.failure: unknown key")
+    }
+
     @Test func unknownKeysAreNamedByPath() {
         #expect(error(minimal + "\nserver:\n  prot: 8080") == "server.prot: unknown key")
         #expect(error(minimal.replacingOccurrences(of: "token: tok123", with: "token: tok123\n      tokn: x")) == "wechat.components[0].tokn: unknown key")

@@ -17,6 +17,7 @@ import Testing
                 delivery:
                   timeout: 2s
                   retry_schedule: [50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s, 1s, 1s, 1s]
+                  circuit_breaker: {probe: 50ms, max_probe: 400ms}  # the subscriber's outage is counted in requests
                   allow_private_networks: true
                 subscriptions:
                   - id: sink
@@ -65,6 +66,7 @@ import Testing
                     delivery:
                       timeout: 1s
                       retry_schedule: [50ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s, 1s, 1s, 1s, 1s, 1s]
+                      circuit_breaker: {probe: 50ms, max_probe: 400ms}  # the subscriber's outage is counted in requests
                       allow_private_networks: true
                     subscriptions:
                       - id: sink

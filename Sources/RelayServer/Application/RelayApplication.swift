@@ -76,6 +76,7 @@ public enum RelayApplication {
                                   egress: EgressGuard(allowPrivateNetworks: config.delivery.allowPrivateNetworks)),
             policy: RetryPolicy(schedule: config.delivery.retrySchedule), clock: dependencies.clock, metrics: dependencies.metrics,
             logger: dependencies.logger, maxInFlightPerSubscription: config.delivery.maxInFlightPerSubscription,
+            circuitBreaker: config.delivery.circuitBreaker,
             reloadInterval: dependencies.subscriptionReloadInterval, onFinished: dependencies.onDeliveryAttempt)
         let verifier = PushVerifier(
             registry: config.credentials, maxClockSkew: Double(config.wechat.maxClockSkew.components.seconds),

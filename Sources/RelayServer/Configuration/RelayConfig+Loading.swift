@@ -127,8 +127,24 @@ extension RelayConfig {
         delivery.retrySchedule = try m.durations("retry_schedule", default: delivery.retrySchedule)
         delivery.maxInFlightPerSubscription = try m.int("max_in_flight_per_subscription", default: delivery.maxInFlightPerSubscription, range: 1...1024)
         delivery.allowPrivateNetworks = try m.bool("allow_private_networks", default: false)
+        delivery.circuitBreaker = try readCircuitBreaker(m.mapping("circuit_breaker"))
         try m.finish()
         return delivery
+    }
+
+    private static func readCircuitBreaker(_ m: ConfigMapping) throws(ConfigError) -> CircuitBreaker.Policy {
+        var policy = CircuitBreaker.Policy()
+        policy.failures = try m.int("failures", default: policy.failures, range: 0...1_000_000)
+        policy.probe = try m.duration("probe", default: policy.probe)
+        guard policy.probe >= .milliseconds(10), policy.probe <= .seconds(3600) else {
+            throw ConfigError(m.child("probe"), "must be from 10ms to 1h (such as 1s)")
+        }
+        policy.maxProbe = try m.duration("max_probe", default: max(policy.maxProbe, policy.probe))
+        guard policy.maxProbe >= policy.probe, policy.maxProbe <= .seconds(86_400) else {
+            throw ConfigError(m.child("max_probe"), "must be at least circuit_breaker.probe and at most 24h (such as 1m)")
+        }
+        try m.finish()
+        return policy
     }
 
     private static func readReply(_ m: ConfigMapping) throws(ConfigError) -> Reply {

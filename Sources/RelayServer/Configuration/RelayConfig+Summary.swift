@@ -28,6 +28,9 @@ extension RelayConfig {
         }
         lines.append("delivery: timeout \(delivery.timeout), \(delivery.retrySchedule.count) retries, "
             + "\(delivery.maxInFlightPerSubscription) in flight per subscription, private networks \(delivery.allowPrivateNetworks ? "allowed" : "refused")")
+        let breaker = delivery.circuitBreaker
+        lines.append(breaker.failures == 0 ? "circuit breaker: off"
+            : "circuit breaker: after \(breaker.failures) failed attempts in a row, one probe at a time every \(breaker.probe) to \(breaker.maxProbe)")
         lines.append("reply deadline: \(reply.deadline)")
         for subscription in subscriptions {
             var flags: [String] = []

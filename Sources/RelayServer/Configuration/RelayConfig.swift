@@ -54,6 +54,8 @@ public struct RelayConfig: Sendable {
         public var retrySchedule: [Duration] = [5, 30, 120, 600, 1800, 3600, 10_800, 21_600, 43_200, 86_400].map { .seconds($0) }
         public var maxInFlightPerSubscription = 32
         public var allowPrivateNetworks = false
+        /// `delivery.circuit_breaker`: when a subscriber that keeps failing gets one probe at a time.
+        public var circuitBreaker = CircuitBreakerPolicy()
     }
 
     public struct Reply: Sendable {

@@ -18,6 +18,7 @@ final class Dispatcher: Service {
     let metrics: RelayMetrics
     let logger: Logger
     let maxInFlightPerSubscription: Int
+    let circuitBreaker: CircuitBreaker.Policy
     let onFinished: @Sendable (DeliveryReport) -> Void
     /// Identifies this process's leases.
     let owner = "relay-" + UUID().uuidString.prefix(8).lowercased()
@@ -45,8 +46,9 @@ final class Dispatcher: Service {
     let reloadInterval: Duration
 
     init(store: any RelayStore, registry: SubscriptionRegistry, sender: WebhookSender, policy: RetryPolicy, clock: any RelayClock,
-         metrics: RelayMetrics, logger: Logger, maxInFlightPerSubscription: Int, reloadInterval: Duration = .seconds(10),
-         onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
+         metrics: RelayMetrics, logger: Logger, maxInFlightPerSubscription: Int, circuitBreaker: CircuitBreaker.Policy = .init(),
+         reloadInterval: Duration = .seconds(10), onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
+        self.circuitBreaker = circuitBreaker
         self.reloadInterval = reloadInterval
         self.store = store
         self.registry = registry
@@ -144,20 +146,22 @@ final class Dispatcher: Service {
         let claimBell = doorbell(for: id)
         let startBell = Doorbell()
         let queue = SubscriptionQueue()
+        let breaker = CircuitBreaker(circuitBreaker)
         // One shutdown handler for the loops' lifetime: waiting is on the hot path (about once
         // per delivery), and `cancelWhenGracefulShutdown` around each wait cost two child tasks.
         await withGracefulShutdownHandler {
-            await runLoop(subscriptionId: id, queue: queue, claimBell: claimBell, startBell: startBell)
+            await runLoop(subscriptionId: id, queue: queue, breaker: breaker, claimBell: claimBell, startBell: startBell)
         } onGracefulShutdown: {
             claimBell.ring()
             startBell.ring()
         }
     }
 
-    private func runLoop(subscriptionId id: String, queue: SubscriptionQueue, claimBell: Doorbell, startBell: Doorbell) async {
+    private func runLoop(subscriptionId id: String, queue: SubscriptionQueue, breaker: CircuitBreaker, claimBell: Doorbell,
+                         startBell: Doorbell) async {
         await withDiscardingTaskGroup { group in
             group.addTask {
-                await self.claimLoop(subscriptionId: id, queue: queue, claimBell: claimBell, startBell: startBell)
+                await self.claimLoop(subscriptionId: id, queue: queue, breaker: breaker, claimBell: claimBell, startBell: startBell)
                 queue.close()
                 startBell.ring()
             }
@@ -168,17 +172,29 @@ final class Dispatcher: Service {
                         queue.putBack(delivery)
                         break
                     }
+                    guard breaker.mayStart(delivery.id) else {
+                        // Claimed before the breaker opened: given back, only the probe goes out.
+                        queue.finishedSending()
+                        group.addTask { await self.release([delivery], subscriptionId: id) }
+                        continue
+                    }
                     group.addTask {
                         // The slot bounds requests to the subscriber: it is given back as soon as the
-                        // answer is in, while the attempt's record waits for its group commit.
-                        let verdict = await self.attempt(delivery, subscription: subscription) {
+                        // answer is in, while the attempt's record waits for its group commit. The
+                        // breaker counts the answer first, so a slot freed by the failure that opens
+                        // it starts nothing more.
+                        var change = CircuitBreaker.Change.none
+                        let verdict = await self.attempt(delivery, subscription: subscription) { verdict in
+                            change = self.count(verdict, of: delivery.id, on: breaker)
                             let held = queue.finishedSending()
                             startBell.ring()
                             // Waking the claimer for less than a batch of room would only put it back to sleep.
                             if self.worthClaiming(held: held) { claimBell.ring() }
                         }
-                        // Recorded: an ordered user's next event may be due now, or a retry was scheduled.
-                        if subscription.ordered || verdict != .succeeded { claimBell.ring() }
+                        await self.breakerChanged(change, subscriptionId: id, breaker: breaker, queue: queue)
+                        // Recorded: an ordered user's next event may be due now, a retry was
+                        // scheduled, or the subscriber is back and claims go at full rate again.
+                        if subscription.ordered || verdict != .succeeded || change == .closed { claimBell.ring() }
                     }
                 }
                 // The claimer, a finished attempt, the subscription's end and shutdown all ring.
@@ -187,15 +203,18 @@ final class Dispatcher: Service {
             // Claimed but never started: give them back so they are due at once (here after a
             // restart, or on another node), without an attempt counted.
             claimBell.ring()
-            let unstarted = queue.drain()
-            if !unstarted.isEmpty {
-                do {
-                    try await store.releaseClaims(deliveryIds: unstarted.map(\.id), owner: owner, now: clock.now())
-                } catch {
-                    logger.error("cannot release claimed deliveries; they are taken again when their leases expire",
-                                 metadata: ["subscription": .string(id), "error": "\(error)"])
-                }
-            }
+            await release(queue.drain(), subscriptionId: id)
+        }
+    }
+
+    /// Gives claimed deliveries back unsent, due at once and without an attempt counted.
+    func release(_ deliveries: [ClaimedDelivery], subscriptionId id: String) async {
+        guard !deliveries.isEmpty else { return }
+        do {
+            try await store.releaseClaims(deliveryIds: deliveries.map(\.id), owner: owner, now: clock.now())
+        } catch {
+            logger.error("cannot release claimed deliveries; they are taken again when their leases expire",
+                         metadata: ["subscription": .string(id), "error": "\(error)"])
         }
     }
 
@@ -203,13 +222,26 @@ final class Dispatcher: Service {
     /// retry is due. Woken by the clock with nothing due, it does not claim: an idle
     /// subscription costs a read a second, not a write transaction (500 idle subscriptions took
     /// 4 % of a core and as many writer transactions a second as they were).
-    private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, claimBell: Doorbell, startBell: Doorbell) async {
+    private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, breaker: CircuitBreaker, claimBell: Doorbell,
+                           startBell: Doorbell) async {
         var dueNow = true
         while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
             let held = queue.held
-            let room = 2 * maxInFlightPerSubscription - held
-            let worthClaiming = worthClaiming(held: held)
+            var room = 2 * maxInFlightPerSubscription - held
+            let probe = breaker.isOpen
+            if probe {
+                // The subscriber keeps failing: one delivery at a time, once the probe's time has
+                // come and nothing is out. A probe's answer rings; so does a closing breaker.
+                guard held == 0, let wait = breaker.untilProbe(now: clock.now()), wait <= 0 else {
+                    let wait = breaker.untilProbe(now: clock.now()) ?? 1
+                    _ = await claimBell.wait(upTo: .milliseconds(min(max(Int(wait * 1000), 1), 1000)))
+                    dueNow = true
+                    continue
+                }
+                room = 1
+            }
+            let worthClaiming = worthClaiming(held: held, room: room)
             var claimed: [ClaimedDelivery] = []
             if worthClaiming && dueNow {
                 let now = clock.now()
@@ -221,6 +253,7 @@ final class Dispatcher: Service {
                     logger.error("cannot claim deliveries", metadata: ["subscription": .string(id), "error": "\(error)"])
                 }
             }
+            if probe, let first = claimed.first { breaker.sendingProbe(first.id) }
             if !claimed.isEmpty, !queue.add(claimed) {
                 // The loop ended while this claim ran: nobody will send these.
                 try? await store.releaseClaims(deliveryIds: claimed.map(\.id), owner: owner, now: clock.now())
@@ -243,8 +276,11 @@ final class Dispatcher: Service {
 
     /// Whether a claim is worth its transaction with `held` deliveries claimed and unanswered.
     private func worthClaiming(held: Int) -> Bool {
-        let room = 2 * maxInFlightPerSubscription - held
-        return room > 0 && (room >= claimBatch || held == 0)
+        worthClaiming(held: held, room: 2 * maxInFlightPerSubscription - held)
+    }
+
+    private func worthClaiming(held: Int, room: Int) -> Bool {
+        room > 0 && (room >= claimBatch || held == 0)
     }
 
     /// Until the next delivery of the subscription is due, at most one second, and whether one
@@ -263,11 +299,11 @@ final class Dispatcher: Service {
 
     /// One attempt of one delivery, and what it leads to.
     @discardableResult
-    private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription, answered: () -> Void) async -> DeliveryVerdict {
+    private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription,
+                         answered: (DeliveryVerdict) -> Void) async -> DeliveryVerdict {
         let now = clock.now()
         let result = await sender.send(url: subscription.url, eventId: delivery.event.id, body: delivery.event.envelopeJSON,
                                        secrets: subscription.signingSecrets(at: now), at: now)
-        answered()
         let attemptsMade = delivery.attemptsMade + 1
         let verdict: DeliveryVerdict
         let outcome: String
@@ -285,6 +321,7 @@ final class Dispatcher: Service {
                 (verdict, outcome) = (.dead, "dead")
             }
         }
+        answered(verdict)
         let record = DeliveryAttempt(at: now, statusCode: result.statusCode, error: result.error,
                                      durationMs: result.duration.milliseconds, responseExcerpt: result.responseExcerpt)
         do {
@@ -336,7 +373,7 @@ func cancelWhenGracefulShutdownOrReturn(_ operation: @escaping @Sendable () asyn
 
 /// One subscription's claimed deliveries: those waiting for a slot, in claim order, and the
 /// number being sent.
-private final class SubscriptionQueue: Sendable {
+final class SubscriptionQueue: Sendable {
     private struct State {
         var waiting: [ClaimedDelivery] = []
         var sending = 0
@@ -375,6 +412,14 @@ private final class SubscriptionQueue: Sendable {
         state.withLock { state in
             state.sending -= 1
             return state.waiting.count + state.sending
+        }
+    }
+
+    /// Takes what is waiting for a slot, leaving the queue open.
+    func takeWaiting() -> [ClaimedDelivery] {
+        state.withLock { state in
+            defer { state.waiting = [] }
+            return state.waiting
         }
     }
 

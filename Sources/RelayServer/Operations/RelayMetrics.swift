@@ -48,6 +48,12 @@ public struct RelayMetrics: Sendable {
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
+    /// `relay_subscription_circuit_open{subscription}`: 1 while the subscription's deliveries go
+    /// one probe at a time because its subscriber keeps failing, else 0.
+    public func circuit(subscription: String, open: Bool) {
+        Gauge(label: "relay_subscription_circuit_open", dimensions: [("subscription", subscription)], factory: factory).record(open ? 1 : 0)
+    }
+
     /// `relay_delivery_queue_depth` and `relay_delivery_oldest_pending_seconds`.
     public func queue(depth: Int, oldestPendingAge: Double) {
         Gauge(label: "relay_delivery_queue_depth", factory: factory).record(depth)
