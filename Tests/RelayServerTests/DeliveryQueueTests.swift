@@ -290,4 +290,32 @@ import Testing
             #expect(try await synchronous() == 2)
         }
     }
+
+    /// A full database (SQLite's `max_page_count` standing in for a full disk): a push that does
+    /// not fit fails, leaves nothing behind, and once there is room the store goes on.
+    @Test func aFullDatabaseRefusesWholePushesAndGoesOnOnceThereIsRoom() async throws {
+        try await Self.withStore { store, subscription in
+            let date = Date()
+            try await Self.commitEvents(5, at: date, to: subscription, in: store)
+            let pages = try await store.writer.query("PRAGMA page_count")[0].values[0].integer ?? 0
+            try await store.writer.query("PRAGMA max_page_count = \(pages)")
+            var refused = 0
+            for i in 5..<200 {
+                do {
+                    try await Self.commitEvents(1, from: i, at: date, to: subscription, in: store)
+                } catch {
+                    #expect("\(error)".contains("database or disk is full"), "\(error)")
+                    refused += 1
+                }
+            }
+            #expect(refused > 0)
+            let counts = { try await store.writer.query("SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries)")[0]
+                .values.map { $0.integer ?? -1 } }
+            let kept = try await counts()
+            #expect(kept[0] == kept[1] && kept[0] + refused == 200)  // no event without its delivery, nor the reverse
+            try await store.writer.query("PRAGMA max_page_count = 1073741823")
+            try await Self.commitEvents(10, from: 1000, at: date, to: subscription, in: store)
+            #expect(try await counts() == [kept[0] + 10, kept[1] + 10])
+        }
+    }
 }

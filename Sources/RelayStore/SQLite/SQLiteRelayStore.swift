@@ -65,12 +65,7 @@ public final class SQLiteRelayStore: RelayStore {
             throw StoreError(.unavailable, "storage.url: the directory \(directory) does not exist")
         }
         func connect(_ pool: NIOThreadPool) async throws -> SQLiteQueue {
-            let connection: SQLiteQueue
-            do {
-                connection = try await SQLiteQueue.open(path: path, pool: pool)
-            } catch {
-                throw StoreError(.unavailable, "storage.url: cannot open \(path): \(error)")
-            }
+            let connection = try await SQLiteQueue.open(path: path, pool: pool)
             try await connection.query("PRAGMA foreign_keys = ON")
             // 8 MiB of page cache (the default is 2): the queue's pages stay in memory. Not more:
             // whenever a B-tree split reorders its new pages, SQLite parks one at the lock-byte
@@ -102,12 +97,16 @@ public final class SQLiteRelayStore: RelayStore {
             return SQLiteRelayStore(path: path, pool: pool, writer: writer, reader: reader, sealer: sealer, logger: logger)
         } catch {
             try? await pool.shutdownGracefully()
-            throw error
+            throw SQLiteOpenFailure.diagnosed(error, path: path, doing: "open")
         }
     }
 
     public func migrate() async throws {
-        try await migrate(upTo: SQLiteSchema.migrations.count)
+        do {
+            try await migrate(upTo: SQLiteSchema.migrations.count)
+        } catch {
+            throw SQLiteOpenFailure.diagnosed(error, path: path, doing: "migrate")
+        }
     }
 
     /// Applies the migrations after the database's version, up to `last` (tests stop earlier to
