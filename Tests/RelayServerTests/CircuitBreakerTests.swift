@@ -136,4 +136,36 @@ import Testing
         }
         #expect(requests == 40)
     }
+
+    /// A failing subscription whose URL is changed through the admin API goes on at once with the
+    /// new URL, instead of at its next probe (ten minutes here).
+    @Test func changingTheURLClosesTheBreaker() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 503) }) { _, failingPort in
+            try await TestReceiver.run { fixed, fixedPort in
+                try await TestRelay.with(extraYAML: """
+                    admin:
+                      token: \(AdminAPITests.token)
+                    delivery:
+                      retry_schedule: [1d]
+                      max_in_flight_per_subscription: 1
+                      allow_private_networks: true
+                      circuit_breaker: {failures: 3, probe: 10m}
+                    """) { relay in
+                    let logs = CapturedLogs()
+                    try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
+                        let created = try await AdminAPITests.call(client, .post, "/v1/subscriptions",
+                                                                   json: #"{"id": "bot", "url": "http://127.0.0.1:\#(failingPort)/"}"#)
+                        #expect(created.status == 201)
+                        for i in 0..<10 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(990 + i)", from: "oUser\(i)")) }
+                        try await logs.line(containing: "subscriber keeps failing")
+                        let patched = try await AdminAPITests.call(client, .patch, "/v1/subscriptions/bot",
+                                                                   json: #"{"url": "http://127.0.0.1:\#(fixedPort)/"}"#)
+                        #expect(patched.status == 200)
+                        #expect(try await fixed.next(7).count == 7)
+                        try await logs.line(containing: "subscription URL changed")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -57,7 +57,11 @@ final class CircuitBreaker: Sendable {
         state.withLock { $0.probeId = deliveryId }
     }
 
-    func succeeded() -> Change {
+    func succeeded() -> Change { reset() }
+
+    /// Starts over, closed: after a success, or when the subscription's URL changed (what failed
+    /// was another address).
+    func reset() -> Change {
         state.withLock { state in
             defer { state = State(probeWait: policy.probe) }
             return state.open ? .closed : .none

@@ -32,4 +32,12 @@ extension Dispatcher {
             logger.notice("subscriber is back: its deliveries go at full rate again", metadata: ["subscription": .string(id)])
         }
     }
+
+    /// A subscription whose URL was changed (a fixed typo, a moved bot) gets its backlog at once
+    /// rather than at the next probe, up to `max_probe` later.
+    func urlChanged(subscriptionId id: String, breaker: CircuitBreaker) {
+        guard breaker.reset() == .closed else { return }
+        metrics.circuit(subscription: id, open: false)
+        logger.notice("subscription URL changed: its deliveries go at full rate again", metadata: ["subscription": .string(id)])
+    }
 }

@@ -225,8 +225,13 @@ final class Dispatcher: Service {
     private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, breaker: CircuitBreaker, claimBell: Doorbell,
                            startBell: Doorbell) async {
         var dueNow = true
+        var url = registry.subscription(id: id)?.url
         while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
+            if subscription.url != url {
+                url = subscription.url
+                urlChanged(subscriptionId: id, breaker: breaker)
+            }
             let held = queue.held
             var room = 2 * maxInFlightPerSubscription - held
             let probe = breaker.isOpen
