@@ -163,7 +163,35 @@ import Testing
                         #expect(patched.status == 200)
                         #expect(try await fixed.next(7).count == 7)
                         try await logs.line(containing: "subscription URL changed")
+                        #expect(relay.metrics.exposition().contains(#"relay_subscription_circuit_open{subscription="bot"} 0"#))
                     }
+                }
+            }
+        }
+    }
+
+    /// A subscription deleted while its breaker is open leaves the gauge at 0, so an alert on it
+    /// stops.
+    @Test func deletingASubscriptionWhoseBreakerIsOpenClearsTheGauge() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 503) }) { _, port in
+            try await TestRelay.with(extraYAML: """
+                admin:
+                  token: \(AdminAPITests.token)
+                delivery:
+                  retry_schedule: [1d]
+                  allow_private_networks: true
+                  circuit_breaker: {failures: 3, probe: 10m}
+                """) { relay in
+                let logs = CapturedLogs()
+                try await relay.application(logger: Logger(label: "relay") { _ in logs.handler(level: .debug) }).test(.router) { client async throws in
+                    _ = try await AdminAPITests.call(client, .post, "/v1/subscriptions", json: #"{"id": "bot", "url": "http://127.0.0.1:\#(port)/"}"#)
+                    for i in 0..<5 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(980 + i)", from: "oUser\(i)")) }
+                    try await logs.line(containing: "subscriber keeps failing")
+                    let open = #"relay_subscription_circuit_open{subscription="bot"} "#
+                    #expect(relay.metrics.exposition().contains(open + "1"))
+                    #expect(try await AdminAPITests.call(client, .delete, "/v1/subscriptions/bot").status == 204)
+                    try await logs.line(containing: "circuit gauge cleared")
+                    #expect(relay.metrics.exposition().contains(open + "0"))
                 }
             }
         }

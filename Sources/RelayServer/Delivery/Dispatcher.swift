@@ -155,6 +155,12 @@ final class Dispatcher: Service {
             claimBell.ring()
             startBell.ring()
         }
+        // A disabled or deleted subscription is not failing any more: an alert on the gauge
+        // must not go on firing for it.
+        if breaker.isOpen {
+            metrics.circuit(subscription: id, open: false)
+            logger.debug("circuit gauge cleared: the subscription's loop ended", metadata: ["subscription": .string(id)])
+        }
     }
 
     private func runLoop(subscriptionId id: String, queue: SubscriptionQueue, breaker: CircuitBreaker, claimBell: Doorbell,
