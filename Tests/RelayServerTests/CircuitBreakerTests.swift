@@ -42,6 +42,22 @@ import Testing
         #expect(breaker.untilProbe(now: Self.start) == 1)
     }
 
+    /// A subscriber that answers 429 or 503 with `Retry-After` gets no probe before then.
+    @Test func theProbeWaitsForRetryAfter() {
+        var policy = CircuitBreakerPolicy()
+        (policy.failures, policy.probe) = (2, .seconds(1))
+        let breaker = CircuitBreaker(policy)
+        _ = breaker.failed("d1", now: Self.start, notBefore: Self.start.addingTimeInterval(120))  // closed: its own retry says it
+        #expect(breaker.failed("d2", now: Self.start, notBefore: Self.start.addingTimeInterval(120)) == .opened)
+        #expect(breaker.untilProbe(now: Self.start) == 120)
+        breaker.sendingProbe("d3")
+        _ = breaker.failed("d3", now: Self.start.addingTimeInterval(120), notBefore: Self.start.addingTimeInterval(125))
+        #expect(breaker.untilProbe(now: Self.start.addingTimeInterval(120)) == 5)  // the doubled wait (2 s) is shorter
+        breaker.sendingProbe("d4")
+        _ = breaker.failed("d4", now: Self.start.addingTimeInterval(125), notBefore: nil)
+        #expect(breaker.untilProbe(now: Self.start.addingTimeInterval(125)) == 4)
+    }
+
     @Test func zeroFailuresNeverOpens() {
         var policy = CircuitBreakerPolicy()
         policy.failures = 0

@@ -69,10 +69,14 @@ final class CircuitBreaker: Sendable {
     }
 
     /// A failed attempt. Only the probe's failure moves the next probe (and doubles the wait);
-    /// attempts that were out when the breaker opened fail without delaying it further.
-    func failed(_ deliveryId: String, now: Date) -> Change {
+    /// attempts that were out when the breaker opened fail without delaying it further. A
+    /// subscriber's `Retry-After` (`notBefore`) is honoured by the probe too.
+    func failed(_ deliveryId: String, now: Date, notBefore: Date? = nil) -> Change {
         state.withLock { state in
             state.failuresInARow += 1
+            defer {
+                if state.open, let notBefore, notBefore > state.nextProbe { state.nextProbe = notBefore }
+            }
             if state.open {
                 if state.probeId == deliveryId { Self.scheduleProbe(&state, now: now, maxProbe: policy.maxProbe) }
                 return .none

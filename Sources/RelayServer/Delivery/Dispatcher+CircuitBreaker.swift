@@ -4,10 +4,11 @@ import RelayCore
 
 extension Dispatcher {
     /// Counts an answered attempt on the subscription's breaker.
-    func count(_ verdict: DeliveryVerdict, of deliveryId: String, on breaker: CircuitBreaker) -> CircuitBreaker.Change {
+    func count(_ verdict: DeliveryVerdict, of deliveryId: String, retryAfter: Duration?, on breaker: CircuitBreaker) -> CircuitBreaker.Change {
         switch verdict {
         case .succeeded: breaker.succeeded()
-        case .retry, .dead: breaker.failed(deliveryId, now: clock.now())
+        case .retry, .dead:
+            breaker.failed(deliveryId, now: clock.now(), notBefore: retryAfter.map { clock.now().addingTimeInterval(Double($0.milliseconds) / 1000) })
         case .cancelled: .none  // 410 Gone: the subscription is being disabled
         }
     }

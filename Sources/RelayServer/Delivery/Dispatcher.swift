@@ -190,8 +190,8 @@ final class Dispatcher: Service {
                         // breaker counts the answer first, so a slot freed by the failure that opens
                         // it starts nothing more.
                         var change = CircuitBreaker.Change.none
-                        let verdict = await self.attempt(delivery, subscription: subscription) { verdict in
-                            change = self.count(verdict, of: delivery.id, on: breaker)
+                        let verdict = await self.attempt(delivery, subscription: subscription) { verdict, retryAfter in
+                            change = self.count(verdict, of: delivery.id, retryAfter: retryAfter, on: breaker)
                             let held = queue.finishedSending()
                             startBell.ring()
                             // Waking the claimer for less than a batch of room would only put it back to sleep.
@@ -311,20 +311,21 @@ final class Dispatcher: Service {
     /// One attempt of one delivery, and what it leads to.
     @discardableResult
     private func attempt(_ delivery: ClaimedDelivery, subscription: Subscription,
-                         answered: (DeliveryVerdict) -> Void) async -> DeliveryVerdict {
+                         answered: (DeliveryVerdict, _ retryAfter: Duration?) -> Void) async -> DeliveryVerdict {
         let now = clock.now()
         let result = await sender.send(url: subscription.url, eventId: delivery.event.id, body: delivery.event.envelopeJSON,
                                        secrets: subscription.signingSecrets(at: now), at: now)
         let attemptsMade = delivery.attemptsMade + 1
         let verdict: DeliveryVerdict
         let outcome: String
+        var retryAfter: Duration?
         switch result.statusCode {
         case .some(200..<300):
             (verdict, outcome) = (.succeeded, "succeeded")
         case .some(410):
             (verdict, outcome) = (.cancelled, "gone")
         default:
-            let retryAfter = [429, 503].contains(result.statusCode ?? 0)
+            retryAfter = [429, 503].contains(result.statusCode ?? 0)
                 ? result.retryAfter.flatMap { RetryPolicy.parseRetryAfter($0, now: now) } : nil
             if let delay = policy.delay(afterAttempts: attemptsMade, retryAfter: retryAfter) {
                 (verdict, outcome) = (.retry(at: clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000)), "failed")
@@ -332,7 +333,7 @@ final class Dispatcher: Service {
                 (verdict, outcome) = (.dead, "dead")
             }
         }
-        answered(verdict)
+        answered(verdict, retryAfter)
         let record = DeliveryAttempt(at: now, statusCode: result.statusCode, error: result.error,
                                      durationMs: result.duration.milliseconds, responseExcerpt: result.responseExcerpt)
         do {
