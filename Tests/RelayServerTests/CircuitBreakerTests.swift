@@ -212,4 +212,26 @@ import Testing
             }
         }
     }
+
+    /// Over HTTP: a subscriber answering 429 with `Retry-After: 3600` opens the breaker with its
+    /// first probe an hour away, not a second.
+    @Test func aRateLimitingSubscribersRetryAfterSetsTheFirstProbe() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 429, headers: ["Retry-After": "3600"]) }) { _, port in
+            try await TestRelay.with(extraYAML: """
+                delivery:
+                  allow_private_networks: true
+                  circuit_breaker: {failures: 2}
+                subscriptions:
+                  - id: limited
+                    url: http://127.0.0.1:\(port)/
+                """) { relay in
+                let logs = CapturedLogs()
+                try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
+                    for i in 0..<4 { _ = try await client.send(relay.textPush(content: "m\(i)", msgId: "\(970 + i)", from: "oUser\(i)")) }
+                    let opened = try await logs.line(containing: "subscriber keeps failing")
+                    #expect(opened.contains("first_probe_in=3600s"), "\(opened)")
+                }
+            }
+        }
+    }
 }

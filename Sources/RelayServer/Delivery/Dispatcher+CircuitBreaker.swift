@@ -25,7 +25,8 @@ extension Dispatcher {
             metrics.circuit(subscription: id, open: true)
             logger.warning("subscriber keeps failing: its deliveries go one at a time until one is delivered", metadata: [
                 "subscription": .string(id), "failed_in_a_row": "\(breaker.failuresInARow)",
-                "first_probe_in": "\(breaker.policy.probe)", "longest_wait": "\(breaker.policy.maxProbe)",
+                "first_probe_in": "\(Int((breaker.untilProbe(now: clock.now()) ?? 0).rounded(.up)))s",
+                "longest_wait": "\(breaker.policy.maxProbe)",
             ])
             await release(queue.takeWaiting(), subscriptionId: id)
         case .closed:
