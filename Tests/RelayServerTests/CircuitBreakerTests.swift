@@ -186,9 +186,9 @@ import Testing
         }
     }
 
-    /// A subscription deleted while its breaker is open leaves the gauge at 0, so an alert on it
-    /// stops.
-    @Test func deletingASubscriptionWhoseBreakerIsOpenClearsTheGauge() async throws {
+    /// An open breaker shows in the admin API and on the dashboard; a subscription deleted while
+    /// its breaker is open leaves the gauge at 0, so an alert on it stops.
+    @Test func anOpenBreakerIsShownAndItsGaugeClearedWithItsSubscription() async throws {
         try await TestReceiver.run(respond: { _, _ in .init(status: 503) }) { _, port in
             try await TestRelay.with(extraYAML: """
                 admin:
@@ -205,6 +205,14 @@ import Testing
                     try await logs.line(containing: "subscriber keeps failing")
                     let open = #"relay_subscription_circuit_open{subscription="bot"} "#
                     #expect(relay.metrics.exposition().contains(open + "1"))
+                    let shown = try await AdminAPITests.call(client, .get, "/v1/subscriptions/bot")
+                    let circuit = try #require(shown.body["circuit"] as? [String: Any])
+                    #expect(circuit["open"] as? Bool == true)
+                    #expect(circuit["failed_in_a_row"] as? Int ?? 0 >= 3)
+                    #expect((circuit["next_probe_at"] as? String)?.hasSuffix("Z") == true)
+                    let page = try await client.execute(uri: "/dashboard", method: .get,
+                                                        headers: [.authorization: "Bearer \(AdminAPITests.token)"]) { String(buffer: $0.body) }
+                    #expect(page.contains("failing ("), "\(page)")
                     #expect(try await AdminAPITests.call(client, .delete, "/v1/subscriptions/bot").status == 204)
                     try await logs.line(containing: "circuit gauge cleared")
                     #expect(relay.metrics.exposition().contains(open + "0"))

@@ -4,13 +4,19 @@ import WeChatXML
 
 /// The admin API's answer shapes (spec "Answer shapes"): field names are the contract.
 extension AdminJSON {
-    static func subscription(_ s: Subscription, secret: Bool = false) -> JSONValue {
+    static func subscription(_ s: Subscription, secret: Bool = false, circuit: CircuitBreaker.Snapshot? = nil) -> JSONValue {
         var members: [(String, JSONValue)] = [
             ("id", .string(s.id)), ("url", .string(s.url)), ("appids", .array(s.appids.map(JSONValue.string))),
             ("events", .array(s.events.map(JSONValue.string))), ("reply", .bool(s.reply)), ("ordered", .bool(s.ordered)),
             ("status", .string(s.status.rawValue)), ("source", .string(s.source.rawValue)),
             ("created_at", .string(Timestamp.iso8601(s.createdAt))),
         ]
+        if let circuit {
+            members.append(("circuit", .object([
+                ("open", .bool(circuit.open)), ("failed_in_a_row", .number(Double(circuit.failedInARow))),
+                ("next_probe_at", circuit.nextProbe.map { .string(Timestamp.iso8601($0)) } ?? .null),
+            ])))
+        }
         if secret { members.append(("secret", .string(s.secret))) }
         return .object(members)
     }

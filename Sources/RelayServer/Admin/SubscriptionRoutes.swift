@@ -17,11 +17,13 @@ struct SubscriptionRoutes: Sendable {
     func register(on group: RouterGroup<BasicRequestContext>) {
         group.get("subscriptions") { _, _ in
             let all = try await store.subscriptions()
-            return AdminJSON.list(all.map { AdminJSON.subscription($0) }, lastId: nil, limit: Int.max)
+            return AdminJSON.list(all.map { AdminJSON.subscription($0, circuit: dispatcher.circuit(subscriptionId: $0.id)) },
+                                  lastId: nil, limit: Int.max)
         }
         group.post("subscriptions") { request, _ in try await create(request) }
         group.get("subscriptions/{id}") { _, context in
-            AdminJSON.response(AdminJSON.subscription(try await existing(context)))
+            let subscription = try await existing(context)
+            return AdminJSON.response(AdminJSON.subscription(subscription, circuit: dispatcher.circuit(subscriptionId: subscription.id)))
         }
         group.patch("subscriptions/{id}") { request, context in try await update(request, context) }
         group.delete("subscriptions/{id}") { _, context in

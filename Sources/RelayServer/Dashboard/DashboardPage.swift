@@ -14,6 +14,8 @@ struct DashboardSnapshot: Sendable {
     let components: [Component]
     let authorizers: [Authorizer]
     let subscriptions: [Subscription]
+    /// This node's circuit breakers, by subscription id (those it delivers to).
+    let circuits: [String: CircuitBreaker.Snapshot]
     let events: [(event: RelayEvent, deliveries: [DeliveryRecord])]
     /// Failed (retrying) and dead deliveries, newest first.
     let troubled: [DeliveryRecord]
@@ -36,6 +38,16 @@ enum DashboardPage {
             """)
     }
 
+    /// A subscription's delivering state on this node, from its circuit breaker.
+    static func circuit(_ circuit: CircuitBreaker.Snapshot?) -> String {
+        guard let circuit else { return cell("—") }
+        if circuit.open {
+            let next = circuit.nextProbe.map { "next probe \(time($0))" } ?? "a probe is out"
+            return "<span class=\"bad\">" + HTML.escape("failing (\(circuit.failedInARow) in a row): one at a time, \(next)") + "</span>"
+        }
+        return cell(circuit.failedInARow == 0 ? "ok" : "\(circuit.failedInARow) failed in a row")
+    }
+
     static func overview(_ s: DashboardSnapshot, notice: String?) -> String {
         let oldest = s.queue.oldestPendingCreatedAt.map { age(s.now.timeIntervalSince($0)) } ?? "—"
         // A large platform has thousands of authorizers; the page shows the latest.
@@ -56,9 +68,10 @@ enum DashboardPage {
             }))
             \(s.authorizers.count > shown.count ? "<p class=\"quiet\">The \(shown.count) most recent; all of them: <code>GET /v1/authorizers</code>.</p>" : "")
             <h2>Subscriptions</h2>
-            \(table(["id", "url", "AppIDs", "events", "status", "source", "replay"], s.subscriptions.map { sub in
+            \(table(["id", "url", "AppIDs", "events", "status", "source", "delivering", "replay"], s.subscriptions.map { sub in
                 [cell(sub.id), cell(sub.url), cell(sub.appids.joined(separator: ", ")), cell(sub.events.joined(separator: ", ")),
                  cell(sub.status.rawValue + (sub.reply ? ", reply" : "") + (sub.ordered ? ", ordered" : "")), cell(sub.source.rawValue),
+                 circuit(s.circuits[sub.id]),
                  """
                  <form method="post" action="/dashboard/subscriptions/\(HTML.escape(sub.id))/replay">
                  last <input type="number" name="hours" min="1" max="720" value="1" size="3"> h <button>Replay</button></form>

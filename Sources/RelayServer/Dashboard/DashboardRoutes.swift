@@ -140,13 +140,14 @@ struct DashboardRoutes: Sendable {
             components.append(.init(appid: appid, ticketReceivedAt: try await store.ticket(componentAppid: appid)?.receivedAt,
                                     tokenExpiresAt: try await store.componentToken(appid: appid)?.expiresAt))
         }
+        let subscriptions = try await store.subscriptions()
         var events: [(event: RelayEvent, deliveries: [DeliveryRecord])] = []
         for event in try await store.events(EventQuery(limit: 20)) { events.append((event, try await store.deliveries(eventId: event.id))) }
         let troubled = try await store.deliveries(DeliveryQuery(status: .failed, limit: 50))
             + store.deliveries(DeliveryQuery(status: .dead, limit: 50))
         return DashboardSnapshot(now: clock.now(), queue: try await store.queueStats(), components: components,
-                                 authorizers: try await store.authorizers(), subscriptions: try await store.subscriptions(),
-                                 events: events, troubled: Array(troubled.sorted { $0.id > $1.id }.prefix(50)))
+                                 authorizers: try await store.authorizers(), subscriptions: subscriptions,
+                                 circuits: subscriptions.reduce(into: [:]) { $0[$1.id] = dispatcher.circuit(subscriptionId: $1.id) }, events: events, troubled: Array(troubled.sorted { $0.id > $1.id }.prefix(50)))
     }
 
     static let off = HTML.response(.notFound, "<p>The dashboard is off: set admin.token in relay.yml to turn it on.</p>")

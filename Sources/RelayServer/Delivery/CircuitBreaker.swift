@@ -35,6 +35,18 @@ final class CircuitBreaker: Sendable {
         state = Mutex(State(probeWait: policy.probe))
     }
 
+    /// What the admin API and the dashboard show of a breaker.
+    struct Snapshot: Sendable, Equatable {
+        var open: Bool
+        var failedInARow: Int
+        /// While open and no probe is out.
+        var nextProbe: Date?
+    }
+
+    var snapshot: Snapshot {
+        state.withLock { Snapshot(open: $0.open, failedInARow: $0.failuresInARow, nextProbe: $0.open && $0.probeId == nil ? $0.nextProbe : nil) }
+    }
+
     var isOpen: Bool { state.withLock { $0.open } }
     var failuresInARow: Int { state.withLock { $0.failuresInARow } }
 

@@ -39,6 +39,8 @@ final class Dispatcher: Service {
 
     private let doorbells = Mutex<[String: Doorbell]>([:])
     private let running = Mutex<Set<String>>([])
+    /// The breakers of the subscriptions this node delivers to, for the admin API and dashboard.
+    private let breakers = Mutex<[String: CircuitBreaker]>([:])
     private let supervisorBell = Doorbell()
     /// Another node announced a subscription change: reload the list.
     private let reloadRequested = Atomic(false)
@@ -65,6 +67,12 @@ final class Dispatcher: Service {
     /// Tells the loops of these subscriptions that new work is due.
     func notify(subscriptionIds: some Sequence<String>) {
         for id in subscriptionIds { doorbell(for: id).ring() }
+    }
+
+    /// This node's circuit breaker of a subscription it delivers to (nil when it does not: the
+    /// subscription is disabled, or its loop has not started yet).
+    func circuit(subscriptionId id: String) -> CircuitBreaker.Snapshot? {
+        breakers.withLock { $0[id] }?.snapshot
     }
 
     /// Tells the supervisor the set of subscriptions changed.
@@ -147,6 +155,8 @@ final class Dispatcher: Service {
         let startBell = Doorbell()
         let queue = SubscriptionQueue()
         let breaker = CircuitBreaker(circuitBreaker)
+        breakers.withLock { $0[id] = breaker }
+        defer { _ = breakers.withLock { $0.removeValue(forKey: id) } }
         // One shutdown handler for the loops' lifetime: waiting is on the hot path (about once
         // per delivery), and `cancelWhenGracefulShutdown` around each wait cost two child tasks.
         await withGracefulShutdownHandler {
