@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import RelayCore
 @testable import RelayServer
 import RelayTestSupport
@@ -80,7 +81,8 @@ import Testing
 
     @Test func guessingTheTokenIsThrottledButTheBearerTokenStillWorks() async throws {
         try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: "")) { relay in
-            try await relay.application().test(.router) { client async throws in
+            let logs = CapturedLogs()
+            try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
                 for _ in 0..<Int(SignInThrottle.burst) {
                     #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess").status == .unauthorized)
                 }
@@ -90,6 +92,9 @@ import Testing
                 #expect(paused.status == .tooManyRequests && paused.headers[.setCookie] == nil)
                 #expect((1...6).contains(Int(paused.headers[.retryAfter] ?? "") ?? 0), "\(paused.headers)")
                 #expect(String(buffer: paused.body).contains("sign-in is paused"))
+                // Refused unchecked at the guesser's rate: one line a second.
+                for _ in 0..<5 { _ = try await Self.post(client, "/dashboard/sign-in", form: "token=guess") }
+                #expect(logs.lines.filter { $0.contains("refused unchecked") }.count == 1, "\(logs.lines)")
                 #expect(try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"]).status == .ok)
                 relay.clock.advance(by: SignInThrottle.interval)
                 _ = try await Self.signIn(client)

@@ -57,6 +57,36 @@ import WeChatXML
         }
     }
 
+    /// Refused pushes and URL checks come at the sender's rate: one line a second per reason,
+    /// the next saying how many were left out; the metrics count every one.
+    @Test func refusedPushesAreLoggedOnceASecondPerReason() async throws {
+        try await TestRelay.with() { relay in
+            let logs = CapturedLogs()
+            try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
+                for i in 0..<5 {
+                    var refused = relay.textPush(msgId: "refused-\(i)")
+                    refused.query.msgSignature = String(repeating: "0", count: 40)
+                    #expect(try await client.send(refused).status == 401)
+                }
+                var unsigned = relay.textPush(msgId: "unsigned")
+                unsigned.query.msgSignature = nil
+                #expect(try await client.send(unsigned).status != 200)  // another reason: its own line
+                for _ in 0..<3 {  // WeChat's URL check, failing: at its sender's rate too
+                    #expect(try await client.get("/wechat/component?timestamp=1&nonce=2&signature=bad&echostr=x").status != 200)
+                }
+                relay.clock.advance(by: 1)
+                var refused = relay.textPush(msgId: "refused-last")
+                refused.query.msgSignature = String(repeating: "0", count: 40)
+                #expect(try await client.send(refused).status == 401)
+            }
+            let refusals = logs.lines.filter { $0.hasPrefix("notice push refused") }
+            #expect(logs.lines.filter { $0.contains("URL check refused") }.count == 1, "\(logs.lines)")
+            #expect(refusals.count == 3, "\(refusals)")
+            #expect(refusals.filter { $0.contains("signature does not verify") }.map { $0.contains("suppressed=4") } == [false, true], "\(refusals)")
+            #expect(relay.metrics.exposition().contains(#"relay_pushes_total{endpoint="callback",outcome="bad_signature"} 6"#))
+        }
+    }
+
     @Test func eventTypesFollowTheSpec() async throws {
         try await TestRelay.with() { relay in
             try await relay.application().test(.router) { client async throws in

@@ -96,7 +96,7 @@ public enum RelayApplication {
             releaseTest: ReleaseTest(enabled: config.reply.releaseTest, extraAccounts: config.reply.releaseTestAccounts),
             worker: releaseTestWorker, clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger)
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes,
-                     replies: replies).register(on: router)
+                     replies: replies, throttle: LogThrottle(clock: dependencies.clock)).register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,
                          components: config.wechat.components.map(\.appid)).register(on: router)
         // What people and internal services call takes ids, cursors and codes from the URL; the
@@ -112,7 +112,8 @@ public enum RelayApplication {
         OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo).register(on: checked)
         DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
                         components: config.wechat.components.map(\.appid),
-                        secureCookie: config.server.publicURL.lowercased().hasPrefix("https://")).register(on: checked)
+                        secureCookie: config.server.publicURL.lowercased().hasPrefix("https://"),
+                        refusals: LogThrottle(clock: dependencies.clock)).register(on: checked)
         AdminFallbacks.register(on: router, adminToken: config.admin.token)  // last: it reads the routes above
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,

@@ -19,6 +19,8 @@ struct DashboardRoutes: Sendable {
     /// Whether the relay is reached over https (`server.public_url`): the cookie is then `Secure`.
     let secureCookie: Bool
     let throttle = SignInThrottle()
+    /// While sign-in is paused every attempt is refused unchecked, at the guesser's rate.
+    let refusals: LogThrottle
 
     var session: DashboardSession? { adminToken.map { DashboardSession(adminToken: $0, secure: secureCookie) } }
 
@@ -33,7 +35,9 @@ struct DashboardRoutes: Sendable {
             guard isSameOrigin(request) else { return Self.crossOrigin }
             let now = clock.now()
             guard throttle.allows(at: now) else {
-                context.logger.notice("dashboard sign-in refused unchecked: too many wrong tokens")
+                if let suppressed = refusals.admit("sign-in paused") {
+                    context.logger.notice("dashboard sign-in refused unchecked: too many wrong tokens", metadata: LogThrottle.counted(suppressed, [:]))
+                }
                 var response = HTML.response(.tooManyRequests, DashboardPage.signIn(failed: false, throttled: true))
                 response.headers[.retryAfter] = String(throttle.secondsUntilAllowed(at: now))
                 return response

@@ -13,6 +13,8 @@ struct IntakeRoutes: Sendable {
     let maxBodyBytes: Int
     /// Passive replies for the message URL (the event is always stored first).
     let replies: ReplyService
+    /// Refused and unstored pushes come at the sender's rate: one line a second for each reason.
+    let throttle: LogThrottle
 
     func register(on router: Router<BasicRequestContext>) {
         router.post("/wechat/component") { request, context in
@@ -72,12 +74,18 @@ struct IntakeRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: answer.contentType], body: .init(byteBuffer: ByteBuffer(string: answer.body)))
         } catch let rejection as IntakeRejection {
             metrics.push(endpoint: endpoint, outcome: rejection.metricLabel)
-            logger.notice("push refused", metadata: ["endpoint": .string(endpoint), "reason": .string(rejection.description)])
+            if let suppressed = throttle.admit("refused \(endpoint) \(rejection.metricLabel)") {
+                logger.notice("push refused", metadata: LogThrottle.counted(suppressed, [
+                    "endpoint": .string(endpoint), "reason": .string(rejection.description)]))
+            }
             return PlainText.response(.init(code: rejection.status.rawValue), rejection.description)
         } catch {
             // The store failed: nothing was acknowledged, so WeChat's retry will bring it again.
             metrics.push(endpoint: endpoint, outcome: "store_error")
-            logger.error("push not stored", metadata: ["endpoint": .string(endpoint), "error": .string("\(error)")])
+            if let suppressed = throttle.admit("not stored \(endpoint)") {
+                logger.error("push not stored", metadata: LogThrottle.counted(suppressed, [
+                    "endpoint": .string(endpoint), "error": .string("\(error)")]))
+            }
             return PlainText.response(.serviceUnavailable, "temporarily unable to store the push; retry")
         }
     }
@@ -89,7 +97,9 @@ struct IntakeRoutes: Sendable {
             return PlainText.response(.ok, answer)
         } catch {
             metrics.push(endpoint: "echo", outcome: error.metricLabel)
-            context.logger.notice("URL check refused", metadata: ["reason": .string(error.description)])
+            if let suppressed = throttle.admit("URL check \(error.metricLabel)") {
+                context.logger.notice("URL check refused", metadata: LogThrottle.counted(suppressed, ["reason": .string(error.description)]))
+            }
             return PlainText.response(.init(code: error.status.rawValue), error.description)
         }
     }
