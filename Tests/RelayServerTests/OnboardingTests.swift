@@ -42,8 +42,20 @@ import Testing
     /// Merchant `appid` authorizes with `code` through the callback.
     static func authorize(_ client: some TestClientProtocol, _ fake: FakeWeChat, appid: String, code: String) async throws {
         fake.addAuthCode(code, authorizer: appid)
-        let page = try await client.get("/onboarding/callback?auth_code=\(code)&expires_in=600&component_appid=\(component)")
+        let page = try await client.get(callback(code: code))
         #expect(page.status == 200, "\(page.body)")
+    }
+
+    /// Where WeChat sends a merchant back: the relay's own sealed `redirect_uri` (as a link made
+    /// at `now` has it), with `auth_code` and `expires_in` appended.
+    static func callback(code: String, returnTo: String? = nil, now: Date = Date()) -> String {
+        var uri = URLComponents()
+        uri.path = "/onboarding/callback"
+        uri.queryItems = [URLQueryItem(name: "component_appid", value: component)]
+            + (returnTo.map { [URLQueryItem(name: "return_to", value: $0)] } ?? [])
+            + [URLQueryItem(name: "seal", value: CallbackSeal(appsecret: TestCredentials.secret).issue(component: component, returnTo: returnTo, now: now)),
+               URLQueryItem(name: "auth_code", value: code), URLQueryItem(name: "expires_in", value: "600")]
+        return uri.string ?? ""
     }
 
     @Test func coldComponentTokenIsFetchedOnceForTwentyConcurrentRequests() async throws {
@@ -216,7 +228,7 @@ import Testing
                     #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@valid")).body == "success")
                     #expect(try await client.send(Self.authorizedPush(relay, code: "queryauthcode@@@slow", authorizer: "wxauthorizer00010")).body == "success")
                     #expect(try await relay.store.authorizer(appid: "wxauthorizer00010") == nil)  // still exchanging
-                    let page = try await client.get("/onboarding/callback?auth_code=queryauthcode@@@slow&component_appid=\(Self.component)")
+                    let page = try await client.get(Self.callback(code: "queryauthcode@@@slow"))
                     #expect(page.status == 200, "\(page.body)")
                     #expect(try await relay.store.authorizer(appid: "wxauthorizer00010")?.status == .active)
                     #expect(fake.calls(to: "api_query_auth").count == 1)
@@ -296,7 +308,7 @@ import Testing
                 component: TestCredentials.component, timestamp: relay.timestamp, nonce: "2")
             #expect(try await client.send(push).body == "success")
             #expect(try await relay.store.authorizer(appid: "wxauthorizer00002")?.status == .active)
-            let page = try await client.get("/onboarding/callback?auth_code=queryauthcode@@@two&component_appid=\(Self.component)")
+            let page = try await client.get(Self.callback(code: "queryauthcode@@@two"))
             #expect(page.status == 200)
             #expect(fake.calls(to: "api_query_auth").count == 1)
             #expect(try await relay.store.events(EventQuery(type: "authorizer.authorized")).count == 1)
@@ -481,11 +493,38 @@ import Testing
             let returnTo = redirectURI.flatMap(URLComponents.init(string:))?.queryItems?.first { $0.name == "return_to" }?.value
             #expect(returnTo == "https://platform.example.com/done/ok?a=1&b=2", "\(click.headers)")
             fake.addAuthCode("queryauthcode@@@eight", authorizer: "wxauthorizer00008")
-            let redirected = try await client.execute(
-                uri: "/onboarding/callback?auth_code=queryauthcode@@@eight&component_appid=\(Self.component)&return_to=https%3A%2F%2Fplatform.example.com%2Fdone%2Fok",
-                method: .get) { $0 }
+            // WeChat appends the code to the redirect_uri as the link has it, seal included.
+            let callback = try #require(redirectURI.flatMap(URLComponents.init(string:)))
+            let redirected = try await client.execute(uri: "\(callback.path)?\(callback.percentEncodedQuery ?? "")&auth_code=queryauthcode@@@eight&expires_in=600",
+                                                      method: .get) { $0 }
             #expect(redirected.status == .found)
-            #expect(redirected.headers[.location] == "https://platform.example.com/done/ok?authorizer_appid=wxauthorizer00008")
+            #expect(redirected.headers[.location] == "https://platform.example.com/done/ok?a=1&b=2&authorizer_appid=wxauthorizer00008")
+        }
+    }
+
+    /// Only the relay's own links lead to a code exchange: a callback without their seal, with
+    /// another's, an expired one, or with its return_to changed, asks WeChat nothing (made-up
+    /// codes used to spend the component's api_query_auth quota, one call each).
+    @Test func aCallbackWithoutTheRelaysSealAsksWeChatNothing() async throws {
+        try await Self.withRelay { relay, fake, client async throws in
+            fake.addAuthCode("queryauthcode@@@sealed", authorizer: "wxauthorizer00011")
+            let sealed = Self.callback(code: "queryauthcode@@@sealed", returnTo: "https://platform.example.com/done")
+            let forged = [
+                "/onboarding/callback?auth_code=queryauthcode@@@sealed&expires_in=600&component_appid=\(Self.component)",
+                sealed.replacingOccurrences(of: "seal=", with: "seal=1"),
+                Self.callback(code: "queryauthcode@@@sealed", now: relay.clock.now().addingTimeInterval(-CallbackSeal.lifetime - 1)),
+                sealed.replacingOccurrences(of: "done", with: "done2"),
+            ]
+            for uri in forged {
+                let page = try await client.get(uri)
+                #expect(page.status == 403, "\(uri)")
+                #expect(page.body.contains("Link not recognised"))
+            }
+            #expect(fake.calls(to: "api_query_auth").isEmpty)
+            #expect(try await relay.store.authorizer(appid: "wxauthorizer00011") == nil)
+            let page = try await client.execute(uri: sealed, method: .get) { $0 }
+            #expect(page.status == .found)
+            #expect(fake.calls(to: "api_query_auth").count == 1)
         }
     }
 

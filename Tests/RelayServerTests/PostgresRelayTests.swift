@@ -149,7 +149,7 @@ struct PostgresRelayTests {
             fake.addAuthCode("queryauthcode@@@nodes", authorizer: "wxauthorizer00014")
             fake.delay("api_get_authorizer_info", by: .milliseconds(500))  // the first exchange is still under way
         }, { (_, b: TestRelay, _, nodeA: any TestClientProtocol, nodeB: any TestClientProtocol) async throws -> Void in
-            async let page = nodeA.get("/onboarding/callback?auth_code=queryauthcode@@@nodes&component_appid=\(OnboardingTests.component)")
+            async let page = nodeA.get(OnboardingTests.callback(code: "queryauthcode@@@nodes"))
             async let pushed = nodeB.send(OnboardingTests.authorizedPush(b, code: "queryauthcode@@@nodes", authorizer: "wxauthorizer00014"))
             let (callback, push) = try await (page, pushed)
             #expect(callback.status == 200, "\(callback.body)")

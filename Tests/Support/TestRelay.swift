@@ -112,12 +112,13 @@ public struct TestRelay: Sendable {
 
     /// The application, wired exactly as in production but with this relay's clock and store.
     public func application(store override: (any RelayStore)? = nil, logger: Logger? = nil,
-                            subscriptionReloadInterval: Duration = .seconds(10),
+                            subscriptionReloadInterval: Duration = .seconds(10), logThrottleInterval: TimeInterval = 1,
                             onListening: @escaping @Sendable (Int) async -> Void = { _ in },
                             onDeliveryAttempt: @escaping @Sendable (DeliveryReport) -> Void = { _ in }) async throws -> some ApplicationProtocol {
         var dependencies = RelayDependencies(store: override ?? store, clock: clock, metrics: metrics, logger: logger ?? self.logger,
                                              onListening: onListening, onDeliveryAttempt: onDeliveryAttempt)
         dependencies.subscriptionReloadInterval = subscriptionReloadInterval
+        dependencies.logThrottleInterval = logThrottleInterval
         return try await RelayApplication.build(config: config, dependencies: dependencies)
     }
 

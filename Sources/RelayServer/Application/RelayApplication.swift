@@ -21,6 +21,9 @@ public struct RelayDependencies: Sendable {
     /// How often the dispatcher reloads the subscriptions without being told of a change (tests
     /// that must see an announcement at work make it long).
     public var subscriptionReloadInterval: Duration = .seconds(10)
+    /// Lines that come at a sender's rate are logged once per this many seconds per reason (tests
+    /// whose clock runs with real time make it long, and move the clock on by hand).
+    public var logThrottleInterval: TimeInterval = 1
 
     public init(store: any RelayStore, clock: any RelayClock = SystemClock(), metrics: RelayMetrics = RelayMetrics(),
                 logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in },
@@ -96,7 +99,7 @@ public enum RelayApplication {
             releaseTest: ReleaseTest(enabled: config.reply.releaseTest, extraAccounts: config.reply.releaseTestAccounts),
             worker: releaseTestWorker, clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger)
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes,
-                     replies: replies, throttle: LogThrottle(clock: dependencies.clock)).register(on: router)
+                     replies: replies, throttle: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,
                          components: config.wechat.components.map(\.appid)).register(on: router)
         // What people and internal services call takes ids, cursors and codes from the URL; the
@@ -109,11 +112,12 @@ public enum RelayApplication {
         AuthorizationRoutes(authorization: authorization, links: links, store: store, clock: dependencies.clock).register(on: admin)
         ProxyRoutes(tokens: tokens, api: api).register(on: admin)
         OpenAPIDocument.register(on: admin)
-        OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo).register(on: checked)
+        OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo,
+                         refusals: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: checked)
         DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
                         components: config.wechat.components.map(\.appid),
                         secureCookie: config.server.publicURL.lowercased().hasPrefix("https://"),
-                        refusals: LogThrottle(clock: dependencies.clock)).register(on: checked)
+                        refusals: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: checked)
         AdminFallbacks.register(on: router, adminToken: config.admin.token)  // last: it reads the routes above
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,

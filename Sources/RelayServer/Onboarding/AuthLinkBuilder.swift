@@ -31,6 +31,8 @@ struct AuthLinkBuilder: Sendable {
         if redirectURI == nil {
             callback.queryItems = [URLQueryItem(name: "component_appid", value: component)]
                 + (returnTo.map { [URLQueryItem(name: "return_to", value: $0)] } ?? [])
+                + [URLQueryItem(name: CallbackSeal.parameter,
+                                value: seal(component).issue(component: component, returnTo: returnTo, now: authorization.clock.now()))]
         }
         var items = [("component_appid", component), ("pre_auth_code", code.pre_auth_code),
                      ("redirect_uri", callback.string ?? publicURL), ("auth_type", authType ?? "3")]
@@ -53,6 +55,11 @@ struct AuthLinkBuilder: Sendable {
             throw BadParameter(description: "biz_appid must be an AppID such as wx1234567890abcdef")
         }
         return try authorization.component(componentAppid)
+    }
+
+    /// The seal of the relay's own callback links for `component` (a configured one).
+    func seal(_ component: String) -> CallbackSeal {
+        CallbackSeal(appsecret: authorization.tokens.components[component]?.appsecret ?? "")
     }
 
     static func encode(_ value: String) -> String {

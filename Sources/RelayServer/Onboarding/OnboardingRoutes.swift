@@ -11,6 +11,8 @@ struct OnboardingRoutes: Sendable {
     let authorization: AuthorizationService
     /// URL prefixes `return_to` may point at (`onboarding.return_to`); anything else is refused.
     let returnToAllowList: [String]
+    /// Callbacks without a valid seal come at their sender's rate.
+    let refusals: LogThrottle
 
     func register(on router: some RouterMethods<BasicRequestContext>) {
         // The page asks WeChat for nothing: each link goes through `/onboarding/authorize`,
@@ -66,6 +68,17 @@ struct OnboardingRoutes: Sendable {
             let returnTo = query["return_to"].map(String.init)
             do {
                 let component = try authorization.component(query["component_appid"].map(String.init))
+                guard links.seal(component).isValid(query[Substring(CallbackSeal.parameter)].map(String.init), component: component,
+                                                     returnTo: returnTo, now: authorization.clock.now()) else {
+                    if let suppressed = refusals.admit("callback seal") {
+                        context.logger.notice("authorization callback refused: not a link of this relay, or older than 2 hours",
+                                              metadata: LogThrottle.counted(suppressed, [:]))
+                    }
+                    return OnboardingPage.response(.forbidden, OnboardingPage.message(
+                        title: "Link not recognised",
+                        text: "This page only finishes authorizations started from the platform's page in the last two hours. "
+                            + "If you have just authorized, it completes anyway; otherwise please start again from the platform's page."))
+                }
                 let authorizer = try await authorization.complete(code: code, componentAppid: component)
                 if let returnTo, isAllowed(returnTo), var target = URLComponents(string: returnTo) {
                     target.queryItems = (target.queryItems ?? []) + [URLQueryItem(name: "authorizer_appid", value: authorizer.appid)]
