@@ -1,5 +1,6 @@
 import Foundation
 import HummingbirdTesting
+import Logging
 import RelayCore
 import RelayServer
 import RelayTestSupport
@@ -96,14 +97,34 @@ import WeChatXML
         }
     }
 
+    /// A bot that refuses connections: every push is answered `success` at once (a refused
+    /// connection is no longer retried until the deadline), counted, and logged once a second
+    /// with the cause, not once per push.
     @Test func anUnreachableBotAnswersSuccess() async throws {
         let closed = try await TestReceiver.run { _, port in port }
         try await TestRelay.with(extraYAML: Self.yaml(bot: closed, deadline: "1s")) { relay in
-            try await relay.application().test(.router) { client async throws in
-                #expect(try await client.send(relay.textPush()).body == "success")
+            let logs = CapturedLogs()
+            try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
+                .test(.router) { client async throws in
+                for i in 0..<3 { #expect(try await client.send(relay.textPush(msgId: "\(40 + i)")).body == "success") }
             }
-            #expect(relay.metrics.exposition().contains("relay_replies_total{outcome=\"unreachable\"} 1")
-                || relay.metrics.exposition().contains("relay_replies_total{outcome=\"deadline\"} 1"))
+            #expect(relay.metrics.exposition().contains("relay_replies_total{outcome=\"unreachable\"} 3"))
+            let lines = logs.lines.filter { $0.contains("no passive reply") }
+            #expect(lines.count == 1 && lines[0].contains("detail=Connection refused (errno 111)"), "\(lines)")
+        }
+    }
+
+    /// A bot answering 204 chooses not to reply: nothing is wrong, so nothing is logged at info.
+    @Test func aBotThatChoosesNotToReplyLogsNothingAtInfo() async throws {
+        try await TestReceiver.run(respond: { _, _ in .init(status: 204) }) { _, port in
+            try await TestRelay.with(extraYAML: Self.yaml(bot: port)) { relay in
+                let logs = CapturedLogs()
+                try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
+                    #expect(try await client.send(relay.textPush()).body == "success")
+                }
+                #expect(relay.metrics.exposition().contains("relay_replies_total{outcome=\"no_reply\"} 1"))
+                #expect(!logs.lines.contains { $0.contains("no passive reply") }, "\(logs.lines)")
+            }
         }
     }
 

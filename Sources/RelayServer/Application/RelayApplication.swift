@@ -97,7 +97,8 @@ public enum RelayApplication {
         let replies = ReplyService(
             registry: registry, sender: dispatcher.sender, deadline: config.reply.deadline,
             releaseTest: ReleaseTest(enabled: config.reply.releaseTest, extraAccounts: config.reply.releaseTestAccounts),
-            worker: releaseTestWorker, clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger)
+            worker: releaseTestWorker, clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger,
+            throttle: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock))
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes,
                      replies: replies, throttle: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,

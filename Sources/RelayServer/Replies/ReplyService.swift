@@ -18,6 +18,8 @@ struct ReplyService: Sendable {
     let clock: any RelayClock
     let metrics: RelayMetrics
     let logger: Logger
+    /// A bot that is down fails every push: one line a second for each cause.
+    let throttle: LogThrottle
 
     /// What to answer WeChat: the body and its content type.
     struct Answer: Sendable {
@@ -82,9 +84,13 @@ struct ReplyService: Sendable {
 
     private func noReply(_ cause: String, _ arrivedAt: ContinuousClock.Instant, _ event: RelayEvent, detail: String? = nil) -> Answer {
         metrics.reply(outcome: cause, duration: ContinuousClock.now - arrivedAt)
-        logger.notice("no passive reply; answered success", metadata: [
-            "event_id": .string(event.id), "cause": .string(cause), "detail": .string(detail ?? "-"),
-        ])
+        let metadata: Logger.Metadata = ["event_id": .string(event.id), "cause": .string(cause), "detail": .string(detail ?? "-")]
+        if cause == "no_reply" {
+            // The bot chose not to reply (204 or an empty body): nothing is wrong.
+            logger.debug("no passive reply; answered success", metadata: metadata)
+        } else if let suppressed = throttle.admit(cause) {
+            logger.notice("no passive reply; answered success", metadata: LogThrottle.counted(suppressed, metadata))
+        }
         return .success
     }
 }
