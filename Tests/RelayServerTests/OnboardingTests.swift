@@ -502,6 +502,21 @@ import Testing
         }
     }
 
+    /// Clicks that cannot get a link (no ticket yet) come at the merchants' — or anyone's — rate:
+    /// one line a second.
+    @Test func failingClicksAreLoggedOnceASecond() async throws {
+        try await TestRelay.with(extraYAML: Self.admin) { relay in
+            let logs = CapturedLogs()
+            try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
+                .test(.router) { client async throws in
+                for _ in 0..<3 {
+                    #expect(try await client.get("/onboarding/authorize?kind=pc&component_appid=\(Self.component)").status == 503)
+                }
+            }
+            #expect(logs.lines.filter { $0.contains("cannot build authorization links") }.count == 1, "\(logs.lines)")
+        }
+    }
+
     /// Only the relay's own links lead to a code exchange: a callback without their seal, with
     /// another's, an expired one, or with its return_to changed, asks WeChat nothing (made-up
     /// codes used to spend the component's api_query_auth quota, one call each).

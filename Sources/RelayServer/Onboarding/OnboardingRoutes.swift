@@ -11,7 +11,7 @@ struct OnboardingRoutes: Sendable {
     let authorization: AuthorizationService
     /// URL prefixes `return_to` may point at (`onboarding.return_to`); anything else is refused.
     let returnToAllowList: [String]
-    /// Callbacks without a valid seal come at their sender's rate.
+    /// Callbacks without a valid seal, and failing clicks, come at their sender's rate.
     let refusals: LogThrottle
 
     func register(on router: some RouterMethods<BasicRequestContext>) {
@@ -49,13 +49,13 @@ struct OnboardingRoutes: Sendable {
             } catch let refusal as Refusal {
                 return refusal.response
             } catch let error as TokenError {
-                context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
+                logLinkFailure(error, context)
                 guard case .noTicket = error else {
                     return OnboardingPage.response(.badRequest, OnboardingPage.message(title: "Link not valid", text: error.description))
                 }
                 return OnboardingPage.unavailable
             } catch {
-                context.logger.error("cannot build authorization links", metadata: ["error": "\(error)"])
+                logLinkFailure(error, context)
                 return OnboardingPage.unavailable
             }
         }
@@ -93,6 +93,13 @@ struct OnboardingRoutes: Sendable {
                     title: "Authorization failed", text: "WeChat did not confirm the authorization. Please start again from the platform's page."))
             }
         }
+    }
+
+    /// Each click on a public page may fail the same way (no ticket yet, WeChat unreachable): one
+    /// line a second for each kind of failure.
+    private func logLinkFailure(_ error: any Error, _ context: BasicRequestContext) {
+        guard let suppressed = refusals.admit("links \(type(of: error))") else { return }
+        context.logger.error("cannot build authorization links", metadata: LogThrottle.counted(suppressed, ["error": "\(error)"]))
     }
 
     /// A link's parameters that cannot work, as the page that says so.
