@@ -518,7 +518,8 @@ import Testing
     }
 
     /// Only the relay's own links lead to a code exchange: a callback without their seal, with
-    /// another's, an expired one, or with its return_to changed, asks WeChat nothing (made-up
+    /// another's, an expired one, with its return_to changed or for a component the relay does not
+    /// have, asks WeChat nothing (made-up
     /// codes used to spend the component's api_query_auth quota, one call each).
     @Test func aCallbackWithoutTheRelaysSealAsksWeChatNothing() async throws {
         try await Self.withRelay { relay, fake, client async throws in
@@ -529,6 +530,7 @@ import Testing
                 sealed.replacingOccurrences(of: "seal=", with: "seal=1"),
                 Self.callback(code: "queryauthcode@@@sealed", now: relay.clock.now().addingTimeInterval(-CallbackSeal.lifetime - 1)),
                 sealed.replacingOccurrences(of: "done", with: "done2"),
+                sealed.replacingOccurrences(of: Self.component, with: "wx1234567890abcdef"),  // a component it does not have (was a 502)
             ]
             for uri in forged {
                 let page = try await client.get(uri)

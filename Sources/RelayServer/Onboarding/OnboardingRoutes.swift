@@ -66,19 +66,20 @@ struct OnboardingRoutes: Sendable {
                                                                                    text: "This page is opened by WeChat after an authorization."))
             }
             let returnTo = query["return_to"].map(String.init)
-            do {
-                let component = try authorization.component(query["component_appid"].map(String.init))
-                guard links.seal(component).isValid(query[Substring(CallbackSeal.parameter)].map(String.init), component: component,
-                                                     returnTo: returnTo, now: authorization.clock.now()) else {
-                    if let suppressed = refusals.admit("callback seal") {
-                        context.logger.notice("authorization callback refused: not a link of this relay, or older than 2 hours",
-                                              metadata: LogThrottle.counted(suppressed, [:]))
-                    }
-                    return OnboardingPage.response(.forbidden, OnboardingPage.message(
-                        title: "Link not recognised",
-                        text: "This page only finishes authorizations started from the platform's page in the last two hours. "
-                            + "If you have just authorized, it completes anyway; otherwise please start again from the platform's page."))
+            // A component this relay does not have, like a missing or wrong seal: not one of its links.
+            guard let component = try? authorization.component(query["component_appid"].map(String.init)),
+                  links.seal(component).isValid(query[Substring(CallbackSeal.parameter)].map(String.init), component: component,
+                                                returnTo: returnTo, now: authorization.clock.now()) else {
+                if let suppressed = refusals.admit("callback seal") {
+                    context.logger.notice("authorization callback refused: not a link of this relay, or older than 2 hours",
+                                          metadata: LogThrottle.counted(suppressed, [:]))
                 }
+                return OnboardingPage.response(.forbidden, OnboardingPage.message(
+                    title: "Link not recognised",
+                    text: "This page only finishes authorizations started from the platform's page in the last two hours. "
+                        + "If you have just authorized, it completes anyway; otherwise please start again from the platform's page."))
+            }
+            do {
                 let authorizer = try await authorization.complete(code: code, componentAppid: component)
                 if let returnTo, isAllowed(returnTo), var target = URLComponents(string: returnTo) {
                     target.queryItems = (target.queryItems ?? []) + [URLQueryItem(name: "authorizer_appid", value: authorizer.appid)]
