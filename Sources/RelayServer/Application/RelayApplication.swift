@@ -94,13 +94,15 @@ public enum RelayApplication {
         let intake = PushIntake(store: store, registry: registry, deliveriesCreated: { dispatcher.notify(subscriptionIds: $0) },
                                 followUps: followUps)
         let releaseTestWorker = ReleaseTestWorker(authorization: authorization, logger: dependencies.logger)
+        // Lines that come at a sender's rate (refused pushes, a down bot, unsealed callbacks…).
+        let throttle = LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)
         let replies = ReplyService(
             registry: registry, sender: dispatcher.sender, deadline: config.reply.deadline,
             releaseTest: ReleaseTest(enabled: config.reply.releaseTest, extraAccounts: config.reply.releaseTestAccounts),
             worker: releaseTestWorker, clock: dependencies.clock, metrics: dependencies.metrics, logger: dependencies.logger,
-            throttle: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock))
+            throttle: throttle)
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes,
-                     replies: replies, throttle: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: router)
+                     replies: replies, throttle: throttle).register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,
                          components: config.wechat.components.map(\.appid)).register(on: router)
         // What people and internal services call takes ids, cursors and codes from the URL; the
@@ -114,11 +116,11 @@ public enum RelayApplication {
         ProxyRoutes(tokens: tokens, api: api).register(on: admin)
         OpenAPIDocument.register(on: admin)
         OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo,
-                         refusals: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: checked)
+                         refusals: throttle).register(on: checked)
         DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
                         components: config.wechat.components.map(\.appid),
                         secureCookie: config.server.publicURL.lowercased().hasPrefix("https://"),
-                        refusals: LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)).register(on: checked)
+                        refusals: throttle).register(on: checked)
         AdminFallbacks.register(on: router, adminToken: config.admin.token)  // last: it reads the routes above
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,

@@ -35,9 +35,8 @@ struct DashboardRoutes: Sendable {
             guard isSameOrigin(request) else { return Self.crossOrigin }
             let now = clock.now()
             guard throttle.allows(at: now) else {
-                if let suppressed = refusals.admit("sign-in paused") {
-                    context.logger.notice("dashboard sign-in refused unchecked: too many wrong tokens", metadata: LogThrottle.counted(suppressed, [:]))
-                }
+                refusals.log("dashboard sign-in paused", .notice, "dashboard sign-in refused unchecked: too many wrong tokens",
+                             to: context.logger)
                 var response = HTML.response(.tooManyRequests, DashboardPage.signIn(failed: false, throttled: true))
                 response.headers[.retryAfter] = String(throttle.secondsUntilAllowed(at: now))
                 return response
@@ -151,7 +150,8 @@ struct DashboardRoutes: Sendable {
             + store.deliveries(DeliveryQuery(status: .dead, limit: 50))
         return DashboardSnapshot(now: clock.now(), queue: try await store.queueStats(), components: components,
                                  authorizers: try await store.authorizers(), subscriptions: subscriptions,
-                                 circuits: subscriptions.reduce(into: [:]) { $0[$1.id] = dispatcher.circuit(subscriptionId: $1.id) }, events: events, troubled: Array(troubled.sorted { $0.id > $1.id }.prefix(50)))
+                                 circuits: subscriptions.reduce(into: [:]) { $0[$1.id] = dispatcher.circuit(subscriptionId: $1.id) },
+                                 events: events, troubled: Array(troubled.sorted { $0.id > $1.id }.prefix(50)))
     }
 
     static let off = HTML.response(.notFound, "<p>The dashboard is off: set admin.token in relay.yml to turn it on.</p>")

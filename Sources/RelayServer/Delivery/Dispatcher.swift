@@ -254,9 +254,9 @@ final class Dispatcher: Service {
             if probe {
                 // The subscriber keeps failing: one delivery at a time, once the probe's time has
                 // come and nothing is out. A probe's answer rings; so does a closing breaker.
-                guard held == 0, let wait = breaker.untilProbe(now: clock.now()), wait <= 0 else {
-                    let wait = breaker.untilProbe(now: clock.now()) ?? 1
-                    _ = await claimBell.wait(upTo: .milliseconds(min(max(Int(wait * 1000), 1), 1000)))
+                let untilProbe = breaker.untilProbe(now: clock.now())
+                guard held == 0, let wait = untilProbe, wait <= 0 else {
+                    _ = await claimBell.wait(upTo: .milliseconds(min(max(Int((untilProbe ?? 1) * 1000), 1), 1000)))
                     dueNow = true
                     continue
                 }

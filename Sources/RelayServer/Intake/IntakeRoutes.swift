@@ -74,18 +74,14 @@ struct IntakeRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: answer.contentType], body: .init(byteBuffer: ByteBuffer(string: answer.body)))
         } catch let rejection as IntakeRejection {
             metrics.push(endpoint: endpoint, outcome: rejection.metricLabel)
-            if let suppressed = throttle.admit("refused \(endpoint) \(rejection.metricLabel)") {
-                logger.notice("push refused", metadata: LogThrottle.counted(suppressed, [
-                    "endpoint": .string(endpoint), "reason": .string(rejection.description)]))
-            }
+            throttle.log("push refused \(endpoint) \(rejection.metricLabel)", .notice, "push refused",
+                         ["endpoint": .string(endpoint), "reason": .string(rejection.description)], to: logger)
             return PlainText.response(.init(code: rejection.status.rawValue), rejection.description)
         } catch {
             // The store failed: nothing was acknowledged, so WeChat's retry will bring it again.
             metrics.push(endpoint: endpoint, outcome: "store_error")
-            if let suppressed = throttle.admit("not stored \(endpoint)") {
-                logger.error("push not stored", metadata: LogThrottle.counted(suppressed, [
-                    "endpoint": .string(endpoint), "error": .string("\(error)")]))
-            }
+            throttle.log("push not stored \(endpoint)", .error, "push not stored",
+                         ["endpoint": .string(endpoint), "error": .string("\(error)")], to: logger)
             return PlainText.response(.serviceUnavailable, "temporarily unable to store the push; retry")
         }
     }
@@ -97,9 +93,8 @@ struct IntakeRoutes: Sendable {
             return PlainText.response(.ok, answer)
         } catch {
             metrics.push(endpoint: "echo", outcome: error.metricLabel)
-            if let suppressed = throttle.admit("URL check \(error.metricLabel)") {
-                context.logger.notice("URL check refused", metadata: LogThrottle.counted(suppressed, ["reason": .string(error.description)]))
-            }
+            throttle.log("URL check refused \(error.metricLabel)", .notice, "URL check refused", ["reason": .string(error.description)],
+                         to: context.logger)
             return PlainText.response(.init(code: error.status.rawValue), error.description)
         }
     }

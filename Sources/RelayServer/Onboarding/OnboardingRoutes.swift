@@ -70,10 +70,8 @@ struct OnboardingRoutes: Sendable {
             guard let component = try? authorization.component(query["component_appid"].map(String.init)),
                   links.seal(component).isValid(query[Substring(CallbackSeal.parameter)].map(String.init), component: component,
                                                 returnTo: returnTo, now: authorization.clock.now()) else {
-                if let suppressed = refusals.admit("callback seal") {
-                    context.logger.notice("authorization callback refused: not a link of this relay, or older than 2 hours",
-                                          metadata: LogThrottle.counted(suppressed, [:]))
-                }
+                refusals.log("callback unsealed", .notice, "authorization callback refused: not a link of this relay, or older than 2 hours",
+                             to: context.logger)
                 return OnboardingPage.response(.forbidden, OnboardingPage.message(
                     title: "Link not recognised",
                     text: "This page only finishes authorizations started from the platform's page in the last two hours. "
@@ -99,8 +97,7 @@ struct OnboardingRoutes: Sendable {
     /// Each click on a public page may fail the same way (no ticket yet, WeChat unreachable): one
     /// line a second for each kind of failure.
     private func logLinkFailure(_ error: any Error, _ context: BasicRequestContext) {
-        guard let suppressed = refusals.admit("links \(type(of: error))") else { return }
-        context.logger.error("cannot build authorization links", metadata: LogThrottle.counted(suppressed, ["error": "\(error)"]))
+        refusals.log("links \(type(of: error))", .error, "cannot build authorization links", ["error": "\(error)"], to: context.logger)
     }
 
     /// A link's parameters that cannot work, as the page that says so.

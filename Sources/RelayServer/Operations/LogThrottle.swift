@@ -17,7 +17,8 @@ final class LogThrottle: Sendable {
 
     let interval: TimeInterval
     let clock: any RelayClock
-    /// Keys are a message and a reason from a short fixed list; the bound is a backstop.
+    /// One per application, shared by its routes: keys name the line and its reason, from short
+    /// fixed lists; the bound is a backstop.
     static let maxKeys = 1024
     private let windows = Mutex<[String: Window]>([:])
 
@@ -30,6 +31,14 @@ final class LogThrottle: Sendable {
     static func counted(_ suppressed: Int, _ metadata: Logger.Metadata) -> Logger.Metadata {
         guard suppressed > 0 else { return metadata }
         return metadata.merging(["suppressed": "\(suppressed)"]) { $1 }
+    }
+
+    /// Logs the line unless one of `key` was logged within the interval; the next one logged says
+    /// how many were left out.
+    func log(_ key: String, _ level: Logger.Level, _ message: Logger.Message, _ metadata: @autoclosure () -> Logger.Metadata = [:],
+             to logger: Logger) {
+        guard let suppressed = admit(key) else { return }
+        logger.log(level: level, message, metadata: Self.counted(suppressed, metadata()))
     }
 
     /// Nil when the line is to be left out; otherwise how many of `key` were left out since the

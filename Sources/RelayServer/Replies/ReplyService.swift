@@ -88,8 +88,8 @@ struct ReplyService: Sendable {
         if cause == "no_reply" {
             // The bot chose not to reply (204 or an empty body): nothing is wrong.
             logger.debug("no passive reply; answered success", metadata: metadata)
-        } else if let suppressed = throttle.admit(cause) {
-            logger.notice("no passive reply; answered success", metadata: LogThrottle.counted(suppressed, metadata))
+        } else {
+            throttle.log("no passive reply \(cause)", .notice, "no passive reply; answered success", metadata, to: logger)
         }
         return .success
     }
