@@ -75,6 +75,13 @@ import Testing
         #expect(error(minimal + "\ndelivery:\n  circuit_breaker: {failure: 3}") == "delivery.circuit_breaker.failure: unknown key")
     }
 
+    @Test func onboardingLinksPerMinute() throws {
+        #expect(try RelayConfig.parse(yaml: minimal, environment: [:]).onboarding.linksPerMinute == 20)
+        #expect(try RelayConfig.parse(yaml: minimal + "\nonboarding: {links_per_minute: 0}", environment: [:]).onboarding.linksPerMinute == 0)
+        #expect(error(minimal + "\nonboarding: {links_per_minute: many}")
+            == "onboarding.links_per_minute: expected a whole number from 0 to 100000, got \"many\"")
+    }
+
     @Test func unknownKeysAreNamedByPath() {
         #expect(error(minimal + "\nserver:\n  prot: 8080") == "server.prot: unknown key")
         #expect(error(minimal.replacingOccurrences(of: "token: tok123", with: "token: tok123\n      tokn: x")) == "wechat.components[0].tokn: unknown key")

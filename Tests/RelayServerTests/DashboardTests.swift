@@ -84,7 +84,7 @@ import Testing
             let logs = CapturedLogs()
             try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
                 .test(.router) { client async throws in
-                for _ in 0..<Int(SignInThrottle.burst) {
+                for _ in 0..<DashboardRoutes.signInBurst {
                     #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess").status == .unauthorized)
                 }
                 // The budget is spent: even the right token is not checked now. (The test clock
@@ -97,28 +97,30 @@ import Testing
                 for _ in 0..<5 { _ = try await Self.post(client, "/dashboard/sign-in", form: "token=guess") }
                 #expect(logs.lines.filter { $0.contains("refused unchecked") }.count == 1, "\(logs.lines)")
                 #expect(try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"]).status == .ok)
-                relay.clock.advance(by: SignInThrottle.interval)
+                relay.clock.advance(by: DashboardRoutes.signInInterval)
                 _ = try await Self.signIn(client)
             }
         }
     }
 
     @Test func theThrottleAllowsABurstThenOneAttemptPerInterval() {
-        let throttle = SignInThrottle()
+        let throttle = TokenBucket(burst: 10, interval: 6)
         let start = Date(timeIntervalSince1970: 1_790_000_000)
         for _ in 0..<10 {
             #expect(throttle.allows(at: start))
-            throttle.recordFailure(at: start)
+            throttle.spend(at: start)
         }
         #expect(!throttle.allows(at: start) && throttle.secondsUntilAllowed(at: start) == 6)
         #expect(!throttle.allows(at: start + 5.9) && throttle.secondsUntilAllowed(at: start + 5.9) == 1)
         #expect(throttle.allows(at: start + 6))
-        throttle.recordFailure(at: start + 6)
+        throttle.spend(at: start + 6)
         #expect(!throttle.allows(at: start + 6))
         // Time without failures refills the budget, up to the burst.
         #expect(throttle.allows(at: start + 3600))
-        for _ in 0..<10 { throttle.recordFailure(at: start + 3600) }
+        for _ in 0..<10 { throttle.spend(at: start + 3600) }
         #expect(!throttle.allows(at: start + 3600))
+        // take: spends when it can, and says so.
+        #expect(throttle.take(at: start + 3606) && !throttle.take(at: start + 3606))
     }
 
     @Test func signingInWithTheFormOrTheBearerToken() async throws {

@@ -517,6 +517,39 @@ import Testing
         }
     }
 
+    /// Each click spends one of WeChat's single-use pre-auth codes, from a daily quota the admin
+    /// API's links share; a public page clicked by a script all day must not spend it.
+    @Test func clicksPastLinksPerMinuteWaitAndSpendNoCode() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin + "\n  links_per_minute: 3", apiBase: base) { relay in
+                fake.addTicket("ticket@@@valid")
+                let logs = CapturedLogs()
+                try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
+                    .test(.router) { client async throws in
+                    #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@valid")).body == "success")
+                    let click = "/onboarding/authorize?kind=pc&component_appid=\(Self.component)"
+                    _ = try await client.execute(uri: click, method: .head) { $0 }  // spends nothing
+                    for _ in 0..<3 { #expect(try await client.execute(uri: click, method: .get) { $0 }.status == .found) }
+                    for _ in 0..<2 {
+                        let busy = try await client.execute(uri: click, method: .get) { $0 }
+                        #expect(busy.status == .tooManyRequests)
+                        #expect(["19", "20"].contains(busy.headers[.retryAfter] ?? ""), "\(busy.headers)")  // the test clock also runs
+                        #expect(String(buffer: busy.body).contains("Too many authorizations at once"))
+                    }
+                    #expect(fake.calls(to: "api_create_preauthcode").count == 3)
+                    #expect(logs.lines.filter { $0.contains("onboarding.links_per_minute spent") }.count == 1, "\(logs.lines)")
+                    // The admin API's links are not the public's to spend.
+                    let link = try await Self.call(client, .post, "/v1/auth-links", json: #"{"kind": "pc", "component_appid": "\#(Self.component)"}"#)
+                    #expect(link.status == 200)
+                    relay.clock.advance(by: 20)
+                    #expect(try await client.execute(uri: click, method: .get) { $0 }.status == .found)
+                    #expect(try await client.execute(uri: click, method: .get) { $0 }.status == .tooManyRequests)
+                    #expect(fake.calls(to: "api_create_preauthcode").count == 5)
+                }
+            }
+        }
+    }
+
     /// Only the relay's own links lead to a code exchange: a callback without their seal, with
     /// another's, an expired one, with its return_to changed or for a component the relay does not
     /// have, asks WeChat nothing (made-up

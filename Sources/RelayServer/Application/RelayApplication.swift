@@ -115,8 +115,10 @@ public enum RelayApplication {
         AuthorizationRoutes(authorization: authorization, links: links, store: store, clock: dependencies.clock).register(on: admin)
         ProxyRoutes(tokens: tokens, api: api).register(on: admin)
         OpenAPIDocument.register(on: admin)
-        OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo,
-                         refusals: throttle).register(on: checked)
+        let perMinute = config.onboarding.linksPerMinute
+        OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo, refusals: throttle,
+                         clicks: perMinute > 0 ? TokenBucket(burst: perMinute, interval: 60 / Double(perMinute)) : nil)
+            .register(on: checked)
         DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
                         components: config.wechat.components.map(\.appid),
                         secureCookie: config.server.publicURL.lowercased().hasPrefix("https://"),

@@ -167,8 +167,9 @@ extension RelayConfig {
                 throw ConfigError("\(m.child("return_to"))[\(index)]", "expected an http(s) URL prefix such as https://platform.example.com/done")
             }
         }
+        let linksPerMinute = try m.int("links_per_minute", default: Onboarding().linksPerMinute, range: 0...100_000)
         try m.finish()
-        return Onboarding(returnTo: prefixes)
+        return Onboarding(returnTo: prefixes, linksPerMinute: linksPerMinute)
     }
 
     private static func readSubscription(_ m: ConfigMapping) throws(ConfigError) -> Subscription {

@@ -69,6 +69,9 @@ public struct RelayConfig: Sendable {
     public struct Onboarding: Sendable {
         /// URL prefixes `return_to` may redirect merchants to after authorizing.
         public var returnTo: [String] = []
+        /// Clicks on `/onboarding/authorize` a node turns into pre-auth codes per minute (also the
+        /// burst); 0 for no limit. Each click spends one of WeChat's codes, from a daily quota.
+        public var linksPerMinute = 20
     }
 
     public struct Subscription: Sendable {

@@ -18,7 +18,11 @@ struct DashboardRoutes: Sendable {
     let components: [String]
     /// Whether the relay is reached over https (`server.public_url`): the cookie is then `Secure`.
     let secureCookie: Bool
-    let throttle = SignInThrottle()
+    /// Wrong tokens allowed: ten, then one every 6 s. Operators are never locked out of the API:
+    /// the bearer token still works.
+    let throttle = TokenBucket(burst: signInBurst, interval: signInInterval)
+    static let signInBurst = 10
+    static let signInInterval: TimeInterval = 6
     /// While sign-in is paused every attempt is refused unchecked, at the guesser's rate.
     let refusals: LogThrottle
 
@@ -44,7 +48,7 @@ struct DashboardRoutes: Sendable {
             guard let form = try await form(SignInForm.self, request) else { return Self.unreadableForm }
             let token = form.token ?? ""
             guard constantTimeEquals(Array(token.utf8), Array(adminToken.utf8)) else {
-                throttle.recordFailure(at: now)
+                throttle.spend(at: now)
                 context.logger.notice("dashboard sign-in refused: wrong admin token")
                 return HTML.response(.unauthorized, DashboardPage.signIn(failed: true))
             }

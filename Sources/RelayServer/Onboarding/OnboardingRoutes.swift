@@ -13,6 +13,10 @@ struct OnboardingRoutes: Sendable {
     let returnToAllowList: [String]
     /// Callbacks without a valid seal, and failing clicks, come at their sender's rate.
     let refusals: LogThrottle
+    /// Clicks that may spend a pre-auth code (`onboarding.links_per_minute`); nil for no limit.
+    /// The page is public, and codes come from a daily quota that `/v1/auth-links` shares: a
+    /// script clicking all day would otherwise leave the platform without links until midnight.
+    let clicks: TokenBucket?
 
     func register(on router: some RouterMethods<BasicRequestContext>) {
         // The page asks WeChat for nothing: each link goes through `/onboarding/authorize`,
@@ -42,6 +46,13 @@ struct OnboardingRoutes: Sendable {
                 let returnTo = try checked(query)
                 // A HEAD (a link checker's, say) must not spend a code.
                 guard request.method != .head else { return OnboardingPage.response(.ok, "") }
+                let now = authorization.clock.now()
+                if let clicks, !clicks.take(at: now) {
+                    refusals.log("links paused", .notice, "onboarding click refused: onboarding.links_per_minute spent", to: context.logger)
+                    var response = OnboardingPage.busy
+                    response.headers[.retryAfter] = String(clicks.secondsUntilAllowed(at: now))
+                    return response
+                }
                 let link = try await links.link(kind: kind, componentAppid: query["component_appid"].map(String.init),
                                                 authType: query["auth_type"].map(String.init), bizAppid: query["biz_appid"].map(String.init),
                                                 redirectURI: nil, returnTo: returnTo)
@@ -145,6 +156,9 @@ enum OnboardingPage {
 
     static let unavailable = response(.serviceUnavailable, message(
         title: "Authorization is unavailable", text: "The platform cannot start an authorization right now. Please try again in a few minutes."))
+
+    static let busy = response(.tooManyRequests, message(
+        title: "Too many authorizations at once", text: "More merchants than usual are starting an authorization. Please try again in a minute."))
 
     /// `nofollow`: each link spends a pre-auth code when followed.
     static func start(pc: String, mobile: String) -> String {
