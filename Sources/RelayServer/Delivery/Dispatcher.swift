@@ -37,8 +37,10 @@ final class Dispatcher: Service {
     /// Other nodes reload the subscriptions every 10 s; a margin on top.
     static let settleDelay: TimeInterval = 15
 
-    private let doorbells = Mutex<[String: Doorbell]>([:])
-    private let running = Mutex<Set<String>>([])
+    /// The subscriptions with a loop on this node, and the doorbell each loop's claimer waits on.
+    /// An entry lives as long as its loop: a ring for a subscription without one is dropped (a
+    /// loop claims when it starts), so deleted subscriptions leave nothing behind.
+    private let running = Mutex<[String: Doorbell]>([:])
     /// The breakers of the subscriptions this node delivers to, for the admin API and dashboard.
     private let breakers = Mutex<[String: CircuitBreaker]>([:])
     private let supervisorBell = Doorbell()
@@ -66,7 +68,7 @@ final class Dispatcher: Service {
 
     /// Tells the loops of these subscriptions that new work is due.
     func notify(subscriptionIds: some Sequence<String>) {
-        for id in subscriptionIds { doorbell(for: id).ring() }
+        for id in subscriptionIds { running.withLock { $0[id] }?.ring() }
     }
 
     /// This node's circuit breaker of a subscription it delivers to (nil when it does not: the
@@ -117,8 +119,13 @@ final class Dispatcher: Service {
             var lastReload = ContinuousClock.now
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 for subscription in registry.all where subscription.receivesDeliveries {
-                    let started = running.withLock { $0.insert(subscription.id).inserted }
-                    if started { group.addTask { await self.runLoop(subscriptionId: subscription.id) } }
+                    let claimBell = running.withLock { running -> Doorbell? in
+                        guard running[subscription.id] == nil else { return nil }
+                        let bell = Doorbell()
+                        running[subscription.id] = bell
+                        return bell
+                    }
+                    if let claimBell { group.addTask { await self.runLoop(subscriptionId: subscription.id, claimBell: claimBell) } }
                 }
                 await supervisorBell.wait(upTo: .seconds(1))
                 await settleDueChanges()
@@ -135,23 +142,16 @@ final class Dispatcher: Service {
         }
     }
 
-    private func doorbell(for id: String) -> Doorbell {
-        doorbells.withLock { bells in
-            if let bell = bells[id] { return bell }
-            let bell = Doorbell()
-            bells[id] = bell
-            return bell
-        }
-    }
+    /// How many subscriptions this node keeps state for: those with a loop.
+    var subscriptionsTracked: Int { running.withLock { $0.count } }
 
     /// The loops of one subscription; they end when it is disabled, deleted or the relay shuts down.
     ///
     /// A claimer keeps up to `max_in_flight_per_subscription` claimed deliveries waiting beside
     /// those being sent, and this loop starts one as soon as a slot frees: a slot never waits for
     /// a claim transaction (which queues behind other writes), and claims come in batches.
-    private func runLoop(subscriptionId id: String) async {
-        defer { _ = running.withLock { $0.remove(id) } }
-        let claimBell = doorbell(for: id)
+    private func runLoop(subscriptionId id: String, claimBell: Doorbell) async {
+        defer { _ = running.withLock { $0.removeValue(forKey: id) } }
         let startBell = Doorbell()
         let queue = SubscriptionQueue()
         let breaker = CircuitBreaker(circuitBreaker)
