@@ -229,6 +229,21 @@ import Testing
         #expect(!output.contains("CancellationError"), "\(output)")
     }
 
+    @Test func serveLogsJSONLinesWhenAsked() async throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").replacingOccurrences(of: "host: 127.0.0.1", with: "host: not a host")
+            .write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let result = try await runStopping(["serve", "--log-format", "json"], directory: directory)
+        #expect(!result.stopped && result.status != 0)
+        let objects = result.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let stopped = objects.first { $0["message"] as? String == "relay stopped: cannot listen" }
+        #expect(stopped?["level"] as? String == "error" && (stopped?["error"] as? String)?.isEmpty == false,
+                "\(result.output.prefix(2000))")
+        let wrong = try run(["serve", "--log-format", "xml"], directory: directory)
+        #expect(wrong.status != 0 && wrong.output.contains("--log-format"), "\(wrong.output)")
+    }
+
     @Test func serveOnAHostThatIsNoAddressStopsNamingTheKey() async throws {
         let directory = makeTemporaryDirectory()
         try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").replacingOccurrences(of: "host: 127.0.0.1", with: "host: not a host")
