@@ -42,10 +42,26 @@ struct Push: AsyncParsableCommand {
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "text/xml")
             request.body = .bytes(ByteBuffer(string: push.body))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            let (response, body) = try await Self.post(request, to: url)
             print("\(response.status.code) \(body)")
             guard response.status == .ok, body == "success" else { throw ExitCode(1) }
+        }
+
+        private static func post(_ request: HTTPClientRequest, to url: String) async throws -> (HTTPClientResponse, String) {
+            // A refused connection fails at once: the shared client retries it until its connect
+            // timeout, 10 s of nothing when the relay is not running.
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            do {
+                let response = try await client.execute(request, timeout: .seconds(10))
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                try await client.shutdown()
+                return (response, body)
+            } catch {
+                try? await client.shutdown()
+                throw CommandFailure("cannot reach the relay at \(url): \(OutboundError.describe(error)); is relay serve running there?")
+            }
         }
     }
 

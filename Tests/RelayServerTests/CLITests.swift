@@ -183,6 +183,10 @@ import Testing
         serve.waitUntilExit()
         #expect(serve.terminationReason == .exit)
         #expect(serve.terminationStatus == 0)
+        // Nothing listens now: the error says where and why, as the system names it.
+        let refused = try run(["push", "text", "anyone there?", "--url", "http://127.0.0.1:\(port)"], directory: directory)
+        #expect(refused.status != 0 && refused.output.contains("cannot reach the relay at http://127.0.0.1:\(port): Connection refused (errno 111)"),
+                "\(refused.output)")
     }
 
     /// One SQLite file serves one relay process: a second `serve`, and `copy-store` from the

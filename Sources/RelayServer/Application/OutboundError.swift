@@ -3,8 +3,8 @@ import NIOCore
 
 /// How a failed outbound request (to a subscriber, a reply bot or WeChat) is described in
 /// attempts, logs and errors: what an operator reads in the dashboard to fix the other end.
-enum OutboundError {
-    static func describe(_ error: any Error) -> String {
+public enum OutboundError {
+    public static func describe(_ error: any Error) -> String {
         // A socket error as the system names it (`Connection refused (errno 111)`): NIO's own
         // description read "connection reset (error set): Connection refused) (errno: 111)".
         if let io = error as? IOError {
