@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "relay",
             dependencies: [
-                "RelayServer", "RelayCore", "RelayBench", "WeChatXML",
+                "RelayServer", "RelayCore", "RelayStore", "RelayBench", "WeChatXML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -9,7 +9,7 @@ struct Relay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay",
         abstract: "WeChat Relay: receives WeChat's encrypted pushes, stores them durably and re-emits them as signed JSON webhooks.",
-        subcommands: [Serve.self, Check.self, Push.self, Bench.self, OpenAPI.self, CopyStore.self])
+        subcommands: [Serve.self, Check.self, Push.self, Bench.self, OpenAPI.self, CopyStore.self, Backup.self])
 }
 
 /// Options every subcommand that reads `relay.yml` shares.

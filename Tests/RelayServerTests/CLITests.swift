@@ -61,6 +61,8 @@ import Testing
         try TestCredentials.yaml(storageURL: url).write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
         let check = try run(["check", "--config", "relay.yml"], directory: directory)
         #expect(check.status == 0 && check.output.contains("storage: PostgreSQL at 127.0.0.1:1/relay, sslmode prefer"), "\(check.output)")
+        let backup = try run(["backup", "--to", "copy.sqlite"], directory: directory)
+        #expect(backup.status != 0 && backup.output.contains("back it up with pg_dump"), "\(backup.output)")
         let serve = try run(["serve", "--config", "relay.yml"], directory: directory)
         #expect(serve.status != 0)
         #expect(serve.output.contains("cannot open the store: cannot connect to PostgreSQL at 127.0.0.1:1/relay: connectionError"),
@@ -183,6 +185,11 @@ import Testing
         serve.waitUntilExit()
         #expect(serve.terminationReason == .exit)
         #expect(serve.terminationStatus == 0)
+        // A backup of the running relay's database holds what it acknowledged.
+        let backup = try run(["backup", "--to", "copy.sqlite"], directory: directory)
+        #expect(backup.status == 0 && backup.output.contains("backed up relay.sqlite to copy.sqlite: 2 events"), "\(backup.output)")
+        let named = try run(["backup", "--database", directory + "/relay.sqlite", "--to", "copy2.sqlite", "--config", "none.yml"], directory: directory)
+        #expect(named.status == 0 && named.output.contains("copy2.sqlite: 2 events"), "\(named.output)")
         // Nothing listens now: the error says where and why, as the system names it.
         let refused = try run(["push", "text", "anyone there?", "--url", "http://127.0.0.1:\(port)"], directory: directory)
         #expect(refused.status != 0 && refused.output.contains("cannot reach the relay at http://127.0.0.1:\(port): Connection refused (errno 111)"),
