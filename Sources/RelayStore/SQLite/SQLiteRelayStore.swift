@@ -64,6 +64,7 @@ public final class SQLiteRelayStore: RelayStore {
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             throw StoreError(.unavailable, "storage.url: the directory \(directory) does not exist")
         }
+        DatabaseFileMode.prepare(path, logger: logger)
         func connect(_ pool: NIOThreadPool) async throws -> SQLiteQueue {
             let connection = try await SQLiteQueue.open(path: path, pool: pool)
             try await connection.query("PRAGMA foreign_keys = ON")
