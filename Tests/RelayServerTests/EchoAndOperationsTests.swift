@@ -3,7 +3,7 @@ import HummingbirdTesting
 import NIOCore
 import NIOPosix
 import RelayCore
-import RelayServer
+@testable import RelayServer
 import RelayTestSupport
 import Testing
 import WeChatCrypto
@@ -90,8 +90,30 @@ import WeChatCrypto
                 let metrics = try await client.get("/metrics").body
                 #expect(metrics.contains(#"relay_pushes_total{endpoint="callback",outcome="stored"} 1"#))
                 #expect(metrics.contains("relay_push_seconds_bucket"))
+                // This process's own figures, as of the scrape.
+                func value(_ name: String) -> Double? {
+                    metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+                }
+                var limit = rlimit()
+                getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+                #expect(value("relay_process_max_fds") == Double(limit.rlim_cur))
+                #expect((1...Double(limit.rlim_cur)).contains(value("relay_process_open_fds") ?? 0), "\(metrics)")
+                #expect((value("relay_process_resident_memory_bytes") ?? 0) > 1_000_000)
+                #expect((value("relay_process_cpu_seconds") ?? 0) > 0)
+                let started = value("relay_process_start_time_seconds") ?? 0
+                #expect(started <= Date().timeIntervalSince1970 + 1 && started > Date().timeIntervalSince1970 - 3600)
             }
         }
+    }
+
+    /// Fields of proc(5)'s stat line after the command name, which may hold spaces and parentheses.
+    @Test func processFiguresAreReadFromProc() {
+        let stat = "4242 (relay (a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100000 300000000 5000 18446744073709551615"
+        let figures = ProcessFigures.parse(stat: stat, system: "cpu  1 2 3\nbtime 1790000000\nprocesses 9\n", ticksPerSecond: 100,
+                                           pageSize: 4096, openFiles: 12, maxOpenFiles: 1024)
+        #expect(figures == ProcessFigures(cpuSeconds: 3, residentBytes: 5000 * 4096, openFiles: 12, maxOpenFiles: 1024,
+                                          startTime: 1_790_000_000 + 1000))
+        #expect(ProcessFigures.parse(stat: "garbage", system: "", ticksPerSecond: 100, pageSize: 4096, openFiles: 0, maxOpenFiles: 0) == nil)
     }
 
     @Test func storeFailureAnswers503AndIsNotReady() async throws {

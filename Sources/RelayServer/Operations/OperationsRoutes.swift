@@ -36,6 +36,7 @@ struct OperationsRoutes: Sendable {
             } catch {
                 context.logger.warning("cannot read queue statistics", metadata: ["error": "\(error)"])
             }
+            if let figures = ProcessFigures.current() { metrics.process(figures) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
         }

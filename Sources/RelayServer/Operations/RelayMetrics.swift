@@ -86,6 +86,16 @@ public struct RelayMetrics: Sendable {
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
+    /// `relay_process_*`: this process's CPU seconds, resident memory, open files and their limit,
+    /// and start time (Unix seconds), as of the scrape.
+    func process(_ figures: ProcessFigures) {
+        Gauge(label: "relay_process_cpu_seconds", factory: factory).record(figures.cpuSeconds)
+        Gauge(label: "relay_process_resident_memory_bytes", factory: factory).record(figures.residentBytes)
+        Gauge(label: "relay_process_open_fds", factory: factory).record(figures.openFiles)
+        Gauge(label: "relay_process_max_fds", factory: factory).record(figures.maxOpenFiles)
+        Gauge(label: "relay_process_start_time_seconds", factory: factory).record(figures.startTime)
+    }
+
     /// The Prometheus text exposition of every metric.
     public func exposition() -> String {
         registry.emitToString()
