@@ -74,9 +74,17 @@ extension PostgresRelayStore {
     /// Due deliveries of subscription $1 at $2 with the time the unfinished head of their user's
     /// order can be over (NULL for a head). A subscription without ordered deliveries (one probe
     /// of `deliveries_order`) is not walked.
+    ///
+    /// Behind a head being attempted the bound is at most `inFlightBound` away, not its lease's
+    /// end (35 s): the head's recorded success makes its successor due at once, but only if the
+    /// successor is parked by then, and here parking and recording run on different
+    /// connections. A success committed after this statement's snapshot and before its lock on
+    /// the successor found nothing parked to wake, and the successor waited for the dead
+    /// lease — a user's next message 35 s late (SQLite's one writer orders the two).
     static let waitingSQL = """
         SELECT c.id, (
-            SELECT CASE WHEN h.lease_expires_at > $2 THEN h.lease_expires_at ELSE h.next_attempt_at END FROM deliveries h
+            SELECT CASE WHEN h.lease_expires_at > $2 THEN LEAST(h.lease_expires_at, $2 + \(inFlightBoundMillis)) ELSE h.next_attempt_at END
+            FROM deliveries h
             WHERE h.subscription_id = c.subscription_id AND h.order_key = c.order_key AND h.event_seq < c.event_seq
               AND h.\(PostgresSchema.unfinished)
             ORDER BY h.event_seq LIMIT 1) AS bound
@@ -86,6 +94,9 @@ extension PostgresRelayStore {
           AND EXISTS (SELECT 1 FROM deliveries o WHERE o.subscription_id = $1 AND o.order_key IS NOT NULL
                         AND o.\(PostgresSchema.unfinished))
         """
+
+    /// How long a delivery waiting behind an attempt in flight stays parked at most.
+    static let inFlightBoundMillis = 1000
 
     static func waitingBinds(_ subscriptionId: String, _ now: Int) -> PostgresBindings {
         var binds = PostgresBindings()
