@@ -1,5 +1,5 @@
 import Foundation
-import RelayServer
+@testable import RelayServer
 import RelayTestSupport
 import Testing
 
@@ -80,6 +80,20 @@ import Testing
         #expect(try RelayConfig.parse(yaml: minimal + "\nonboarding: {links_per_minute: 0}", environment: [:]).onboarding.linksPerMinute == 0)
         #expect(error(minimal + "\nonboarding: {links_per_minute: many}")
             == "onboarding.links_per_minute: expected a whole number from 0 to 100000, got \"many\"")
+    }
+
+    /// `relay check` writes durations as relay.yml does (it printed `2592000.0 seconds` for 30d),
+    /// and names the onboarding settings.
+    @Test func theSummaryWritesDurationsAsTheFileDoes() throws {
+        for text in ["1500ms", "90s", "5m", "1h", "30d", "250ms", "36h"] {
+            #expect(ConfigDuration.text(try ConfigDuration.parse(text, at: "x")) == text)
+        }
+        #expect(ConfigDuration.text(.seconds(3600)) == "1h" && ConfigDuration.text(.zero) == "0ms")
+        let summary = try RelayConfig.parse(yaml: minimal + "\nonboarding: {links_per_minute: 5, return_to: [\"https://p.example.com/done\"]}",
+                                            environment: [:]).summary
+        #expect(summary.contains("retention: 30d"), "\(summary)")
+        #expect(summary.contains("delivery: timeout 10s, 10 retries (5s, 30s, 2m, 10m, 30m, 1h, 3h, 6h, 12h, 1d)"), "\(summary)")
+        #expect(summary.contains("onboarding: at most 5 authorization links a minute per node, return_to allowed under https://p.example.com/done"))
     }
 
     @Test func unknownKeysAreNamedByPath() {

@@ -178,4 +178,13 @@ enum ConfigDuration {
         }
         throw ConfigError(path, "expected a duration such as 500ms, 30s, 5m, 1h or 30d, got \"\(text)\"")
     }
+
+    /// `duration` as `relay.yml` writes it, in the largest unit that holds it whole (`30d`, `90s`, `1500ms`).
+    static func text(_ duration: Duration) -> String {
+        let millis = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        for (suffix, unit) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where millis >= unit && millis % unit == 0 {
+            return "\(millis / unit)\(suffix)"
+        }
+        return "\(millis)ms"
+    }
 }

@@ -6,8 +6,9 @@ extension RelayConfig {
     /// A human summary for `relay check`: what is configured, never a secret's value.
     public var summary: String {
         var lines = ["configuration is valid"]
+        func text(_ duration: Duration) -> String { ConfigDuration.text(duration) }
         lines.append("server: \(server.host):\(server.port), public URL \(server.publicURL), bodies up to \(server.maxBodyBytes) bytes "
-            + "within \(server.bodyTimeout), idle connections closed after \(server.idleTimeout)")
+            + "within \(text(server.bodyTimeout)), idle connections closed after \(text(server.idleTimeout))")
         lines.append("admin API: \(admin.token == nil ? "off (no admin.token)" : "on (token set)")")
         switch storage.url {
         case .sqlite(let path): lines.append("storage: SQLite at \(path)")
@@ -17,8 +18,8 @@ extension RelayConfig {
             lines.append("storage: PostgreSQL" + (parsed.map { " at \($0.location), sslmode \($0.sslMode.rawValue)" } ?? ""))
         }
         lines.append("secrets at rest: \(storage.encryptionKey == nil ? "not sealed (no storage.encryption_key)" : "sealed with AES-GCM")")
-        lines.append("retention: \(storage.retention)")
-        lines.append("WeChat API: \(wechat.apiBase), clock skew allowed: \(wechat.maxClockSkew)")
+        lines.append("retention: \(text(storage.retention))")
+        lines.append("WeChat API: \(wechat.apiBase), clock skew allowed: \(text(wechat.maxClockSkew))")
         for component in wechat.components {
             let rotation = component.credentials.crypto.hasPreviousKey ? ", previous AES key set" : ""
             lines.append("component \(component.appid): token, AES key and secret set\(rotation)")
@@ -26,12 +27,14 @@ extension RelayConfig {
         for account in wechat.accounts {
             lines.append("account \(account.appid): \(account.crypto == nil ? "plaintext mode" : "encrypted mode")")
         }
-        lines.append("delivery: timeout \(delivery.timeout), \(delivery.retrySchedule.count) retries, "
+        lines.append("delivery: timeout \(text(delivery.timeout)), \(delivery.retrySchedule.count) retries (\(delivery.retrySchedule.map(text).joined(separator: ", "))), "
             + "\(delivery.maxInFlightPerSubscription) in flight per subscription, private networks \(delivery.allowPrivateNetworks ? "allowed" : "refused")")
         let breaker = delivery.circuitBreaker
         lines.append(breaker.failures == 0 ? "circuit breaker: off"
-            : "circuit breaker: after \(breaker.failures) failed attempts in a row, one probe at a time every \(breaker.probe) to \(breaker.maxProbe)")
-        lines.append("reply deadline: \(reply.deadline)")
+            : "circuit breaker: after \(breaker.failures) failed attempts in a row, one probe at a time every \(text(breaker.probe)) to \(text(breaker.maxProbe))")
+        lines.append("reply deadline: \(text(reply.deadline)), full-network release test \(reply.releaseTest ? "answered" : "off")")
+        lines.append("onboarding: " + (onboarding.linksPerMinute == 0 ? "authorization links not limited" : "at most \(onboarding.linksPerMinute) authorization links a minute per node")
+            + ", return_to " + (onboarding.returnTo.isEmpty ? "refused (no onboarding.return_to)" : "allowed under \(onboarding.returnTo.joined(separator: ", "))"))
         for subscription in subscriptions {
             var flags: [String] = []
             if subscription.ordered { flags.append("ordered") }
