@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Logging
 import RelayCore
 import RelayServer
 import RelayTestSupport
@@ -42,6 +43,32 @@ import Testing
                 let answer = try await Self.call(client, .get, "/v1/subscriptions")
                 #expect(answer.status == 404)
                 #expect(Self.errorCode(answer.body) == "admin_api_off")
+            }
+        }
+    }
+
+    /// Changes through the admin API are logged, one line each with what and how it ended, never
+    /// their bodies; reads and the WeChat API proxy are not; refused tokens once a second.
+    @Test func changesAreLoggedWithoutTheirBodies() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml()) { relay in
+            let logs = CapturedLogs()
+            try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
+                .test(.router) { client async throws in
+                let created = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "audit", "url": "http://127.0.0.1:9/"}"#)
+                let secret = try #require(created.body["secret"] as? String)
+                _ = try await Self.call(client, .get, "/v1/subscriptions")
+                _ = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "ftp://nowhere"}"#)
+                _ = try await Self.call(client, .post, "/v1/wechat/wx1111111111111111/cgi-bin/message/custom/send", json: "{}")
+                _ = try await Self.call(client, .delete, "/v1/subscriptions/audit")
+                for _ in 0..<3 { _ = try await Self.call(client, .delete, "/v1/subscriptions/audit", token: "guess-guess-guess-guess") }
+                let actions = logs.lines.filter { $0.contains("admin action") }
+                #expect(actions == [
+                    "info admin action method=POST path=/v1/subscriptions status=201",
+                    "info admin action method=POST path=/v1/subscriptions status=400",
+                    "info admin action method=DELETE path=/v1/subscriptions/audit status=204",
+                ], "\(logs.lines)")
+                #expect(logs.lines.filter { $0.contains("admin request refused") }.count == 1, "\(logs.lines)")
+                #expect(!logs.lines.contains { $0.contains(secret) })
             }
         }
     }

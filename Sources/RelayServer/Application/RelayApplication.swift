@@ -107,7 +107,7 @@ public enum RelayApplication {
                          components: config.wechat.components.map(\.appid)).register(on: router)
         // What people and internal services call takes ids, cursors and codes from the URL; the
         // WeChat-facing routes read nothing from it that reaches the store, and stay unchecked.
-        let checked = router.group().add(middleware: ControlCharacterMiddleware())
+        let checked = router.group().add(middleware: ControlCharacterMiddleware()).add(middleware: AdminAuditMiddleware(refusals: throttle))
         let admin = checked.group("v1").add(middleware: AdminAuthMiddleware(token: config.admin.token))
         SubscriptionRoutes(store: store, registry: registry, dispatcher: dispatcher, egress: dispatcher.sender.egress,
                            clock: dependencies.clock).register(on: admin)
