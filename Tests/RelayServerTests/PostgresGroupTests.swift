@@ -131,5 +131,30 @@ struct PostgresGroupTests {
         #expect(PostgresRelayStore.claimQuery(subscriptionId: "crm", limit: 17, now: 5, leaseUntil: 9, owner: "n1").sql
             == PostgresRelayStore.ClaimStatement.sql)
         #expect(!PostgresRelayStore.ClaimStatement.sql.contains("*"))
+        #expect(PostgresRelayStore.wakeQuery(parked: ["a", "b"], now: 5).sql == PostgresRelayStore.WakeStatement.sql)
+    }
+
+    /// A success recorded while a claim parked its successors can leave them parked behind a
+    /// finished head: the park read the head in flight in its snapshot, the success found
+    /// nothing parked yet to wake. The park's wake statement, in a snapshot of its own, makes
+    /// the new head due; the rest wait for it as before. (Here the head is finished behind the
+    /// store's back, as the racing success would have it.)
+    @Test func parkedDeliveriesWithNothingBeforeThemAreWoken() async throws {
+        try await Self.withStore { store in
+            try await store.insertSubscription(StoreContractTests.subscription("bot", ordered: true))
+            let alice = try await StoreContractTests.commit((0..<DeliveryParking.threshold + 3).map { "a\($0)" }, to: ["bot"], in: store,
+                                                            from: "alice")
+            let head = try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            #expect(head.map(\.event.id) == [alice[0].id])
+            func next(_ event: RelayEvent) async throws -> Date? { try await store.deliveries(eventId: event.id).first?.nextAttemptAt }
+            #expect(try await next(alice[1]) == Self.now + 5)  // parked behind the head in flight
+            _ = try await store.fetch("UPDATE deliveries SET status = 'succeeded', lease_owner = NULL WHERE id = \(head[0].id)")
+            var parked: [String] = []
+            for event in alice.dropFirst() { parked.append(try #require(try await store.deliveries(eventId: event.id).first).id) }
+            _ = try await store.fetch(PostgresRelayStore.wakeQuery(parked: parked, now: PostgresRelayStore.millis(Self.now + 1)))
+            #expect(try await next(alice[1]) == Self.now + 1)
+            #expect(try await next(alice[2]) == Self.now + 5)  // alice[1] is before it
+        }
     }
 }
+

@@ -43,6 +43,12 @@ extension PostgresRelayStore {
         let query: PostgresQuery
     }
 
+    struct WakeStatement: HotStatement {
+        static let name = "relay_wake"
+        static let sql = PostgresRelayStore.wakeQuery(parked: [], now: 0).sql
+        let query: PostgresQuery
+    }
+
     struct ClaimStatement: HotStatement {
         static let name = "relay_claim"
         static let sql = PostgresRelayStore.claimQuery(subscriptionId: "", limit: 0, now: 0, leaseUntil: 0, owner: "").sql

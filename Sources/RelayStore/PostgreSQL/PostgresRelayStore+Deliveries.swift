@@ -20,7 +20,11 @@ extension PostgresRelayStore {
                 if try await Self.collect(waiting, on: connection, logger: logger).first?["waiting"].decode(Int.self) ?? 0
                     >= DeliveryParking.threshold {
                     let park = ParkStatement(query: Self.parkQuery(subscriptionId: subscriptionId, now: Self.millis(now)))
-                    _ = try await Self.collect(park, on: connection, logger: logger)
+                    let parked = try await Self.collect(park, on: connection, logger: logger).map { try $0["id"].decode(String.self) }
+                    if !parked.isEmpty {
+                        let wake = WakeStatement(query: Self.wakeQuery(parked: parked, now: Self.millis(now)))
+                        _ = try await Self.collect(wake, on: connection, logger: logger)
+                    }
                 }
             }
             return rows
@@ -60,7 +64,28 @@ extension PostgresRelayStore {
             UPDATE deliveries d SET next_attempt_at = p.bound
             FROM (\(waitingSQL) LIMIT \(DeliveryParking.batch) FOR UPDATE OF c SKIP LOCKED) p
             WHERE d.id = p.id AND p.bound > $2
+            RETURNING d.id
             """, binds: waitingBinds(subscriptionId, now))
+    }
+
+    /// Parked deliveries whose user has nothing unfinished before them any more are due at $2.
+    ///
+    /// Parking reads the head it waits for in its statement's snapshot, and recording that
+    /// head's success on another connection makes its successor due only if the successor is
+    /// parked by then. A success committed between the two found nothing to wake, and the
+    /// successor waited for the finished head's lease. Run after the park, in a snapshot of its
+    /// own, this wakes them; what can still slip between the two is bounded by `inFlightBoundMillis`.
+    static func wakeQuery(parked: [String], now: Int) -> PostgresQuery {
+        var binds = PostgresBindings()
+        binds.append(parked)
+        binds.append(now)
+        return PostgresQuery(unsafeSQL: """
+            UPDATE deliveries s SET next_attempt_at = $2
+            WHERE s.id = ANY($1) AND s.next_attempt_at > $2 AND s.\(PostgresSchema.unfinished)
+              AND NOT EXISTS (SELECT 1 FROM deliveries h
+                              WHERE h.subscription_id = s.subscription_id AND h.order_key = s.order_key
+                                AND h.event_seq < s.event_seq AND h.\(PostgresSchema.unfinished))
+            """, binds: binds)
     }
 
     /// How many due deliveries wait in order, counted up to `DeliveryParking.threshold`.
@@ -75,12 +100,11 @@ extension PostgresRelayStore {
     /// order can be over (NULL for a head). A subscription without ordered deliveries (one probe
     /// of `deliveries_order`) is not walked.
     ///
-    /// Behind a head being attempted the bound is at most `inFlightBound` away, not its lease's
-    /// end (35 s): the head's recorded success makes its successor due at once, but only if the
-    /// successor is parked by then, and here parking and recording run on different
-    /// connections. A success committed after this statement's snapshot and before its lock on
-    /// the successor found nothing parked to wake, and the successor waited for the dead
-    /// lease — a user's next message 35 s late (SQLite's one writer orders the two).
+    /// Behind a head being attempted the bound is at most `inFlightBoundMillis` away, not its
+    /// lease's end (35 s): the head's recorded success makes its successor due at once, but only
+    /// if the successor is parked by then, and here parking and recording run on different
+    /// connections (SQLite's one writer orders the two). `wakeQuery` repairs what a success
+    /// committed during the park left asleep; the bound covers one committed during the repair.
     static let waitingSQL = """
         SELECT c.id, (
             SELECT CASE WHEN h.lease_expires_at > $2 THEN LEAST(h.lease_expires_at, $2 + \(inFlightBoundMillis)) ELSE h.next_attempt_at END
@@ -95,8 +119,9 @@ extension PostgresRelayStore {
                         AND o.\(PostgresSchema.unfinished))
         """
 
-    /// How long a delivery waiting behind an attempt in flight stays parked at most.
-    static let inFlightBoundMillis = 1000
+    /// How long a delivery waiting behind an attempt in flight stays parked at most: past it, a
+    /// walk (and a park again if the attempt is still out). Attempts seldom take as long.
+    static let inFlightBoundMillis = 5000
 
     static func waitingBinds(_ subscriptionId: String, _ now: Int) -> PostgresBindings {
         var binds = PostgresBindings()
