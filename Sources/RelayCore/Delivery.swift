@@ -141,16 +141,25 @@ public struct DeliveryKey: Sendable, Hashable {
     }
 }
 
-/// The backlog at a glance, for metrics.
+/// The backlog at a glance, for metrics: in all, and per subscription.
 public struct QueueStats: Sendable, Equatable {
     /// Deliveries not yet finished (pending, in flight, failed).
     public var depth: Int
     /// The oldest creation time among pending and failed deliveries.
     public var oldestPendingCreatedAt: Date?
+    /// The same figures for each subscription with unfinished deliveries.
+    public var bySubscription: [String: QueueStats]
 
-    public init(depth: Int, oldestPendingCreatedAt: Date?) {
+    public init(depth: Int, oldestPendingCreatedAt: Date?, bySubscription: [String: QueueStats] = [:]) {
         self.depth = depth
         self.oldestPendingCreatedAt = oldestPendingCreatedAt
+        self.bySubscription = bySubscription
+    }
+
+    /// The totals of per-subscription figures.
+    public init(bySubscription: [String: QueueStats]) {
+        self.init(depth: bySubscription.values.reduce(0) { $0 + $1.depth },
+                  oldestPendingCreatedAt: bySubscription.values.compactMap(\.oldestPendingCreatedAt).min(), bySubscription: bySubscription)
     }
 }
 

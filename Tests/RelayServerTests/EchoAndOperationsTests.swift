@@ -106,6 +106,36 @@ import WeChatCrypto
         }
     }
 
+    /// Which subscriber is behind: each subscription's backlog and the age of its oldest waiting
+    /// delivery, 0 for one with none, and 0 once more for one that went.
+    @Test func eachSubscriptionsBacklogIsExported() async throws {
+        let yaml = """
+            subscriptions:
+              - id: crm
+                url: http://127.0.0.1:9/hook
+              - id: bi
+                url: http://127.0.0.1:9/bi
+                appids: [wx9999999999999999]
+            """
+        try await TestRelay.with(extraYAML: yaml) { relay in
+            // The router alone: no dispatcher runs, so what is pushed stays waiting.
+            try await relay.application().test(.router) { client async throws in
+                _ = try await client.send(relay.textPush(msgId: "1"))
+                _ = try await client.send(relay.textPush(msgId: "2"))
+                relay.clock.advance(by: 30)
+                let metrics = try await client.get("/metrics").body
+                #expect(metrics.contains(#"relay_subscription_queue_depth{subscription="crm"} 2"#), "\(metrics)")
+                #expect(metrics.contains(#"relay_subscription_queue_depth{subscription="bi"} 0"#))
+                let age = metrics.split(separator: "\n").first { $0.hasPrefix(#"relay_subscription_oldest_pending_seconds{subscription="crm"}"#) }
+                #expect((29...31).contains(Double(age?.split(separator: " ").last ?? "") ?? 0), "\(age ?? "none")")
+            }
+        }
+        let metrics = RelayMetrics()
+        metrics.subscriptionQueues(["a": QueueStats(depth: 2, oldestPendingCreatedAt: nil)], known: ["a", "b"], now: Date())
+        metrics.subscriptionQueues([:], known: ["b"], now: Date())
+        #expect(metrics.exposition().contains(#"relay_subscription_queue_depth{subscription="a"} 0"#), "\(metrics.exposition())")
+    }
+
     /// Fields of proc(5)'s stat line after the command name, which may hold spaces and parentheses.
     @Test func processFiguresAreReadFromProc() {
         let stat = "4242 (relay (a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100000 300000000 5000 18446744073709551615"

@@ -13,7 +13,8 @@ extension StoreContractTests {
     func aClaimTakesDueDeliveriesOnceUntilTheirLeaseExpires(_ backend: StoreBackend) async throws {
         try await Self.withStore(backend) { store in
             let events = try await Self.commit(["a", "b", "c"], to: ["crm"], in: store)
-            #expect(try await store.queueStats() == QueueStats(depth: 3, oldestPendingCreatedAt: Self.now))
+            let backlog = QueueStats(depth: 3, oldestPendingCreatedAt: Self.now)
+            #expect(try await store.queueStats() == QueueStats(depth: 3, oldestPendingCreatedAt: Self.now, bySubscription: ["crm": backlog]))
             let first = try await store.claimDeliveries(subscriptionId: "crm", limit: 2, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
             #expect(first.map(\.event) == Array(events.prefix(2)))
             #expect(first.allSatisfy { $0.attemptsMade == 0 && $0.subscriptionId == "crm" })

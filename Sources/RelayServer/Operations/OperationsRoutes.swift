@@ -11,6 +11,8 @@ struct OperationsRoutes: Sendable {
     let clock: any RelayClock
     /// Configured components, whose ticket age is exported.
     let components: [String]
+    /// The subscriptions, whose backlogs are exported (0 for those with none).
+    let registry: SubscriptionRegistry
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/healthz") { _, _ in PlainText.response(.ok, "ok") }
@@ -29,6 +31,7 @@ struct OperationsRoutes: Sendable {
                 let stats = try await store.queueStats()
                 let age = stats.oldestPendingCreatedAt.map { max(0, clock.now().timeIntervalSince($0)) } ?? 0
                 metrics.queue(depth: stats.depth, oldestPendingAge: age)
+                metrics.subscriptionQueues(stats.bySubscription, known: registry.all.map(\.id), now: clock.now())
                 for component in components {
                     guard let ticket = try await store.ticket(componentAppid: component) else { continue }
                     metrics.ticketAge(component: component, seconds: max(0, clock.now().timeIntervalSince(ticket.receivedAt)))

@@ -1,6 +1,8 @@
+import Foundation
 import CoreMetrics
 import Metrics
 import Prometheus
+import RelayCore
 import Synchronization
 
 /// The relay's metrics, on a registry of its own (no process-global bootstrap), so each
@@ -12,6 +14,8 @@ public struct RelayMetrics: Sendable {
     /// handle allocates it and looks it up in the registry under its lock, every time.
     private let counters = HandleCache<CoreMetrics.Counter>()
     private let timers = HandleCache<CoreMetrics.Timer>()
+    /// Subscriptions whose backlog was last exported: one that goes is exported once more, as 0.
+    private let backlogs = ExportedBacklogs()
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -86,6 +90,23 @@ public struct RelayMetrics: Sendable {
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
+    /// `relay_subscription_queue_depth{subscription}` and
+    /// `relay_subscription_oldest_pending_seconds{subscription}`: which subscriber is behind, for
+    /// each subscription in `known` (0 when it has nothing waiting) and each with a backlog.
+    func subscriptionQueues(_ stats: [String: QueueStats], known: [String], now: Date) {
+        let current = Set(known).union(stats.keys)
+        let gone = backlogs.ids.withLock { previous in
+            defer { previous = current }
+            return previous.subtracting(current)
+        }
+        for id in current.union(gone) {
+            let figures = stats[id]
+            Gauge(label: "relay_subscription_queue_depth", dimensions: [("subscription", id)], factory: factory).record(figures?.depth ?? 0)
+            Gauge(label: "relay_subscription_oldest_pending_seconds", dimensions: [("subscription", id)], factory: factory)
+                .record(figures?.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        }
+    }
+
     /// `relay_process_*`: this process's CPU seconds, resident memory, open files and their limit,
     /// and start time (Unix seconds), as of the scrape.
     func process(_ figures: ProcessFigures) {
@@ -113,4 +134,8 @@ private final class HandleCache<Handle: AnyObject & Sendable>: Sendable {
         handles.withLock { if $0.count < 1024 { $0[key] = handle } }
         return handle
     }
+}
+
+private final class ExportedBacklogs: Sendable {
+    let ids = Mutex<Set<String>>([])
 }

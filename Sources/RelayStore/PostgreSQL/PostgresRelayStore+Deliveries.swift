@@ -341,11 +341,16 @@ extension PostgresRelayStore {
     static let replayPage = 500
 
     public func queueStats() async throws -> QueueStats {
-        let row = try await fetch(
+        var bySubscription: [String: QueueStats] = [:]
+        for row in try await fetch(
             """
-            SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries WHERE \(unescaped: PostgresSchema.unfinished)
-            """).first
-        return QueueStats(depth: try row?["depth"].decode(Int.self) ?? 0, oldestPendingCreatedAt: Self.date(try row?["oldest"].decode(Int?.self)))
+            SELECT subscription_id, COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries
+            WHERE \(unescaped: PostgresSchema.unfinished) GROUP BY subscription_id
+            """) {
+            bySubscription[try row["subscription_id"].decode(String.self)] = QueueStats(
+                depth: try row["depth"].decode(Int.self), oldestPendingCreatedAt: Self.date(try row["oldest"].decode(Int?.self)))
+        }
+        return QueueStats(bySubscription: bySubscription)
     }
 
     public func unfinishedDeliveryKeys(includingDead: Bool) async throws -> [DeliveryKey] {

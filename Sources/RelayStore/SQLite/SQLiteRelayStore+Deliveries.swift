@@ -380,8 +380,12 @@ extension SQLiteRelayStore {
         """
 
     public func queueStats() async throws -> QueueStats {
-        let row = try await reader.query(Self.queueStatsSQL).first
-        return QueueStats(depth: row?.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row?.column("oldest")))
+        var bySubscription: [String: QueueStats] = [:]
+        for row in try await reader.query(Self.queueStatsSQL) {
+            bySubscription[row.column("subscription_id")?.string ?? ""] = QueueStats(
+                depth: row.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row.column("oldest")))
+        }
+        return QueueStats(bySubscription: bySubscription)
     }
 
     /// The due index holds exactly the unfinished deliveries, the dead index the dead ones: one
@@ -395,8 +399,8 @@ extension SQLiteRelayStore {
     }
 
     static let queueStatsSQL = """
-        SELECT COUNT(*) AS depth, MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
-        FROM deliveries WHERE \(SQLiteSchema.unfinished)
+        SELECT subscription_id, COUNT(*) AS depth, MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
+        FROM deliveries WHERE \(SQLiteSchema.unfinished) GROUP BY subscription_id
         """
 
     static func delivery(from row: StoreRow) -> DeliveryRecord {
