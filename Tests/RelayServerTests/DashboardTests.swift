@@ -138,8 +138,14 @@ import Testing
                 let signedIn = try await Self.page(client, headers: [.cookie: cookie])
                 #expect(signedIn.status == .ok)
                 #expect(signedIn.body.contains("<td>crm</td>"))
+                #expect(signedIn.body.contains("<td>crm</td><td>http://127.0.0.1:9/hook</td><td>*</td><td>*</td><td>enabled</td><td>config</td><td>0</td>"),
+                        "nothing waiting: \(signedIn.body)")
+                // The router alone runs here (no dispatcher): a push waits, and the page says for how long.
+                _ = try await client.send(relay.textPush())
+                relay.clock.advance(by: 125)
                 let bearer = try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"])
                 #expect(bearer.status == .ok)
+                #expect(bearer.body.contains("<td>config</td><td>1, oldest 2 min</td>"), "\(bearer.body)")
                 // A forged or expired cookie does not get in.
                 let expiry = Int(relay.clock.now().timeIntervalSince1970) + 3600
                 #expect(try await Self.page(client, headers: [.cookie: "relay_session=\(expiry).00"]).status == .unauthorized)

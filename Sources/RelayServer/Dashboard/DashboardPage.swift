@@ -38,6 +38,12 @@ enum DashboardPage {
             """)
     }
 
+    /// A subscription's unfinished deliveries and how long the oldest has waited.
+    static func waiting(_ backlog: QueueStats?, now: Date) -> String {
+        guard let backlog, backlog.depth > 0 else { return cell("0") }
+        return cell("\(backlog.depth)" + (backlog.oldestPendingCreatedAt.map { ", oldest \(age(now.timeIntervalSince($0)))" } ?? ""))
+    }
+
     /// A subscription's delivering state on this node, from its circuit breaker.
     static func circuit(_ circuit: CircuitBreaker.Snapshot?) -> String {
         guard let circuit else { return cell("—") }
@@ -68,9 +74,10 @@ enum DashboardPage {
             }))
             \(s.authorizers.count > shown.count ? "<p class=\"quiet\">The \(shown.count) most recent; all of them: <code>GET /v1/authorizers</code>.</p>" : "")
             <h2>Subscriptions</h2>
-            \(table(["id", "url", "AppIDs", "events", "status", "source", "delivering", "replay"], s.subscriptions.map { sub in
+            \(table(["id", "url", "AppIDs", "events", "status", "source", "waiting", "delivering", "replay"], s.subscriptions.map { sub in
                 [cell(sub.id), cell(sub.url), cell(sub.appids.joined(separator: ", ")), cell(sub.events.joined(separator: ", ")),
                  cell(sub.status.rawValue + (sub.reply ? ", reply" : "") + (sub.ordered ? ", ordered" : "")), cell(sub.source.rawValue),
+                 waiting(s.queue.bySubscription[sub.id], now: s.now),
                  circuit(s.circuits[sub.id]),
                  """
                  <form method="post" action="/dashboard/subscriptions/\(HTML.escape(sub.id))/replay">
