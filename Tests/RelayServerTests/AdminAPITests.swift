@@ -75,6 +75,28 @@ import Testing
         }
     }
 
+    /// A subscription shows its backlog: how many deliveries are unfinished, and since when.
+    @Test func aSubscriptionShowsItsBacklog() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/hook")) { relay in
+            // The router alone: no dispatcher runs, so a push waits.
+            try await relay.application().test(.router) { client async throws in
+                let empty = try await Self.call(client, .get, "/v1/subscriptions/crm")
+                #expect(empty.body["backlog"] as? [String: Any] != nil)
+                #expect((empty.body["backlog"] as? [String: Any])?["waiting"] as? Int == 0)
+                #expect((empty.body["backlog"] as? [String: Any])?["oldest_created_at"] is NSNull)
+                _ = try await client.send(relay.textPush())
+                let one = try await Self.call(client, .get, "/v1/subscriptions/crm")
+                let backlog = try #require(one.body["backlog"] as? [String: Any])
+                #expect(backlog["waiting"] as? Int == 1)
+                let oldest = try #require(ISO8601DateFormatter().date(from: backlog["oldest_created_at"] as? String ?? ""))
+                #expect(abs(oldest.timeIntervalSince(relay.clock.now())) < 2)  // whole seconds, on a clock that also runs
+                let list = try await Self.call(client, .get, "/v1/subscriptions")
+                let listed = (list.body["data"] as? [[String: Any]])?.first { $0["id"] as? String == "crm" }
+                #expect((listed?["backlog"] as? [String: Any])?["waiting"] as? Int == 1)
+            }
+        }
+    }
+
     @Test func wrongOrMissingTokenIsRefused() async throws {
         try await TestRelay.with(extraYAML: Self.yaml()) { relay in
             try await relay.application().test(.router) { client async throws in

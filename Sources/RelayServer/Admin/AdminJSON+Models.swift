@@ -4,7 +4,8 @@ import WeChatXML
 
 /// The admin API's answer shapes (spec "Answer shapes"): field names are the contract.
 extension AdminJSON {
-    static func subscription(_ s: Subscription, secret: Bool = false, circuit: CircuitBreaker.Snapshot? = nil) -> JSONValue {
+    static func subscription(_ s: Subscription, secret: Bool = false, circuit: CircuitBreaker.Snapshot? = nil,
+                             backlog: QueueStats? = nil) -> JSONValue {
         var members: [(String, JSONValue)] = [
             ("id", .string(s.id)), ("url", .string(s.url)), ("appids", .array(s.appids.map(JSONValue.string))),
             ("events", .array(s.events.map(JSONValue.string))), ("reply", .bool(s.reply)), ("ordered", .bool(s.ordered)),
@@ -15,6 +16,12 @@ extension AdminJSON {
             members.append(("circuit", .object([
                 ("open", .bool(circuit.open)), ("failed_in_a_row", .number(Double(circuit.failedInARow))),
                 ("next_probe_at", circuit.nextProbe.map { .string(Timestamp.iso8601($0)) } ?? .null),
+            ])))
+        }
+        if let backlog {
+            members.append(("backlog", .object([
+                ("waiting", .number(Double(backlog.depth))),
+                ("oldest_created_at", backlog.oldestPendingCreatedAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
             ])))
         }
         if secret { members.append(("secret", .string(s.secret))) }

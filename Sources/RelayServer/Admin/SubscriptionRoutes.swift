@@ -14,16 +14,24 @@ struct SubscriptionRoutes: Sendable {
 
     static let fields: Set<String> = ["id", "url", "secret", "appids", "events", "ordered", "reply"]
 
+    /// A subscription's unfinished deliveries; none waiting reads as 0.
+    private func backlog(_ id: String, _ backlogs: [String: QueueStats]) -> QueueStats {
+        backlogs[id] ?? QueueStats(depth: 0, oldestPendingCreatedAt: nil)
+    }
+
     func register(on group: RouterGroup<BasicRequestContext>) {
         group.get("subscriptions") { _, _ in
             let all = try await store.subscriptions()
-            return AdminJSON.list(all.map { AdminJSON.subscription($0, circuit: dispatcher.circuit(subscriptionId: $0.id)) },
+            let backlogs = try await store.queueStats().bySubscription
+            return AdminJSON.list(all.map { AdminJSON.subscription($0, circuit: dispatcher.circuit(subscriptionId: $0.id), backlog: backlog($0.id, backlogs)) },
                                   lastId: nil, limit: Int.max)
         }
         group.post("subscriptions") { request, _ in try await create(request) }
         group.get("subscriptions/{id}") { _, context in
             let subscription = try await existing(context)
-            return AdminJSON.response(AdminJSON.subscription(subscription, circuit: dispatcher.circuit(subscriptionId: subscription.id)))
+            let backlogs = try await store.queueStats().bySubscription
+            return AdminJSON.response(AdminJSON.subscription(subscription, circuit: dispatcher.circuit(subscriptionId: subscription.id),
+                                                             backlog: backlog(subscription.id, backlogs)))
         }
         group.patch("subscriptions/{id}") { request, context in try await update(request, context) }
         group.delete("subscriptions/{id}") { _, context in
