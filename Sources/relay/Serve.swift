@@ -39,6 +39,7 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "relay")
         let config = try options.load()
+        logger.info("relay starting", metadata: config.startMetadata.mapValues { .string($0) })
         if let files = OpenFileLimit.raiseToHardLimit() {
             let metadata: Logger.Metadata = ["before": "\(files.before)", "now": "\(files.after)"]
             if files.after < OpenFileLimit.recommendedMinimum {

@@ -248,6 +248,8 @@ import Testing
         #expect(!result.stopped && result.status != 0)
         let objects = result.output.split(separator: "\n").filter { $0.hasPrefix("{") }
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let starting = objects.first { $0["message"] as? String == "relay starting" }
+        #expect(starting?["store"] as? String == "sqlite:relay.sqlite" && starting?["admin_api"] as? String == "off", "\(result.output.prefix(2000))")
         let stopped = objects.first { $0["message"] as? String == "relay stopped: cannot listen" }
         #expect(stopped?["level"] as? String == "error" && (stopped?["error"] as? String)?.isEmpty == false,
                 "\(result.output.prefix(2000))")

@@ -3,6 +3,19 @@ import RelayStore
 import WeChatCrypto
 
 extension RelayConfig {
+    /// What `relay serve` logs when it starts: enough to tell, reading logs after a restart,
+    /// which store and how much configuration it ran with (never a secret, nor a password).
+    public var startMetadata: [String: String] {
+        let store: String
+        switch storage.url {
+        case .sqlite(let path): store = "sqlite:" + path
+        case .postgres(let url): store = "postgres:" + ((try? PostgresURL(url))?.location ?? "?")
+        }
+        return ["store": store, "components": "\(wechat.components.count)", "accounts": "\(wechat.accounts.count)",
+                "config_subscriptions": "\(subscriptions.count)", "admin_api": admin.token == nil ? "off" : "on",
+                "secrets_sealed": storage.encryptionKey == nil ? "no" : "yes"]
+    }
+
     /// A human summary for `relay check`: what is configured, never a secret's value.
     public var summary: String {
         var lines = ["configuration is valid"]
