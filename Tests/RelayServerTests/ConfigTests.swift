@@ -29,6 +29,7 @@ import Testing
         #expect(config.storage.url == .sqlite(path: "relay.sqlite"))
         #expect(config.admin.token == nil)
         #expect(config.delivery.retrySchedule.count == 10)
+        #expect(config.onboarding.linksPerMinute == 20 && config.onboarding.returnTo.isEmpty)
     }
 
     @Test func defaultsAndDurations() throws {
