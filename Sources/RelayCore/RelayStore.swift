@@ -76,7 +76,9 @@ public protocol RelayStore: AuthorizationStore {
     /// Cancels the unfinished deliveries to a subscription that is disabled or deleted (those
     /// another node created before it knew). Returns how many.
     func cancelUnfinishedDeliveries(subscriptionId: String, now: Date) async throws -> Int
-    func queueStats() async throws -> QueueStats
+    /// The unfinished deliveries, in all and per subscription; of one subscription only when
+    /// `subscriptionId` is given (a walk of its part of the queue, not of all of it).
+    func queueStats(subscriptionId: String?) async throws -> QueueStats
     /// Every unfinished delivery (pending, in flight, failed; dead ones too with `includingDead`)
     /// as its event and subscription, in one read: what `relay copy-store` queues in another
     /// store. (Listing by status sorts the backlog by id for every page: quadratic for millions.)
@@ -110,4 +112,11 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+}
+
+extension RelayStore {
+    /// The whole queue's statistics, per subscription too.
+    public func queueStats() async throws -> QueueStats {
+        try await queueStats(subscriptionId: nil)
+    }
 }

@@ -88,6 +88,9 @@ import Testing
             let stats = try await plan(SQLiteRelayStore.queueStatsSQL, [])
             // The backlog's index alone, no row read (migration 9 folded the unfinished index into it).
             #expect(stats == "SCAN deliveries USING COVERING INDEX deliveries_due", "\(stats)")
+            // One subscription's part of it, as GET /v1/subscriptions/{id} reads.
+            let one = try await plan(SQLiteRelayStore.subscriptionQueueStatsSQL, [.text("sink")])
+            #expect(one == "SEARCH deliveries USING COVERING INDEX deliveries_due (subscription_id=? AND status=?)", "\(one)")
         }
     }
 

@@ -37,6 +37,12 @@ extension StoreContractTests {
             let delivered = try await store.delivery(id: first[0].id)
             #expect(delivered?.status == .succeeded && delivered?.attemptCount == 1 && delivered?.nextAttemptAt == nil)
             #expect(try await store.attempts(deliveryId: first[0].id) == [Self.ok, Self.ok])
+            // One subscription's part of the queue (what GET /v1/subscriptions/{id} reads).
+            _ = try await Self.commit(["other"], to: ["bi"], in: store, at: Self.now + 40)
+            let left = QueueStats(depth: 2, oldestPendingCreatedAt: Self.now)
+            #expect(try await store.queueStats(subscriptionId: "crm") == QueueStats(bySubscription: ["crm": left]))
+            #expect(try await store.queueStats(subscriptionId: "none") == QueueStats(bySubscription: [:]))
+            #expect(try await store.queueStats().bySubscription.keys.sorted() == ["bi", "crm"])
         }
     }
 

@@ -29,7 +29,8 @@ struct SubscriptionRoutes: Sendable {
         group.post("subscriptions") { request, _ in try await create(request) }
         group.get("subscriptions/{id}") { _, context in
             let subscription = try await existing(context)
-            let backlogs = try await store.queueStats().bySubscription
+            // Its own part of the queue only: automation polls this.
+            let backlogs = try await store.queueStats(subscriptionId: subscription.id).bySubscription
             return AdminJSON.response(AdminJSON.subscription(subscription, circuit: dispatcher.circuit(subscriptionId: subscription.id),
                                                              backlog: backlog(subscription.id, backlogs)))
         }

@@ -14,7 +14,7 @@ public struct RelayMetrics: Sendable {
     /// handle allocates it and looks it up in the registry under its lock, every time.
     private let counters = HandleCache<CoreMetrics.Counter>()
     private let timers = HandleCache<CoreMetrics.Timer>()
-    /// Subscriptions whose backlog was last exported: one that goes is exported once more, as 0.
+    /// Subscriptions whose backlog was last exported: the series of one that goes are removed.
     private let backlogs = ExportedBacklogs()
 
     public init() {
@@ -92,18 +92,28 @@ public struct RelayMetrics: Sendable {
 
     /// `relay_subscription_queue_depth{subscription}` and
     /// `relay_subscription_oldest_pending_seconds{subscription}`: which subscriber is behind, for
-    /// each subscription in `known` (0 when it has nothing waiting) and each with a backlog.
+    /// each subscription in `known` (0 when it has nothing waiting) and each with a backlog. A
+    /// subscription that went loses its series, so that subscriptions created and deleted
+    /// through the API do not leave the registry growing.
     func subscriptionQueues(_ stats: [String: QueueStats], known: [String], now: Date) {
         let current = Set(known).union(stats.keys)
         let gone = backlogs.ids.withLock { previous in
             defer { previous = current }
             return previous.subtracting(current)
         }
-        for id in current.union(gone) {
-            let figures = stats[id]
-            Gauge(label: "relay_subscription_queue_depth", dimensions: [("subscription", id)], factory: factory).record(figures?.depth ?? 0)
-            Gauge(label: "relay_subscription_oldest_pending_seconds", dimensions: [("subscription", id)], factory: factory)
-                .record(figures?.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        func gauges(_ id: String) -> (depth: CoreMetrics.Gauge, age: CoreMetrics.Gauge) {
+            (Gauge(label: "relay_subscription_queue_depth", dimensions: [("subscription", id)], factory: factory),
+             Gauge(label: "relay_subscription_oldest_pending_seconds", dimensions: [("subscription", id)], factory: factory))
+        }
+        for id in gone {
+            let (depth, age) = gauges(id)
+            depth.destroy()
+            age.destroy()
+        }
+        for id in current {
+            let (depth, age) = gauges(id)
+            depth.record(stats[id]?.depth ?? 0)
+            age.record(stats[id]?.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) } ?? 0)
         }
     }
 

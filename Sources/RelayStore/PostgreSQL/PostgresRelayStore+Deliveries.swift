@@ -340,13 +340,22 @@ extension PostgresRelayStore {
     /// Events per transaction of a replay or backfill.
     static let replayPage = 500
 
-    public func queueStats() async throws -> QueueStats {
+    public func queueStats(subscriptionId: String?) async throws -> QueueStats {
         var bySubscription: [String: QueueStats] = [:]
-        for row in try await fetch(
-            """
-            SELECT subscription_id, COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries
-            WHERE \(unescaped: PostgresSchema.unfinished) GROUP BY subscription_id
-            """) {
+        let rows = if let subscriptionId {
+            try await fetch(
+                """
+                SELECT subscription_id, COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries
+                WHERE subscription_id = \(subscriptionId) AND \(unescaped: PostgresSchema.unfinished) GROUP BY subscription_id
+                """)
+        } else {
+            try await fetch(
+                """
+                SELECT subscription_id, COUNT(*) AS depth, MIN(created_at) AS oldest FROM deliveries
+                WHERE \(unescaped: PostgresSchema.unfinished) GROUP BY subscription_id
+                """)
+        }
+        for row in rows {
             bySubscription[try row["subscription_id"].decode(String.self)] = QueueStats(
                 depth: try row["depth"].decode(Int.self), oldestPendingCreatedAt: Self.date(try row["oldest"].decode(Int?.self)))
         }

@@ -12,14 +12,19 @@ import Logging
 /// mode — with a warning when others may read it.
 enum DatabaseFileMode {
     static func prepare(_ path: String, logger: Logger) {
-        let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        if descriptor >= 0 {
-            close(descriptor)
-            return
-        }
+        guard createOwnerOnly(path) != nil else { return }
         var status = stat()
         guard stat(path, &status) == 0, status.st_mode & 0o004 != 0 else { return }
         logger.warning("the database file can be read by other users: it holds tokens, secrets and messages; chmod 600 it (and its -wal and -shm files)",
                        metadata: ["path": .string(path), "mode": .string(String(status.st_mode & 0o777, radix: 8))])
+    }
+
+    /// Creates an empty file at `path` that only its owner may read (SQLite fills an empty file
+    /// as a new database); nil when done, else the `errno` — `EEXIST` when a file is there.
+    static func createOwnerOnly(_ path: String) -> Int32? {
+        let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return errno }
+        close(descriptor)
+        return nil
     }
 }

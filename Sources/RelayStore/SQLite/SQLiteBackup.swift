@@ -35,14 +35,11 @@ public enum SQLiteBackup {
         guard FileManager.default.fileExists(atPath: source) else {
             throw Failure(description: "\(source) does not exist: name the relay's database (storage.url, or --database)")
         }
-        // Created empty first (SQLite fills an empty file), so that the copy is never readable by
-        // others and never replaces a file: O_EXCL fails on one that exists.
-        let descriptor = open(destination, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            let reason = errno == EEXIST ? "it exists (a backup never replaces a file)" : String(cString: strerror(errno))
+        // Created empty first, so that the copy is never readable by others and never replaces a file.
+        if let error = DatabaseFileMode.createOwnerOnly(destination) {
+            let reason = error == EEXIST ? "it exists (a backup never replaces a file)" : String(cString: strerror(error))
             throw Failure(description: "--to: cannot create \(destination): \(reason); name a new file")
         }
-        close(descriptor)
         do {
             let database = try SQLiteHandle(path: source)
             defer { database.close() }

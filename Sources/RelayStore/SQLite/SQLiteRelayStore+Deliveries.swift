@@ -379,9 +379,14 @@ extension SQLiteRelayStore {
         SELECT * FROM events NOT INDEXED WHERE seq > ?1 AND received_at >= ?2 AND received_at < ?3 ORDER BY seq LIMIT \(replayPage)
         """
 
-    public func queueStats() async throws -> QueueStats {
+    public func queueStats(subscriptionId: String?) async throws -> QueueStats {
         var bySubscription: [String: QueueStats] = [:]
-        for row in try await reader.query(Self.queueStatsSQL) {
+        let rows = if let subscriptionId {
+            try await reader.query(Self.subscriptionQueueStatsSQL, [.text(subscriptionId)])
+        } else {
+            try await reader.query(Self.queueStatsSQL)
+        }
+        for row in rows {
             bySubscription[row.column("subscription_id")?.string ?? ""] = QueueStats(
                 depth: row.column("depth")?.integer ?? 0, oldestPendingCreatedAt: Self.optionalDate(row.column("oldest")))
         }
@@ -401,6 +406,11 @@ extension SQLiteRelayStore {
     static let queueStatsSQL = """
         SELECT subscription_id, COUNT(*) AS depth, MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
         FROM deliveries WHERE \(SQLiteSchema.unfinished) GROUP BY subscription_id
+        """
+
+    static let subscriptionQueueStatsSQL = """
+        SELECT subscription_id, COUNT(*) AS depth, MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest
+        FROM deliveries WHERE subscription_id = ? AND \(SQLiteSchema.unfinished) GROUP BY subscription_id
         """
 
     static func delivery(from row: StoreRow) -> DeliveryRecord {
