@@ -138,6 +138,29 @@ import WeChatCrypto
         #expect(!exposition.contains(#"subscription="a""#), "\(exposition)")
     }
 
+    /// A deleted subscription's delivery counters, latencies and breaker gauge go with it, also
+    /// for one created, used and deleted between two scrapes; a counter made again starts afresh.
+    @Test func aGoneSubscriptionLosesEverySeriesOfItsOwn() {
+        let metrics = RelayMetrics()
+        metrics.subscriptionQueues([:], known: ["a", "b"], now: Date())
+        for id in ["a", "b", "between-scrapes"] {
+            metrics.delivery(subscription: id, outcome: .succeeded, duration: .milliseconds(3))
+            metrics.delivery(subscription: id, outcome: .failed, duration: .milliseconds(3))
+            metrics.circuit(subscription: id, open: true)
+        }
+        metrics.subscriptionQueues([:], known: ["b"], now: Date())
+        let exposition = metrics.exposition()
+        #expect(!exposition.contains(#"subscription="a""#), "\(exposition)")
+        #expect(!exposition.contains(#"subscription="between-scrapes""#), "\(exposition)")
+        #expect(exposition.contains(#"relay_deliveries_total{subscription="b",outcome="failed"} 1"#), "\(exposition)")
+        #expect(exposition.contains(#"relay_subscription_circuit_open{subscription="b"} 1"#))
+
+        metrics.delivery(subscription: "a", outcome: .succeeded, duration: .milliseconds(3))
+        #expect(metrics.exposition().contains(#"relay_deliveries_total{subscription="a",outcome="succeeded"} 1"#))
+        metrics.subscriptionQueues([:], known: ["b"], now: Date())
+        #expect(!metrics.exposition().contains(#"subscription="a""#))
+    }
+
     /// Fields of proc(5)'s stat line after the command name, which may hold spaces and parentheses.
     @Test func processFiguresAreReadFromProc() {
         let stat = "4242 (relay (a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100000 300000000 5000 18446744073709551615"

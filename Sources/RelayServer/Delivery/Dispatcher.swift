@@ -327,20 +327,20 @@ final class Dispatcher: Service {
                                        secrets: subscription.signingSecrets(at: now), at: now)
         let attemptsMade = delivery.attemptsMade + 1
         let verdict: DeliveryVerdict
-        let outcome: String
+        let outcome: DeliveryOutcome
         var retryAfter: Duration?
         switch result.statusCode {
         case .some(200..<300):
-            (verdict, outcome) = (.succeeded, "succeeded")
+            (verdict, outcome) = (.succeeded, .succeeded)
         case .some(410):
-            (verdict, outcome) = (.cancelled, "gone")
+            (verdict, outcome) = (.cancelled, .gone)
         default:
             retryAfter = [429, 503].contains(result.statusCode ?? 0)
                 ? result.retryAfter.flatMap { RetryPolicy.parseRetryAfter($0, now: now) } : nil
             if let delay = policy.delay(afterAttempts: attemptsMade, retryAfter: retryAfter) {
-                (verdict, outcome) = (.retry(at: clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000)), "failed")
+                (verdict, outcome) = (.retry(at: clock.now().addingTimeInterval(Double(delay.milliseconds) / 1000)), .failed)
             } else {
-                (verdict, outcome) = (.dead, "dead")
+                (verdict, outcome) = (.dead, .dead)
             }
         }
         answered(verdict, retryAfter)
@@ -354,9 +354,9 @@ final class Dispatcher: Service {
         }
         metrics.delivery(subscription: subscription.id, outcome: outcome, duration: result.duration)
         if result.statusCode == 410 { await disable(subscription) }
-        logger.log(level: outcome == "succeeded" ? .debug : .notice, "delivery attempt", metadata: [
+        logger.log(level: outcome == .succeeded ? .debug : .notice, "delivery attempt", metadata: [
             "delivery_id": .string(delivery.id), "subscription": .string(subscription.id), "event_id": .string(delivery.event.id),
-            "outcome": .string(outcome), "status": .string(result.statusCode.map(String.init) ?? "-"),
+            "outcome": .string(outcome.rawValue), "status": .string(result.statusCode.map(String.init) ?? "-"),
             "error": .string(result.error ?? "-"), "attempt": "\(attemptsMade)",
         ])
         onFinished(DeliveryReport(deliveryId: delivery.id, subscriptionId: subscription.id, eventId: delivery.event.id,

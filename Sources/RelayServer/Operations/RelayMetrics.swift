@@ -13,9 +13,11 @@ public struct RelayMetrics: Sendable {
     /// The hot metrics (one push, one delivery) keep their handles: making a swift-metrics
     /// handle allocates it and looks it up in the registry under its lock, every time.
     private let counters = HandleCache<CoreMetrics.Counter>()
+    /// Per subscription, apart from the pushes' handles: a subscription's are removed when it goes.
+    private let deliveryCounters = HandleCache<CoreMetrics.Counter>()
     private let timers = HandleCache<CoreMetrics.Timer>()
-    /// Subscriptions whose backlog was last exported: the series of one that goes are removed.
-    private let backlogs = ExportedBacklogs()
+    /// Subscriptions with series of their own: when one goes, all of them are removed.
+    private let subscriptionSeries = SubscriptionSeries()
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -42,12 +44,14 @@ public struct RelayMetrics: Sendable {
     }
 
     /// `relay_deliveries_total{subscription,outcome}` and `relay_delivery_seconds{subscription}`.
-    public func delivery(subscription: String, outcome: String, duration: Duration) {
-        counters.handle(subscription + "\u{1F}" + outcome) {
-            Counter(label: "relay_deliveries_total", dimensions: [("subscription", subscription), ("outcome", outcome)], factory: factory)
+    public func delivery(subscription: String, outcome: DeliveryOutcome, duration: Duration) {
+        deliveryCounters.handle(subscription + "\u{1F}" + outcome.rawValue) {
+            subscriptionSeries.insert(subscription)
+            return Counter(label: "relay_deliveries_total", dimensions: [("subscription", subscription), ("outcome", outcome.rawValue)], factory: factory)
         }.increment()
         timers.handle(subscription) {
-            Timer(label: "relay_delivery_seconds", dimensions: [("subscription", subscription)], factory: factory)
+            subscriptionSeries.insert(subscription)
+            return Timer(label: "relay_delivery_seconds", dimensions: [("subscription", subscription)], factory: factory)
         }.recordNanoseconds(
             duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
@@ -55,6 +59,7 @@ public struct RelayMetrics: Sendable {
     /// `relay_subscription_circuit_open{subscription}`: 1 while the subscription's deliveries go
     /// one probe at a time because its subscriber keeps failing, else 0.
     public func circuit(subscription: String, open: Bool) {
+        subscriptionSeries.insert(subscription)
         Gauge(label: "relay_subscription_circuit_open", dimensions: [("subscription", subscription)], factory: factory).record(open ? 1 : 0)
     }
 
@@ -92,29 +97,39 @@ public struct RelayMetrics: Sendable {
 
     /// `relay_subscription_queue_depth{subscription}` and
     /// `relay_subscription_oldest_pending_seconds{subscription}`: which subscriber is behind, for
-    /// each subscription in `known` (0 when it has nothing waiting) and each with a backlog. A
-    /// subscription that went loses its series, so that subscriptions created and deleted
-    /// through the API do not leave the registry growing.
+    /// each subscription in `known` (0 when it has nothing waiting) and each with a backlog.
+    /// A subscription that went loses every series of its own (these, its deliveries' counters
+    /// and latencies, its breaker's gauge), so that subscriptions created and deleted through
+    /// the API do not leave the registry growing.
     func subscriptionQueues(_ stats: [String: QueueStats], known: [String], now: Date) {
         let current = Set(known).union(stats.keys)
-        let gone = backlogs.ids.withLock { previous in
-            defer { previous = current }
-            return previous.subtracting(current)
-        }
-        func gauges(_ id: String) -> (depth: CoreMetrics.Gauge, age: CoreMetrics.Gauge) {
-            (Gauge(label: "relay_subscription_queue_depth", dimensions: [("subscription", id)], factory: factory),
-             Gauge(label: "relay_subscription_oldest_pending_seconds", dimensions: [("subscription", id)], factory: factory))
-        }
-        for id in gone {
-            let (depth, age) = gauges(id)
-            depth.destroy()
-            age.destroy()
+        for id in subscriptionSeries.replace(with: current) {
+            removeSeries(ofSubscription: id)
         }
         for id in current {
-            let (depth, age) = gauges(id)
+            let (depth, age) = backlogGauges(id)
             depth.record(stats[id]?.depth ?? 0)
             age.record(stats[id]?.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) } ?? 0)
         }
+    }
+
+    private func backlogGauges(_ id: String) -> (depth: CoreMetrics.Gauge, age: CoreMetrics.Gauge) {
+        (Gauge(label: "relay_subscription_queue_depth", dimensions: [("subscription", id)], factory: factory),
+         Gauge(label: "relay_subscription_oldest_pending_seconds", dimensions: [("subscription", id)], factory: factory))
+    }
+
+    private func removeSeries(ofSubscription id: String) {
+        let (depth, age) = backlogGauges(id)
+        depth.destroy()
+        age.destroy()
+        Gauge(label: "relay_subscription_circuit_open", dimensions: [("subscription", id)], factory: factory).destroy()
+        for outcome in DeliveryOutcome.allCases {
+            deliveryCounters.remove(id + "\u{1F}" + outcome.rawValue)
+            Counter(label: "relay_deliveries_total", dimensions: [("subscription", id), ("outcome", outcome.rawValue)], factory: factory)
+                .destroy()
+        }
+        timers.remove(id)
+        Timer(label: "relay_delivery_seconds", dimensions: [("subscription", id)], factory: factory).destroy()
     }
 
     /// `relay_process_*`: this process's CPU seconds, resident memory, open files and their limit,
@@ -144,8 +159,33 @@ private final class HandleCache<Handle: AnyObject & Sendable>: Sendable {
         handles.withLock { if $0.count < 1024 { $0[key] = handle } }
         return handle
     }
+
+    func remove(_ key: String) {
+        _ = handles.withLock { $0.removeValue(forKey: key) }
+    }
 }
 
-private final class ExportedBacklogs: Sendable {
-    let ids = Mutex<Set<String>>([])
+/// How a delivery attempt ended, as `relay_deliveries_total` counts it.
+public enum DeliveryOutcome: String, CaseIterable, Sendable {
+    case succeeded, failed, dead
+    /// 410 Gone: the subscription is disabled.
+    case gone
+}
+
+/// The subscriptions that have series: those seen at the last scrape, and those given a
+/// delivery or breaker series since.
+private final class SubscriptionSeries: Sendable {
+    private let ids = Mutex<Set<String>>([])
+
+    func insert(_ id: String) {
+        _ = ids.withLock { $0.insert(id) }
+    }
+
+    /// Makes `current` the set and returns the ids that had series and are not in it.
+    func replace(with current: Set<String>) -> Set<String> {
+        ids.withLock { ids in
+            defer { ids = current }
+            return ids.subtracting(current)
+        }
+    }
 }
