@@ -111,6 +111,33 @@ extension StoreContractTests {
         }
     }
 
+    /// Turning `ordered` off releases the subscription's backlog from its order at once: its
+    /// deliveries lose their order keys, and the never-tried ones parked behind their user's
+    /// unfinished delivery are due now rather than at their bound. Before, a bot's backlog went
+    /// on one event per user at a time after the switch meant to drain it.
+    @Test(arguments: StoreBackend.available)
+    func turningOrderedOffReleasesTheBacklogFromItsOrder(_ backend: StoreBackend) async throws {
+        try await Self.withStore(backend) { store in
+            var bot = Self.subscription("bot", ordered: true)
+            try await store.insertSubscription(bot)
+            let alice = try await Self.commit((1...DeliveryParking.threshold + 2).map { "a\($0)" }, to: ["bot"], in: store, from: "alice")
+            let head = try await store.claimDeliveries(subscriptionId: "bot", limit: 5, now: Self.now, leaseUntil: Self.now + 30, owner: "a")
+            #expect(head.map(\.event.id) == [alice[0].id])
+            let parked = try await store.deliveries(eventId: alice[1].id).first?.nextAttemptAt
+            #expect(parked.map { $0 > Self.now } == true, "parked behind the head")
+
+            bot.url = "https://example.com/moved"  // a change that keeps the order changes nothing
+            try await store.updateSubscription(bot, now: Self.now + 1)
+            #expect(try await store.deliveries(eventId: alice[1].id).first?.nextAttemptAt == parked)
+            bot.ordered = false
+            try await store.updateSubscription(bot, now: Self.now + 1)
+            #expect(try await store.deliveries(eventId: alice[1].id).first?.nextAttemptAt == Self.now + 1)
+            let rest = try await store.claimDeliveries(subscriptionId: "bot", limit: 100, now: Self.now + 1, leaseUntil: Self.now + 31,
+                                                       owner: "a")
+            #expect(rest.map(\.event.id) == alice.dropFirst().map(\.id))
+        }
+    }
+
     /// A chat bot's subscription claims on every push; counting its waiting deliveries walks
     /// them again, so a store counts at most ten times a second per subscription.
     @Test func waitingDeliveriesAreCountedAtMostTenTimesASecondPerSubscription() {

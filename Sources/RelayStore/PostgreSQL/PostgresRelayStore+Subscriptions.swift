@@ -126,6 +126,23 @@ extension PostgresRelayStore {
             WHERE id = \(s.id)
             """, logger: logger)
         if s.status == .disabled { try await cancelUnfinished(subscriptionId: s.id, now: now, on: connection) }
+        if !s.ordered { try await releaseOrder(subscriptionId: s.id, now: now, on: connection) }
+    }
+
+    /// An unordered subscription's backlog keeps no order: when `ordered` is turned off, its
+    /// unfinished deliveries lose their order keys, and the never-tried ones parked behind their
+    /// user's earlier delivery are due at once. A failed one keeps its next attempt, which
+    /// parking never put later than that earlier delivery's. For a subscription that was not
+    /// ordered this is one probe of the order index.
+    private func releaseOrder(subscriptionId: String, now: Date, on connection: PostgresConnection) async throws {
+        let millis = Self.millis(now)
+        try await connection.run(
+            """
+            UPDATE deliveries SET order_key = NULL,
+                next_attempt_at = CASE WHEN status = 'pending' AND attempts = 0 AND next_attempt_at > \(millis) THEN \(millis)
+                                       ELSE next_attempt_at END
+            WHERE subscription_id = \(subscriptionId) AND order_key IS NOT NULL AND \(unescaped: PostgresSchema.unfinished)
+            """, logger: logger)
     }
 
     private func delete(id: String, now: Date, on connection: PostgresConnection) async throws -> Bool {

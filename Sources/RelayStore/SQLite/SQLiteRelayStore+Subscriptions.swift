@@ -48,7 +48,34 @@ extension SQLiteRelayStore {
                 """, binds)
         }
         if subscription.status == .disabled { _ = try await cancelUnfinishedDeliveries(subscriptionId: subscription.id, now: now) }
+        if !subscription.ordered { try await releaseOrder(subscriptionId: subscription.id, now: now) }
     }
+
+    /// An unordered subscription's backlog keeps no order: when `ordered` is turned off, its
+    /// unfinished deliveries lose their order keys, `orderReleaseBatch` per transaction (as
+    /// cancelling does), and the never-tried ones parked behind their user's earlier delivery
+    /// are due at once. A failed one keeps its next attempt, which parking never put later than
+    /// that earlier delivery's. For a subscription that was not ordered this is one probe of the
+    /// order index.
+    func releaseOrder(subscriptionId: String, now: Date) async throws {
+        while true {
+            let batch = try await write { db in
+                try db.query(Self.orderReleaseSQL, [.integer(Self.millis(now)), .text(subscriptionId)]).count
+            }
+            if batch < Self.orderReleaseBatch { return }
+            await Task.yield()
+        }
+    }
+
+    static let orderReleaseBatch = 500
+
+    static let orderReleaseSQL = """
+        UPDATE deliveries SET order_key = NULL,
+            next_attempt_at = CASE WHEN status = 'pending' AND attempts = 0 AND next_attempt_at > ?1 THEN ?1 ELSE next_attempt_at END
+        WHERE rowid IN (SELECT rowid FROM deliveries INDEXED BY deliveries_order
+                        WHERE subscription_id = ?2 AND order_key IS NOT NULL AND \(SQLiteSchema.unfinished) LIMIT \(orderReleaseBatch))
+        RETURNING id
+        """
 
     /// Disabled first, then its deliveries cancelled, then deleted: if the relay stops midway,
     /// the subscription is left disabled (it gets nothing) and deleting it again finishes.
