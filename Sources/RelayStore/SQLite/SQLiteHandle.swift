@@ -158,6 +158,9 @@ final class SQLiteHandle {
 
 /// SQLite copies bound values before the call returns.
 private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+/// What an empty string or blob is bound from (a NULL pointer would bind NULL). `nonisolated(unsafe)`
+/// because pointers are not `Sendable`: this one is written once, before its first use, and
+/// only ever read afterwards, by SQLite, on any thread.
 private nonisolated(unsafe) let emptyText: UnsafePointer<CChar> = {
     let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
     pointer.initialize(to: 0)
