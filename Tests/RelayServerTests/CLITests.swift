@@ -55,6 +55,40 @@ import Testing
         #expect(!good.output.contains(TestCredentials.aesKey) && !good.output.contains(TestCredentials.secret))
     }
 
+    /// `check --connect` tries what the file names from this machine without changing or sending
+    /// anything: the store, WeChat's API and each configured subscriber; a failure names its key.
+    @Test func checkConnectTriesTheStoreWeChatAndEachSubscriber() async throws {
+        try await TestReceiver.run { receiver, port in
+            let directory = makeTemporaryDirectory()
+            func write(_ subscriptions: String) throws {
+                try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite", apiBase: "http://127.0.0.1:\(port)", extra: """
+                    delivery:
+                      allow_private_networks: true
+                    subscriptions:
+                    \(subscriptions)
+                    """).write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+            }
+            try write("  - id: up\n    url: http://127.0.0.1:\(port)/hook\n  - id: down\n    url: http://127.0.0.1:1/hook")
+            let failing = try run(["check", "--connect"], directory: directory)
+            #expect(failing.status == 1, "\(failing.output)")
+            for line in ["ok     storage.url: relay.sqlite does not exist yet: relay serve creates it",
+                         "ok     wechat.api_base: http://127.0.0.1:\(port) answers (HTTP ",
+                         "ok     subscriptions[0] (up): http://127.0.0.1:\(port)/hook answers (HTTP ",
+                         "FAILED subscriptions[1] (down): http://127.0.0.1:1/hook: Connection refused (errno 111)",
+                         "1 of 4 checks failed: subscriptions[1] (down)"] {
+                #expect(failing.output.contains(line), "\(line) in \(failing.output)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"), "nothing created")
+            #expect(receiver.requests.allSatisfy { $0.body.isEmpty }, "no event sent")
+
+            try write("  - id: up\n    url: http://127.0.0.1:\(port)/hook")
+            let passing = try run(["check", "--connect"], directory: directory)
+            #expect(passing.status == 0 && passing.output.contains("every check passed"), "\(passing.output)")
+            let plain = try run(["check"], directory: directory)
+            #expect(plain.status == 0 && !plain.output.contains("every check"), "without --connect nothing is tried")
+        }
+    }
+
     @Test func serveStopsWithTheReasonWhenPostgreSQLCannotBeReached() throws {
         let directory = makeTemporaryDirectory()
         let url = "postgres://relay:pa55word@127.0.0.1:1/relay"  // nothing listens on port 1

@@ -36,8 +36,10 @@ final class SQLiteHandle {
     /// Multi-row statements differ by their row count, so the cache is bounded.
     static let cacheLimit = 256
 
-    init(path: String) throws {
-        let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+    /// `readOnly` opens an existing file without the right to change it (inspection).
+    init(path: String, readOnly: Bool = false) throws {
+        let access = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE
+        let flags = access | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         let code = sqlite_nio_sqlite3_open_v2(path, &db, flags, nil)
         guard code == SQLITE_OK else {
             let message = db.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "out of memory"

@@ -1,0 +1,75 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import RelayStore
+
+/// `relay check --connect`: whether this machine can run the configuration, not only whether it
+/// parses — the store opens (without changing it), WeChat's API answers, and each subscriber in
+/// `relay.yml` passes the egress rules and accepts a connection. Nothing is stored or delivered.
+public enum Preflight {
+    /// One thing looked at: the key of `relay.yml` it comes from, and what was found.
+    public struct Finding: Sendable, CustomStringConvertible {
+        public let key: String
+        public let ok: Bool
+        public let detail: String
+
+        public var description: String { "\(ok ? "ok    " : "FAILED") \(key): \(detail)" }
+    }
+
+    /// Each check waits this long at most.
+    public static let timeout: Duration = .seconds(5)
+
+    public static func run(_ config: RelayConfig, logger: Logger) async -> [Finding] {
+        var findings = [await store(config.storage, logger: logger)]
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .init(timeout), read: .init(timeout)))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        findings.append(await reach("wechat.api_base", config.wechat.apiBase, method: .GET, client: client))
+        let egress = EgressGuard(allowPrivateNetworks: config.delivery.allowPrivateNetworks)
+        for (index, subscription) in config.subscriptions.enumerated() {
+            let key = "subscriptions[\(index)] (\(subscription.id))"
+            do {
+                let destination = try await egress.destination(subscription.url, by: .now + timeout)
+                // HEAD: a subscriber gets no event, only a request it may refuse (405 is an answer too).
+                findings.append(await reach(key, destination.url, hostHeader: destination.hostHeader, method: .HEAD, client: client))
+            } catch {
+                findings.append(Finding(key: key, ok: false, detail: "\(subscription.url): \(error)"))
+            }
+        }
+        try? await client.shutdown()
+        return findings
+    }
+
+    static func store(_ storage: RelayConfig.Storage, logger: Logger) async -> Finding {
+        do {
+            switch storage.url {
+            case .sqlite(let path):
+                return Finding(key: "storage.url", ok: true, detail: try StoreInspection.sqlite(path: path))
+            case .postgres(let url):
+                let parsed = try PostgresURL(url)
+                return Finding(key: "storage.url", ok: true, detail: try await StoreInspection.postgres(parsed, timeout: timeout, logger: logger))
+            }
+        } catch {
+            return Finding(key: "storage.url", ok: false, detail: "\(error)")
+        }
+    }
+
+    /// Any HTTP answer means the other end is reachable; only a failure to get one fails.
+    static func reach(_ key: String, _ url: String, hostHeader: String? = nil, method: HTTPMethod, client: HTTPClient) async -> Finding {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let hostHeader { request.headers.replaceOrAdd(name: "Host", value: hostHeader) }
+        let started = ContinuousClock.now
+        do {
+            let response = try await client.execute(request, timeout: .init(timeout))
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let elapsed = (ContinuousClock.now - started).components
+            let millis = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
+            return Finding(key: key, ok: true, detail: "\(url) answers (HTTP \(response.status.code) in \(millis) ms)")
+        } catch {
+            return Finding(key: key, ok: false, detail: "\(url): \(OutboundError.describe(error))")
+        }
+    }
+}
