@@ -30,6 +30,7 @@ import Testing
         #expect(config.admin.token == nil)
         #expect(config.delivery.retrySchedule.count == 10)
         #expect(config.onboarding.linksPerMinute == 20 && config.onboarding.returnTo.isEmpty)
+        #expect(config.onboarding.linksPerClientPerMinute == 5 && config.server.trustedProxies.isEmpty)
     }
 
     @Test func defaultsAndDurations() throws {
@@ -76,8 +77,21 @@ import Testing
         #expect(error(minimal + "\ndelivery:\n  circuit_breaker: {failure: 3}") == "delivery.circuit_breaker.failure: unknown key")
     }
 
+    @Test func trustedProxiesAreAddressesOrRanges() throws {
+        #expect(try RelayConfig.parse(yaml: minimal, environment: [:]).server.trustedProxies.isEmpty)
+        let proxies = try RelayConfig.parse(yaml: minimal + "\nserver: {trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7]}", environment: [:])
+            .server.trustedProxies
+        #expect(proxies.map(\.description) == ["10.0.0.0/8", "::1", "192.0.2.7"])
+        #expect(error(minimal + "\nserver: {trusted_proxies: [10.0.0.0/33]}")
+            == "server.trusted_proxies[0]: expected an address or a CIDR range such as 10.0.0.0/8, not 10.0.0.0/33")
+        #expect(error(minimal + "\nserver: {trusted_proxies: [10.0.0.1, lb.internal]}").hasPrefix("server.trusted_proxies[1]: expected an address"))
+    }
+
     @Test func onboardingLinksPerMinute() throws {
         #expect(try RelayConfig.parse(yaml: minimal, environment: [:]).onboarding.linksPerMinute == 20)
+        #expect(try RelayConfig.parse(yaml: minimal, environment: [:]).onboarding.linksPerClientPerMinute == 5)
+        #expect(try RelayConfig.parse(yaml: minimal + "\nonboarding: {links_per_client_per_minute: 0}", environment: [:])
+            .onboarding.linksPerClientPerMinute == 0)
         #expect(try RelayConfig.parse(yaml: minimal + "\nonboarding: {links_per_minute: 0}", environment: [:]).onboarding.linksPerMinute == 0)
         #expect(error(minimal + "\nonboarding: {links_per_minute: many}")
             == "onboarding.links_per_minute: expected a whole number from 0 to 100000, got \"many\"")
@@ -94,7 +108,7 @@ import Testing
                                             environment: [:]).summary
         #expect(summary.contains("retention: 30d"), "\(summary)")
         #expect(summary.contains("delivery: timeout 10s, 10 retries (5s, 30s, 2m, 10m, 30m, 1h, 3h, 6h, 12h, 1d)"), "\(summary)")
-        #expect(summary.contains("onboarding: at most 5 authorization links a minute per node, return_to allowed under https://p.example.com/done"))
+        #expect(summary.contains("onboarding: at most 5 authorization links a minute per node, 5 per client, return_to allowed under https://p.example.com/done"))
     }
 
     @Test func unknownKeysAreNamedByPath() {

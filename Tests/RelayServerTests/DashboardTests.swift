@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import HTTPTypes
 import Logging
 import RelayCore
 @testable import RelayServer
@@ -84,21 +85,42 @@ import Testing
             let logs = CapturedLogs()
             try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
                 .test(.router) { client async throws in
-                for _ in 0..<DashboardRoutes.signInBurst {
+                // All from one client (the router's tests have no peer address): its share, half the node's.
+                for _ in 0..<DashboardRoutes.signInBurst / 2 {
                     #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess").status == .unauthorized)
                 }
                 // The budget is spent: even the right token is not checked now. (The test clock
                 // runs with real time, so part of an attempt may have come back meanwhile.)
                 let paused = try await Self.post(client, "/dashboard/sign-in", form: "token=\(AdminAPITests.token)")
                 #expect(paused.status == .tooManyRequests && paused.headers[.setCookie] == nil)
-                #expect((1...6).contains(Int(paused.headers[.retryAfter] ?? "") ?? 0), "\(paused.headers)")
+                #expect((1...12).contains(Int(paused.headers[.retryAfter] ?? "") ?? 0), "\(paused.headers)")
                 #expect(String(buffer: paused.body).contains("sign-in is paused"))
                 // Refused unchecked at the guesser's rate: one line a second.
                 for _ in 0..<5 { _ = try await Self.post(client, "/dashboard/sign-in", form: "token=guess") }
                 #expect(logs.lines.filter { $0.contains("refused unchecked") }.count == 1, "\(logs.lines)")
                 #expect(try await Self.page(client, headers: [.authorization: "Bearer \(AdminAPITests.token)"]).status == .ok)
-                relay.clock.advance(by: DashboardRoutes.signInInterval)
+                relay.clock.advance(by: DashboardRoutes.signInInterval * 2)
                 _ = try await Self.signIn(client)
+            }
+        }
+    }
+
+    /// One guesser pauses its own sign-in, not everybody's: behind a proxy listed in
+    /// `server.trusted_proxies` each client is the address the proxy forwarded. From anyone else
+    /// that header is not believed, so a guesser cannot pass for many clients.
+    @Test func aGuesserPausesItsOwnSignInOnlyBehindATrustedProxy() async throws {
+        for trusted in [true, false] {
+            try await TestRelay.with(extraYAML: AdminAPITests.yaml(subscriptions: ""), trustedProxies: trusted ? ["127.0.0.1", "::1"] : []) { relay in
+                try await relay.application().test(.live) { client async throws in
+                    let guesser: HTTPFields = [HTTPField.Name("X-Forwarded-For")!: "198.51.100.1"]
+                    for _ in 0..<DashboardRoutes.signInBurst / 2 {
+                        #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess", headers: guesser).status == .unauthorized)
+                    }
+                    #expect(try await Self.post(client, "/dashboard/sign-in", form: "token=guess", headers: guesser).status == .tooManyRequests)
+                    let other: HTTPFields = [HTTPField.Name("X-Forwarded-For")!: "203.0.113.5"]
+                    let operator_ = try await Self.post(client, "/dashboard/sign-in", form: "token=\(AdminAPITests.token)", headers: other)
+                    #expect(operator_.status == (trusted ? .seeOther : .tooManyRequests), "trusted proxy: \(trusted)")
+                }
             }
         }
     }

@@ -39,7 +39,8 @@ public enum TestCredentials {
     /// A complete `relay.yml` for tests; `extra` is appended at the top level.
     /// `apiBase` defaults to a closed loopback port: tests never reach the real WeChat.
     public static func yaml(storageURL: String, port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
-                            idleTimeout: String = "60s", bodyTimeout: String = "30s", extra: String = "") -> String {
+                            idleTimeout: String = "60s", bodyTimeout: String = "30s", trustedProxies: [String] = [],
+                            extra: String = "") -> String {
         """
         server:
           host: 127.0.0.1
@@ -47,6 +48,7 @@ public enum TestCredentials {
           max_body_bytes: 65536
           idle_timeout: \(idleTimeout)
           body_timeout: \(bodyTimeout)
+          trusted_proxies: [\(trustedProxies.map { "\"\($0)\"" }.joined(separator: ", "))]
         storage:
           url: \(storageURL)
           encryption_key: \(encryptionKey ?? "")
@@ -94,10 +96,11 @@ public struct TestRelay: Sendable {
     public static func with<T: Sendable>(directory: String = makeTemporaryDirectory(), now: Date = Date(), extraYAML: String = "",
                                          port: Int = 0, encryptionKey: String? = nil, apiBase: String = "http://127.0.0.1:9",
                                          storageURL: String? = nil, idleTimeout: String = "60s", bodyTimeout: String = "30s",
-                                         _ body: (TestRelay) async throws -> T) async throws -> T {
+                                         trustedProxies: [String] = [], _ body: (TestRelay) async throws -> T) async throws -> T {
         let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storageURL: storageURL ?? "sqlite:" + directory + "/relay.sqlite",
                                                                       port: port, encryptionKey: encryptionKey, apiBase: apiBase,
-                                                                      idleTimeout: idleTimeout, bodyTimeout: bodyTimeout, extra: extraYAML),
+                                                                      idleTimeout: idleTimeout, bodyTimeout: bodyTimeout,
+                                                                      trustedProxies: trustedProxies, extra: extraYAML),
                                            environment: [:])
         return try await StoreFactory.withStore(config.storage, logger: Logger(label: "test")) { store in
             try await body(TestRelay(config: config, store: store, clock: TestClock(now), metrics: RelayMetrics(), directory: directory))

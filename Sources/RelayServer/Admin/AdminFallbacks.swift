@@ -7,13 +7,13 @@ import Hummingbird
 struct AdminFallbacks: RouterMiddleware {
     /// The admin routes' path templates (`{capture}` one segment, `**` the rest) and methods.
     let routes: [(template: [Substring], methods: Set<HTTPRequest.Method>)]
-    let auth: AdminAuthMiddleware<BasicRequestContext>
+    let auth: AdminAuthMiddleware<RelayRequestContext>
 
     /// Adds the fallbacks to `router`. Call it after every other route: it reads the routes
     /// registered so far, and a router's middleware wraps only the routes added after it — here
     /// none but the not-found answer, so matched requests (WeChat's pushes above all) do not
     /// pass through it.
-    static func register(on router: Router<BasicRequestContext>, adminToken: String?) {
+    static func register(on router: Router<RelayRequestContext>, adminToken: String?) {
         var methodsByPath: [String: Set<HTTPRequest.Method>] = [:]
         for route in router.routes where route.path.description.hasPrefix("/v1/") {
             methodsByPath[route.path.description, default: []].insert(route.method)
@@ -26,8 +26,8 @@ struct AdminFallbacks: RouterMiddleware {
             auth: AdminAuthMiddleware(token: adminToken)))
     }
 
-    func handle(_ request: Request, context: BasicRequestContext,
-                next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: RelayRequestContext,
+                next: (Request, RelayRequestContext) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound && (request.uri.path == "/v1" || request.uri.path.hasPrefix("/v1/")) {

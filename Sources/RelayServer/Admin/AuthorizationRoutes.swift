@@ -12,7 +12,7 @@ struct AuthorizationRoutes: Sendable {
 
     var tokens: TokenService { authorization.tokens }
 
-    func register(on group: RouterGroup<BasicRequestContext>) {
+    func register(on group: RouterGroup<RelayRequestContext>) {
         group.post("auth-links") { request, _ in
             let body = try await JSONBody.read(request, allowed: ["kind", "component_appid", "auth_type", "biz_appid", "redirect_uri"])
             let kind = try body.string("kind") ?? "pc"

@@ -9,7 +9,7 @@ struct EventRoutes: Sendable {
     let dispatcher: Dispatcher
     let clock: any RelayClock
 
-    func register(on group: RouterGroup<BasicRequestContext>) {
+    func register(on group: RouterGroup<RelayRequestContext>) {
         group.get("events") { request, _ in
             let query = request.uri.queryParameters
             let limit = try Self.limit(query["limit"].map(String.init))

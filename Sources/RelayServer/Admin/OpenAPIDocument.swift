@@ -6,7 +6,7 @@ import NIOCore
 public enum OpenAPIDocument {
     public static var yaml: String { String(decoding: PackageResources.openapi_yaml, as: UTF8.self) }
 
-    static func register(on group: RouterGroup<BasicRequestContext>) {
+    static func register(on group: RouterGroup<RelayRequestContext>) {
         group.get("openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml)))

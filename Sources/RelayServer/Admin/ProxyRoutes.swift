@@ -13,13 +13,13 @@ struct ProxyRoutes: Sendable {
     let api: WeChatAPIClient
     static let maxBodyBytes = 16 << 20
 
-    func register(on group: RouterGroup<BasicRequestContext>) {
+    func register(on group: RouterGroup<RelayRequestContext>) {
         for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
             group.on("wechat/{appid}/**", method: method) { request, context in try await proxy(request, context) }
         }
     }
 
-    private func proxy(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func proxy(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let appid = context.parameters.get("appid") ?? ""
         let path = "/" + context.parameters.getCatchAll().joined(separator: "/")
         let query = (request.uri.query ?? "").split(separator: "&").filter { !$0.hasPrefix("access_token=") }.map(String.init)

@@ -19,7 +19,7 @@ struct SubscriptionRoutes: Sendable {
         backlogs[id] ?? QueueStats(depth: 0, oldestPendingCreatedAt: nil)
     }
 
-    func register(on group: RouterGroup<BasicRequestContext>) {
+    func register(on group: RouterGroup<RelayRequestContext>) {
         group.get("subscriptions") { _, _ in
             let all = try await store.subscriptions()
             let backlogs = try await store.queueStats().bySubscription
@@ -50,7 +50,7 @@ struct SubscriptionRoutes: Sendable {
         group.post("subscriptions/{id}/replay") { request, context in try await replay(request, context) }
     }
 
-    private func existing(_ context: BasicRequestContext) async throws -> Subscription {
+    private func existing(_ context: RelayRequestContext) async throws -> Subscription {
         let id = context.parameters.get("id") ?? ""
         guard let subscription = try await store.subscription(id: id) else { throw AdminError.notFound("subscription \(id)") }
         return subscription
@@ -104,7 +104,7 @@ struct SubscriptionRoutes: Sendable {
         return AdminJSON.response(AdminJSON.subscription(subscription, secret: true), status: .created)
     }
 
-    private func update(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func update(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         var subscription = try await existing(context)
         try readOnlyCheck(subscription)
         let body = try await JSONBody.read(request, allowed: ["url", "appids", "events", "ordered", "reply", "status"])
@@ -129,7 +129,7 @@ struct SubscriptionRoutes: Sendable {
         return AdminJSON.response(AdminJSON.subscription(subscription))
     }
 
-    private func rotate(_ context: BasicRequestContext) async throws -> Response {
+    private func rotate(_ context: RelayRequestContext) async throws -> Response {
         var subscription = try await existing(context)
         let now = clock.now()
         subscription.previousSecret = subscription.secret
@@ -141,7 +141,7 @@ struct SubscriptionRoutes: Sendable {
     }
 
     /// Sends a `relay.ping` event to this subscription only.
-    private func ping(_ context: BasicRequestContext) async throws -> Response {
+    private func ping(_ context: RelayRequestContext) async throws -> Response {
         let subscription = try await existing(context)
         let now = clock.now()
         let id = EventID.make(at: now)
@@ -154,7 +154,7 @@ struct SubscriptionRoutes: Sendable {
         return AdminJSON.response(.object([("event_id", .string(id))]), status: .accepted)
     }
 
-    private func replay(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func replay(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let subscription = try await existing(context)
         let body = try await JSONBody.read(request, allowed: ["since", "until", "status"])
         guard let since = try body.date("since") else { throw AdminError.badRequest("since is required (ISO 8601)") }

@@ -62,13 +62,13 @@ public enum RelayApplication {
     /// The routes and the services, not yet assembled. The services own `httpClient` (its
     /// service shuts it down); whoever builds the parts without running them shuts it down.
     struct Parts {
-        let router: Router<BasicRequestContext>
+        let router: Router<RelayRequestContext>
         let services: [any Service]
         let httpClient: HTTPClient
     }
 
     static func parts(config: RelayConfig, dependencies: RelayDependencies) async throws -> Parts {
-        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+        let router = Router(context: RelayRequestContext.self, options: .autoGenerateHeadEndpoints)
         let store = dependencies.store
         let registry = SubscriptionRegistry(try await store.syncConfigSubscriptions(
             config.subscriptions.map { $0.subscription(createdAt: dependencies.clock.now()) }, now: dependencies.clock.now()))
@@ -115,14 +115,17 @@ public enum RelayApplication {
         AuthorizationRoutes(authorization: authorization, links: links, store: store, clock: dependencies.clock).register(on: admin)
         ProxyRoutes(tokens: tokens, api: api).register(on: admin)
         OpenAPIDocument.register(on: admin)
-        let perMinute = config.onboarding.linksPerMinute
+        let (perMinute, perClient) = (config.onboarding.linksPerMinute, config.onboarding.linksPerClientPerMinute)
+        let clients = ClientAddress(trustedProxies: config.server.trustedProxies)
         OnboardingRoutes(links: links, authorization: authorization, returnToAllowList: config.onboarding.returnTo, refusals: throttle,
-                         clicks: perMinute > 0 ? TokenBucket(burst: perMinute, interval: 60 / Double(perMinute)) : nil)
+                         clicks: Budget(node: perMinute > 0 ? TokenBucket(burst: perMinute, interval: 60 / Double(perMinute)) : nil,
+                                        perClient: perClient > 0 ? ClientBuckets(burst: perClient, interval: 60 / Double(perClient)) : nil),
+                         clients: clients)
             .register(on: checked)
         DashboardRoutes(store: store, dispatcher: dispatcher, clock: dependencies.clock, adminToken: config.admin.token,
                         components: config.wechat.components.map(\.appid),
                         secureCookie: config.server.publicURL.lowercased().hasPrefix("https://"),
-                        refusals: throttle).register(on: checked)
+                        clients: clients, refusals: throttle).register(on: checked)
         AdminFallbacks.register(on: router, adminToken: config.admin.token)  // last: it reads the routes above
 
         let retention = RetentionService(store: dependencies.store, retention: config.storage.retention,

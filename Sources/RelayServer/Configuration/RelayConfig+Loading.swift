@@ -52,6 +52,12 @@ extension RelayConfig {
         guard server.idleTimeout > .zero else { throw ConfigError(m.child("idle_timeout"), "must be more than 0 (such as 60s)") }
         server.bodyTimeout = try m.duration("body_timeout", default: server.bodyTimeout)
         guard server.bodyTimeout > .zero else { throw ConfigError(m.child("body_timeout"), "must be more than 0 (such as 30s)") }
+        for (index, text) in try m.strings("trusted_proxies", default: []).enumerated() {
+            guard let range = AddressRange(text) else {
+                throw ConfigError("\(m.child("trusted_proxies"))[\(index)]", "expected an address or a CIDR range such as 10.0.0.0/8, not \(text)")
+            }
+            server.trustedProxies.append(range)
+        }
         try m.finish()
         return server
     }
@@ -168,8 +174,9 @@ extension RelayConfig {
             }
         }
         let linksPerMinute = try m.int("links_per_minute", default: Onboarding().linksPerMinute, range: 0...100_000)
+        let perClient = try m.int("links_per_client_per_minute", default: Onboarding().linksPerClientPerMinute, range: 0...100_000)
         try m.finish()
-        return Onboarding(returnTo: prefixes, linksPerMinute: linksPerMinute)
+        return Onboarding(returnTo: prefixes, linksPerMinute: linksPerMinute, linksPerClientPerMinute: perClient)
     }
 
     private static func readSubscription(_ m: ConfigMapping) throws(ConfigError) -> Subscription {

@@ -21,7 +21,8 @@ extension RelayConfig {
         var lines = ["configuration is valid"]
         func text(_ duration: Duration) -> String { ConfigDuration.text(duration) }
         lines.append("server: \(server.host):\(server.port), public URL \(server.publicURL), bodies up to \(server.maxBodyBytes) bytes "
-            + "within \(text(server.bodyTimeout)), idle connections closed after \(text(server.idleTimeout))")
+            + "within \(text(server.bodyTimeout)), idle connections closed after \(text(server.idleTimeout))"
+            + (server.trustedProxies.isEmpty ? "" : ", X-Forwarded-For believed from \(server.trustedProxies.map(\.description).joined(separator: ", "))"))
         lines.append("admin API: \(admin.token == nil ? "off (no admin.token)" : "on (token set)")")
         switch storage.url {
         case .sqlite(let path): lines.append("storage: SQLite at \(path)")
@@ -47,6 +48,7 @@ extension RelayConfig {
             : "circuit breaker: after \(breaker.failures) failed attempts in a row, one probe at a time every \(text(breaker.probe)) to \(text(breaker.maxProbe))")
         lines.append("reply deadline: \(text(reply.deadline)), full-network release test \(reply.releaseTest ? "answered" : "off")")
         lines.append("onboarding: " + (onboarding.linksPerMinute == 0 ? "authorization links not limited" : "at most \(onboarding.linksPerMinute) authorization links a minute per node")
+            + (onboarding.linksPerClientPerMinute == 0 ? "" : ", \(onboarding.linksPerClientPerMinute) per client")
             + ", return_to " + (onboarding.returnTo.isEmpty ? "refused (no onboarding.return_to)" : "allowed under \(onboarding.returnTo.joined(separator: ", "))"))
         for subscription in subscriptions {
             var flags: [String] = []

@@ -18,6 +18,9 @@ public struct RelayConfig: Sendable {
         /// How long after its head a request's body may take to arrive whole before the
         /// connection is closed: a client trickling a body does not hold a handler for ever.
         public var bodyTimeout: Duration = .seconds(30)
+        /// Proxies (load balancers) whose `X-Forwarded-For` names the client, for the budgets
+        /// each client gets; nobody else's is believed.
+        public var trustedProxies: [AddressRange] = []
     }
 
     public struct Admin: Sendable {
@@ -72,6 +75,8 @@ public struct RelayConfig: Sendable {
         /// Clicks on `/onboarding/authorize` a node turns into pre-auth codes per minute (also the
         /// burst); 0 for no limit. Each click spends one of WeChat's codes, from a daily quota.
         public var linksPerMinute = 20
+        /// The same for one client (`ClientAddress`), so that one cannot spend the node's all; 0 for no such limit.
+        public var linksPerClientPerMinute = 5
     }
 
     public struct Subscription: Sendable {

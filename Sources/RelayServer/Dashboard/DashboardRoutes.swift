@@ -18,17 +18,21 @@ struct DashboardRoutes: Sendable {
     let components: [String]
     /// Whether the relay is reached over https (`server.public_url`): the cookie is then `Secure`.
     let secureCookie: Bool
-    /// Wrong tokens allowed: ten, then one every 6 s. Operators are never locked out of the API:
-    /// the bearer token still works.
-    let throttle = TokenBucket(burst: signInBurst, interval: signInInterval)
+    /// Wrong tokens allowed: ten, then one every 6 s, and of those five, then one every 12 s,
+    /// from one client (`ClientAddress`), so that one guesser alone cannot pause everybody's
+    /// sign-in. Operators are never locked out of the API: the bearer token still works.
+    let throttle = Budget(node: TokenBucket(burst: signInBurst, interval: signInInterval),
+                          perClient: ClientBuckets(burst: signInBurst / 2, interval: signInInterval * 2))
     static let signInBurst = 10
     static let signInInterval: TimeInterval = 6
+    /// Who signs in, for the client's share.
+    let clients: ClientAddress
     /// While sign-in is paused every attempt is refused unchecked, at the guesser's rate.
     let refusals: LogThrottle
 
     var session: DashboardSession? { adminToken.map { DashboardSession(adminToken: $0, secure: secureCookie) } }
 
-    func register(on router: some RouterMethods<BasicRequestContext>) {
+    func register(on router: some RouterMethods<RelayRequestContext>) {
         router.get("/dashboard") { request, context in
             try await guarded(request, context, post: false) {
                 HTML.response(.ok, DashboardPage.overview(try await snapshot(), notice: notice(request)))
@@ -38,17 +42,18 @@ struct DashboardRoutes: Sendable {
             guard let session, let adminToken else { return Self.off }
             guard isSameOrigin(request) else { return Self.crossOrigin }
             let now = clock.now()
-            guard throttle.allows(at: now) else {
+            let client = clients.of(request, context: context)
+            guard throttle.allows(client: client, at: now) else {
                 refusals.log("dashboard sign-in paused", .notice, "dashboard sign-in refused unchecked: too many wrong tokens",
                              to: context.logger)
                 var response = HTML.response(.tooManyRequests, DashboardPage.signIn(failed: false, throttled: true))
-                response.headers[.retryAfter] = String(throttle.secondsUntilAllowed(at: now))
+                response.headers[.retryAfter] = String(throttle.secondsUntilAllowed(client: client, at: now))
                 return response
             }
             guard let form = try await form(SignInForm.self, request) else { return Self.unreadableForm }
             let token = form.token ?? ""
             guard constantTimeEquals(Array(token.utf8), Array(adminToken.utf8)) else {
-                throttle.spend(at: now)
+                throttle.spend(client: client, at: now)
                 context.logger.notice("dashboard sign-in refused: wrong admin token")
                 return HTML.response(.unauthorized, DashboardPage.signIn(failed: true))
             }
@@ -88,7 +93,7 @@ struct DashboardRoutes: Sendable {
 
     /// Runs `page` for a signed-in operator; answers the sign-in form otherwise. A store that
     /// fails (read or write) gets a page saying so, not a bare 500.
-    private func guarded(_ request: Request, _ context: BasicRequestContext, post: Bool,
+    private func guarded(_ request: Request, _ context: RelayRequestContext, post: Bool,
                          _ page: () async throws -> Response) async throws -> Response {
         guard let session, let adminToken else { return Self.off }
         if post, !isSameOrigin(request) { return Self.crossOrigin }

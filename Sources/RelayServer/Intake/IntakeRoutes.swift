@@ -16,7 +16,7 @@ struct IntakeRoutes: Sendable {
     /// Refused and unstored pushes come at the sender's rate: one line a second for each reason.
     let throttle: LogThrottle
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<RelayRequestContext>) {
         router.post("/wechat/component") { request, context in
             await handle(request, context, endpoint: "component") { query, body throws(IntakeRejection) in
                 try verifier.verifyComponentPush(query: query, body: body, componentAppid: nil)
@@ -43,7 +43,7 @@ struct IntakeRoutes: Sendable {
     }
 
     private func handle(
-        _ request: Request, _ context: BasicRequestContext, endpoint: String,
+        _ request: Request, _ context: RelayRequestContext, endpoint: String,
         verify: (PushQuery, [UInt8]) throws(IntakeRejection) -> VerifiedPush
     ) async -> Response {
         let started = ContinuousClock.now
@@ -86,7 +86,7 @@ struct IntakeRoutes: Sendable {
         }
     }
 
-    private func echo(_ request: Request, _ context: BasicRequestContext, appid: String?) -> Response {
+    private func echo(_ request: Request, _ context: RelayRequestContext, appid: String?) -> Response {
         do {
             let answer = try verifier.verifyEcho(appid: appid, query: PushQuery(rawQuery: request.uri.query))
             metrics.push(endpoint: "echo", outcome: "verified")

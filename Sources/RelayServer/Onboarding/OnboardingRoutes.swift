@@ -13,12 +13,15 @@ struct OnboardingRoutes: Sendable {
     let returnToAllowList: [String]
     /// Callbacks without a valid seal, and failing clicks, come at their sender's rate.
     let refusals: LogThrottle
-    /// Clicks that may spend a pre-auth code (`onboarding.links_per_minute`); nil for no limit.
-    /// The page is public, and codes come from a daily quota that `/v1/auth-links` shares: a
-    /// script clicking all day would otherwise leave the platform without links until midnight.
-    let clicks: TokenBucket?
+    /// Clicks that may spend a pre-auth code (`onboarding.links_per_minute`, and
+    /// `links_per_client_per_minute` of one client). The page is public, and codes come from a
+    /// daily quota that `/v1/auth-links` shares: a script clicking all day would otherwise leave
+    /// the platform without links until midnight.
+    let clicks: Budget
+    /// Who clicked, for the client's share.
+    let clients: ClientAddress
 
-    func register(on router: some RouterMethods<BasicRequestContext>) {
+    func register(on router: some RouterMethods<RelayRequestContext>) {
         // The page asks WeChat for nothing: each link goes through `/onboarding/authorize`,
         // which gets a pre-auth code when the merchant clicks. Codes made with the page expired
         // after 10 minutes (a merchant who read the page first reached WeChat's error page), and
@@ -47,10 +50,16 @@ struct OnboardingRoutes: Sendable {
                 // A HEAD (a link checker's, say) must not spend a code.
                 guard request.method != .head else { return OnboardingPage.response(.ok, "") }
                 let now = authorization.clock.now()
-                if let clicks, !clicks.take(at: now) {
-                    refusals.log("links paused", .notice, "onboarding click refused: onboarding.links_per_minute spent", to: context.logger)
+                let client = clients.of(request, context: context)
+                if let refusal = clicks.take(client: client, at: now) {
+                    if refusal.clientsShare {
+                        refusals.log("links paused for a client", .notice, "onboarding click refused: onboarding.links_per_client_per_minute spent",
+                                     ["client": .string(client)], to: context.logger)
+                    } else {
+                        refusals.log("links paused", .notice, "onboarding click refused: onboarding.links_per_minute spent", to: context.logger)
+                    }
                     var response = OnboardingPage.busy
-                    response.headers[.retryAfter] = String(clicks.secondsUntilAllowed(at: now))
+                    response.headers[.retryAfter] = String(refusal.retryAfter)
                     return response
                 }
                 let link = try await links.link(kind: kind, componentAppid: query["component_appid"].map(String.init),
@@ -107,7 +116,7 @@ struct OnboardingRoutes: Sendable {
 
     /// Each click on a public page may fail the same way (no ticket yet, WeChat unreachable): one
     /// line a second for each kind of failure.
-    private func logLinkFailure(_ error: any Error, _ context: BasicRequestContext) {
+    private func logLinkFailure(_ error: any Error, _ context: RelayRequestContext) {
         refusals.log("links \(type(of: error))", .error, "cannot build authorization links", ["error": "\(error)"], to: context.logger)
     }
 

@@ -14,7 +14,7 @@ struct OperationsRoutes: Sendable {
     /// The subscriptions, whose backlogs are exported (0 for those with none).
     let registry: SubscriptionRegistry
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<RelayRequestContext>) {
         router.get("/healthz") { _, _ in PlainText.response(.ok, "ok") }
         router.get("/readyz") { _, context in
             do {

@@ -2,8 +2,7 @@ import Foundation
 import Synchronization
 
 /// A budget for something the public can make the relay do: a burst of `burst`, then one more
-/// every `interval`. It is one budget for the node rather than one per address: behind a load
-/// balancer every browser comes from the same address.
+/// every `interval`. `Budget` pairs the node's with one per client.
 ///
 /// Used for dashboard sign-ins (a wrong token spends one; while none is left every attempt is
 /// refused unchecked, so guessing runs at a handful a minute) and for onboarding clicks (each
@@ -45,6 +44,14 @@ final class TokenBucket: Sendable {
         state.withLock { state in
             refill(&state, now: now)
             state.left = max(0, state.left - 1)
+        }
+    }
+
+    /// Whether it has refilled to its burst: it then remembers nothing a new bucket would not.
+    func isFull(at now: Date) -> Bool {
+        state.withLock { state in
+            refill(&state, now: now)
+            return state.left >= burst
         }
     }
 
