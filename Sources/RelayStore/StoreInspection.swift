@@ -14,9 +14,18 @@ public enum StoreInspection {
         public let description: String
     }
 
+    /// What was found: a line on the store, and the enabled subscriptions made through the
+    /// admin API, which live in the store rather than in `relay.yml`.
+    public struct Report: Sendable {
+        public let description: String
+        public let apiSubscriptions: [(id: String, url: String)]
+    }
+
+    static let apiSubscriptionsSQL = "SELECT id, url FROM subscriptions WHERE source = 'api' AND status = 'enabled' ORDER BY created_at, id"
+
     /// The SQLite database at `path`: a file that does not exist yet must be creatable; an
     /// existing one must be writable, and its schema not newer than this relay's.
-    public static func sqlite(path: String) throws(Failure) -> String {
+    public static func sqlite(path: String) throws(Failure) -> Report {
         guard FileManager.default.fileExists(atPath: path) else {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
             guard FileManager.default.fileExists(atPath: directory) else {
@@ -25,18 +34,22 @@ public enum StoreInspection {
             guard access(directory, W_OK) == 0 else {
                 throw Failure(description: "\(path) does not exist, and this user may not create files in \(directory)")
             }
-            return "\(path) does not exist yet: relay serve creates it"
+            return Report(description: "\(path) does not exist yet: relay serve creates it", apiSubscriptions: [])
         }
         guard access(path, R_OK | W_OK) == 0 else {
             throw Failure(description: "\(path) is not readable and writable by this user")
         }
         let version: Int
+        var subscriptions: [(id: String, url: String)] = []
         do {
             let database = try SQLiteHandle(path: path, readOnly: true)
             defer { database.close() }
             try database.query("PRAGMA busy_timeout = 5000")
             let hasSchema = try !database.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").isEmpty
             version = hasSchema ? try database.query("SELECT MAX(version) AS v FROM schema_migrations").first?.column("v")?.integer ?? 0 : 0
+            if version > 0 && version <= SQLiteSchema.migrations.count {
+                subscriptions = try database.query(apiSubscriptionsSQL).map { ($0.column("id")?.string ?? "", $0.column("url")?.string ?? "") }
+            }
         } catch {
             throw Failure(description: "cannot read \(path): \(error)")
         }
@@ -45,12 +58,12 @@ public enum StoreInspection {
         if !others.isEmpty {
             line += "; open in process \(others.map(String.init).joined(separator: ", ")) (a running relay: another relay serve on it would be refused)"
         }
-        return line
+        return Report(description: line, apiSubscriptions: subscriptions)
     }
 
     /// The PostgreSQL database `url` names: reachable with its credentials within `timeout`, and
     /// its schema not newer than this relay's.
-    public static func postgres(_ url: PostgresURL, timeout: Duration = .seconds(10), logger: Logger) async throws(Failure) -> String {
+    public static func postgres(_ url: PostgresURL, timeout: Duration = .seconds(10), logger: Logger) async throws(Failure) -> Report {
         let connection: PostgresConnection
         do {
             var configuration = try url.connectionConfiguration()
@@ -61,6 +74,7 @@ public enum StoreInspection {
         }
         let version: Int
         let serverVersion: String
+        var subscriptions: [(id: String, url: String)] = []
         do {
             serverVersion = try await connection.fetch("SELECT current_setting('server_version') AS v", logger: logger)
                 .first?["v"].decode(String.self) ?? "?"
@@ -70,12 +84,18 @@ public enum StoreInspection {
                 ? try await connection.fetch("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", logger: logger)
                     .first?["v"].decode(Int.self) ?? 0
                 : 0
+            if version > 0 && version <= PostgresSchema.migrations.count {
+                subscriptions = try await connection.fetch(PostgresQuery(unsafeSQL: apiSubscriptionsSQL), logger: logger).map {
+                    (try $0["id"].decode(String.self), try $0["url"].decode(String.self))
+                }
+            }
             try await connection.close()
         } catch {
             try? await connection.close()
             throw Failure(description: "cannot read \(url.location): \(PostgresRelayStore.storeError(error))")
         }
-        return "PostgreSQL \(serverVersion) at \(url.location); " + (try schemaLine(version: version, latest: PostgresSchema.migrations.count))
+        return Report(description: "PostgreSQL \(serverVersion) at \(url.location); " + (try schemaLine(version: version, latest: PostgresSchema.migrations.count)),
+                      apiSubscriptions: subscriptions)
     }
 
     private static func schemaLine(version: Int, latest: Int) throws(Failure) -> String {

@@ -7,13 +7,13 @@ struct Check: AsyncParsableCommand {
         abstract: "Validate a configuration and print a summary without secrets; exits non-zero naming the bad key.",
         discussion: """
             With --connect it also checks, without changing or sending anything, that this machine can run it: the store \
-            opens (its schema not newer than this relay's), wechat.api_base answers, and each subscriber in the file passes \
-            the egress rules and answers a HEAD request.
+            opens (its schema not newer than this relay's), wechat.api_base answers, and each subscriber (in the file, and \
+            those made through the admin API, from the store) passes the egress rules and answers a HEAD request.
             """)
 
     @OptionGroup var options: ConfigOptions
 
-    @Flag(help: "Also try the store, WeChat's API and the configured subscribers from this machine.")
+    @Flag(help: "Also try the store, WeChat's API and the subscribers from this machine.")
     var connect = false
 
     func run() async throws {

@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import NIOCore
+import RelayCore
 import RelayServer
 import RelayTestSupport
 import Synchronization
@@ -86,6 +88,18 @@ import Testing
             #expect(passing.status == 0 && passing.output.contains("every check passed"), "\(passing.output)")
             let plain = try run(["check"], directory: directory)
             #expect(plain.status == 0 && !plain.output.contains("every check"), "without --connect nothing is tried")
+
+            // A subscriber made through the admin API lives in the store, and is tried too.
+            let config = try RelayConfig.load(path: directory + "/relay.yml", environment: [:])
+            var storage = config.storage
+            storage.url = .sqlite(path: directory + "/relay.sqlite")
+            try await StoreFactory.withStore(storage, logger: Logger(label: "test")) { store in
+                try await store.insertSubscription(Subscription(id: "bot", url: "http://127.0.0.1:1/bot", createdAt: Date(), secret: "whsec_bot"))
+            }
+            let stored = try run(["check", "--connect"], directory: directory)
+            #expect(stored.status == 1 && stored.output.contains("FAILED subscription bot (admin API): http://127.0.0.1:1/bot: Connection refused"),
+                    "\(stored.output)")
+            #expect(stored.output.contains("ok     storage.url: schema "), "\(stored.output)")
         }
     }
 

@@ -6,8 +6,9 @@ import NIOHTTP1
 import RelayStore
 
 /// `relay check --connect`: whether this machine can run the configuration, not only whether it
-/// parses — the store opens (without changing it), WeChat's API answers, and each subscriber in
-/// `relay.yml` passes the egress rules and accepts a connection. Nothing is stored or delivered.
+/// parses — the store opens (without changing it), WeChat's API answers, and each subscriber (in
+/// `relay.yml`, and those made through the admin API, from the store) passes the egress rules and
+/// answers. Nothing is stored or delivered.
 public enum Preflight {
     /// One thing looked at: the key of `relay.yml` it comes from, and what was found.
     public struct Finding: Sendable, CustomStringConvertible {
@@ -22,37 +23,38 @@ public enum Preflight {
     public static let timeout: Duration = .seconds(5)
 
     public static func run(_ config: RelayConfig, logger: Logger) async -> [Finding] {
-        var findings = [await store(config.storage, logger: logger)]
+        let (storeFinding, stored) = await store(config.storage, logger: logger)
+        var findings = [storeFinding]
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .init(timeout), read: .init(timeout)))
         configuration.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         findings.append(await reach("wechat.api_base", config.wechat.apiBase, method: .GET, client: client))
         let egress = EgressGuard(allowPrivateNetworks: config.delivery.allowPrivateNetworks)
-        for (index, subscription) in config.subscriptions.enumerated() {
-            let key = "subscriptions[\(index)] (\(subscription.id))"
+        let subscribers = config.subscriptions.enumerated().map { ("subscriptions[\($0)] (\($1.id))", $1.url) }
+            + stored.map { ("subscription \($0.id) (admin API)", $0.url) }
+        for (key, url) in subscribers {
             do {
-                let destination = try await egress.destination(subscription.url, by: .now + timeout)
+                let destination = try await egress.destination(url, by: .now + timeout)
                 // HEAD: a subscriber gets no event, only a request it may refuse (405 is an answer too).
                 findings.append(await reach(key, destination.url, hostHeader: destination.hostHeader, method: .HEAD, client: client))
             } catch {
-                findings.append(Finding(key: key, ok: false, detail: "\(subscription.url): \(error)"))
+                findings.append(Finding(key: key, ok: false, detail: "\(url): \(error)"))
             }
         }
         try? await client.shutdown()
         return findings
     }
 
-    static func store(_ storage: RelayConfig.Storage, logger: Logger) async -> Finding {
+    /// The store's finding, and the enabled subscriptions made through the admin API in it.
+    static func store(_ storage: RelayConfig.Storage, logger: Logger) async -> (Finding, [(id: String, url: String)]) {
         do {
-            switch storage.url {
-            case .sqlite(let path):
-                return Finding(key: "storage.url", ok: true, detail: try StoreInspection.sqlite(path: path))
-            case .postgres(let url):
-                let parsed = try PostgresURL(url)
-                return Finding(key: "storage.url", ok: true, detail: try await StoreInspection.postgres(parsed, timeout: timeout, logger: logger))
+            let report = switch storage.url {
+            case .sqlite(let path): try StoreInspection.sqlite(path: path)
+            case .postgres(let url): try await StoreInspection.postgres(try PostgresURL(url), timeout: timeout, logger: logger)
             }
+            return (Finding(key: "storage.url", ok: true, detail: report.description), report.apiSubscriptions)
         } catch {
-            return Finding(key: "storage.url", ok: false, detail: "\(error)")
+            return (Finding(key: "storage.url", ok: false, detail: "\(error)"), [])
         }
     }
 
