@@ -115,7 +115,7 @@ import Testing
                 let reports = Reports()
                 try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
                     _ = try await client.send(relay.textPush())
-                    let attempts = try await reports.next(3)
+                    let attempts = try await reports.next(3, advancing: relay.clock, by: 1)  // past each retry (10 ms)
                     #expect(attempts.map(\.statusCode) == [500, 500, 204])
                     #expect(attempts.last?.verdict == .succeeded)
                 }
@@ -135,7 +135,7 @@ import Testing
                 let reports = Reports()
                 try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
                     _ = try await client.send(relay.textPush())
-                    let attempts = try await reports.next(3)
+                    let attempts = try await reports.next(3, advancing: relay.clock, by: 1)
                     #expect(attempts.map(\.verdict).last == .dead)
                 }
                 let delivery = try #require(try await relay.store.deliveries(DeliveryQuery()).first)
@@ -289,9 +289,9 @@ import Testing
     }
 
     @Test func orderedSubscriptionKeepsSendOrderWhenTheThirdFailsOnce() async throws {
-        let contents = try await Self.orderedBot(failingOnce: "m3", schedule: "[20ms, 20ms, 20ms]") { _, reports, push in
+        let contents = try await Self.orderedBot(failingOnce: "m3", schedule: "[20ms, 20ms, 20ms]") { relay, reports, push in
             for i in 1...10 { try await push(i) }
-            _ = try await reports.next(11)
+            _ = try await reports.next(11, advancing: relay.clock, by: 1)
         }
         #expect(contents == ["m1", "m2", "m3", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"])
     }
@@ -326,7 +326,7 @@ import Testing
                 let reports = Reports()
                 try await relay.application(onDeliveryAttempt: reports.hook).test(.router) { client async throws in
                     _ = try await client.send(relay.textPush())
-                    let attempts = try await reports.next(2)
+                    let attempts = try await reports.next(2, advancing: relay.clock, by: 1)
                     #expect(attempts.allSatisfy { $0.error?.contains("not a public address") == true })
                     #expect(attempts.last?.verdict == .dead)
                 }

@@ -62,8 +62,7 @@ import WeChatXML
     @Test func refusedPushesAreLoggedOnceASecondPerReason() async throws {
         try await TestRelay.with() { relay in
             let logs = CapturedLogs()
-            // The test clock runs with real time, which a loaded machine lets pass: the interval is
-            // long, and the clock moved past it by hand.
+            // The interval is long, and the test clock is moved past it by hand.
             try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }, logThrottleInterval: 600)
                 .test(.router) { client async throws in
                 for i in 0..<5 {

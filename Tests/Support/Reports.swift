@@ -1,3 +1,4 @@
+import Foundation
 import RelayServer
 
 /// Delivery attempts as they happen, to await in tests.
@@ -12,6 +13,17 @@ public final class Reports: Sendable {
     /// Pass this as `onDeliveryAttempt`.
     public var hook: @Sendable (DeliveryReport) -> Void {
         { [continuation] in continuation.yield($0) }
+    }
+
+    /// The next `count` reports, moving `clock` forward by `step` after each: on the standing test
+    /// clock, a retry the last attempt scheduled comes due only so.
+    public func next(_ count: Int, advancing clock: TestClock, by step: TimeInterval) async throws -> [DeliveryReport] {
+        var reports: [DeliveryReport] = []
+        for _ in 0..<count {
+            reports += try await next(1)
+            clock.advance(by: step)
+        }
+        return reports
     }
 
     /// The next `count` reports; fails after `timeout`.

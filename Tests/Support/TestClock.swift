@@ -2,17 +2,19 @@ import Foundation
 import RelayCore
 import Synchronization
 
-/// A clock that runs with real time from a chosen start, and that a test can move forward.
+/// A clock that stands still at a chosen start until a test moves it forward: what a test
+/// expects of a time (an age, a `Retry-After`, a retry coming due) does not depend on how fast
+/// the machine runs it.
 public final class TestClock: RelayClock {
-    private let offset: Mutex<TimeInterval>
+    private let current: Mutex<Date>
 
     public init(_ start: Date = Date()) {
-        offset = Mutex(start.timeIntervalSinceNow)
+        current = Mutex(start)
     }
 
-    public func now() -> Date { Date().addingTimeInterval(offset.withLock { $0 }) }
+    public func now() -> Date { current.withLock { $0 } }
 
     public func advance(by seconds: TimeInterval) {
-        offset.withLock { $0 += seconds }
+        current.withLock { $0 += seconds }
     }
 }
