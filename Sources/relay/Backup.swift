@@ -32,8 +32,12 @@ struct Backup: ParsableCommand {
         }
         do {
             print(try SQLiteBackup.copy(from: path, to: to))
-        } catch {
-            throw CommandFailure("\(error)")
+        } catch let failure as SQLiteBackup.Failure {
+            switch failure.subject {
+            case .source: throw CommandFailure("\(database == nil ? "storage.url" : "--database"): \(failure)")
+            case .destination: throw CommandFailure("--to: \(failure)")
+            case .copying: throw CommandFailure("\(failure)")
+            }
         }
     }
 }

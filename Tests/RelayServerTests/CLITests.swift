@@ -238,6 +238,11 @@ import Testing
         #expect(backup.status == 0 && backup.output.contains("backed up relay.sqlite to copy.sqlite: 2 events"), "\(backup.output)")
         let named = try run(["backup", "--database", directory + "/relay.sqlite", "--to", "copy2.sqlite", "--config", "none.yml"], directory: directory)
         #expect(named.status == 0 && named.output.contains("copy2.sqlite: 2 events"), "\(named.output)")
+        // A failure names the flag or key that gave the file.
+        let again = try run(["backup", "--to", "copy.sqlite"], directory: directory)
+        #expect(again.status != 0 && again.output.contains("--to: cannot create copy.sqlite: it exists"), "\(again.output)")
+        let missing = try run(["backup", "--database", "none.sqlite", "--to", "copy3.sqlite", "--config", "none.yml"], directory: directory)
+        #expect(missing.status != 0 && missing.output.contains("--database: none.sqlite does not exist"), "\(missing.output)")
         // Nothing listens now: the error says where and why, as the system names it.
         let refused = try run(["push", "text", "anyone there?", "--url", "http://127.0.0.1:\(port)"], directory: directory)
         #expect(refused.status != 0 && refused.output.contains("cannot reach the relay at http://127.0.0.1:\(port): Connection refused (errno 111)"),

@@ -42,13 +42,15 @@ import Testing
             _ = try SQLiteBackup.copy(from: directory + "/none.sqlite", to: directory + "/b.sqlite")
         } catch {
             #expect("\(error)".hasPrefix("\(directory)/none.sqlite does not exist: name the relay's database"), "\(error)")
+            #expect((error as? SQLiteBackup.Failure)?.subject == .source)
         }
         try FileManager.default.copyItem(atPath: existing, toPath: directory + "/relay.sqlite")  // any file will do as the source here
         do {
             _ = try SQLiteBackup.copy(from: directory + "/relay.sqlite", to: existing)
             Issue.record("an existing file was replaced")
         } catch {
-            #expect("\(error)".contains("cannot create \(existing): it exists"), "\(error)")
+            #expect("\(error)".hasPrefix("cannot create \(existing): it exists"), "\(error)")
+            #expect((error as? SQLiteBackup.Failure)?.subject == .destination)
         }
         #expect(try String(contentsOfFile: existing, encoding: .utf8) == "an earlier backup")
         #expect(!FileManager.default.fileExists(atPath: directory + "/b.sqlite"))

@@ -25,6 +25,9 @@ public enum SQLiteBackup {
     }
 
     public struct Failure: Error, CustomStringConvertible {
+        /// Which file the failure is about, for a caller to name it as its user gave it.
+        public enum Subject: Sendable { case source, destination, copying }
+        public let subject: Subject
         public let description: String
     }
 
@@ -33,12 +36,12 @@ public enum SQLiteBackup {
     public static func copy(from source: String, to destination: String, now: () -> Date = Date.init) throws -> Summary {
         let started = now()
         guard FileManager.default.fileExists(atPath: source) else {
-            throw Failure(description: "\(source) does not exist: name the relay's database (storage.url, or --database)")
+            throw Failure(subject: .source, description: "\(source) does not exist: name the relay's database")
         }
         // Created empty first, so that the copy is never readable by others and never replaces a file.
         if let error = DatabaseFileMode.createOwnerOnly(destination) {
             let reason = error == EEXIST ? "it exists (a backup never replaces a file)" : String(cString: strerror(error))
-            throw Failure(description: "--to: cannot create \(destination): \(reason); name a new file")
+            throw Failure(subject: .destination, description: "cannot create \(destination): \(reason); name a new file")
         }
         do {
             let database = try SQLiteHandle(path: source)
@@ -50,7 +53,7 @@ public enum SQLiteBackup {
             defer { copy.close() }
             let check = try copy.query("PRAGMA quick_check").first?.values.first
             guard case .text("ok") = check else {
-                throw Failure(description: "the copy in \(destination) failed its integrity check: \(check.map { "\($0)" } ?? "no answer")")
+                throw Failure(subject: .copying, description: "the copy in \(destination) failed its integrity check: \(check.map { "\($0)" } ?? "no answer")")
             }
             let events = try copy.query("SELECT count(*) FROM events").first?.values.first?.integer ?? 0
             let bytes = (try? FileManager.default.attributesOfItem(atPath: destination)[.size] as? Int) ?? 0
@@ -58,7 +61,7 @@ public enum SQLiteBackup {
         } catch {
             try? FileManager.default.removeItem(atPath: destination)
             if let failure = error as? Failure { throw failure }
-            throw Failure(description: "cannot back up \(source) to \(destination): \(error)")
+            throw Failure(subject: .copying, description: "cannot back up \(source) to \(destination): \(error)")
         }
     }
 }
