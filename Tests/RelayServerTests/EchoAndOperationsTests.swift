@@ -138,6 +138,17 @@ import WeChatCrypto
         #expect(!exposition.contains(#"subscription="a""#), "\(exposition)")
     }
 
+    /// A subscription named like a push endpoint keeps its delivery latencies apart from that
+    /// endpoint's push latencies (they shared one cache of handles, keyed by name).
+    @Test func aSubscriptionNamedLikeAnEndpointKeepsItsOwnLatencies() {
+        let metrics = RelayMetrics()
+        metrics.pushLatency(endpoint: "callback", .milliseconds(2))
+        metrics.delivery(subscription: "callback", outcome: .succeeded, duration: .milliseconds(3))
+        let exposition = metrics.exposition()
+        #expect(exposition.contains(#"relay_push_seconds_count{endpoint="callback"} 1"#), "\(exposition)")
+        #expect(exposition.contains(#"relay_delivery_seconds_count{subscription="callback"} 1"#), "\(exposition)")
+    }
+
     /// A deleted subscription's delivery counters, latencies and breaker gauge go with it, also
     /// for one created, used and deleted between two scrapes; a counter made again starts afresh.
     @Test func aGoneSubscriptionLosesEverySeriesOfItsOwn() {

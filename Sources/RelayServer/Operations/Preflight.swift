@@ -67,9 +67,7 @@ public enum Preflight {
         do {
             let response = try await client.execute(request, timeout: .init(timeout))
             _ = try? await response.body.collect(upTo: 64 * 1024)
-            let elapsed = (ContinuousClock.now - started).components
-            let millis = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
-            return Finding(key: key, ok: true, detail: "\(url) answers (HTTP \(response.status.code) in \(millis) ms)")
+            return Finding(key: key, ok: true, detail: "\(url) answers (HTTP \(response.status.code) in \((ContinuousClock.now - started).milliseconds) ms)")
         } catch {
             return Finding(key: key, ok: false, detail: "\(url): \(OutboundError.describe(error))")
         }

@@ -13,9 +13,12 @@ public struct RelayMetrics: Sendable {
     /// The hot metrics (one push, one delivery) keep their handles: making a swift-metrics
     /// handle allocates it and looks it up in the registry under its lock, every time.
     private let counters = HandleCache<CoreMetrics.Counter>()
-    /// Per subscription, apart from the pushes' handles: a subscription's are removed when it goes.
-    private let deliveryCounters = HandleCache<CoreMetrics.Counter>()
     private let timers = HandleCache<CoreMetrics.Timer>()
+    /// Per subscription, apart from the pushes' handles (keyed by endpoint, which a subscription's
+    /// id may equal: `callback`'s delivery latencies went into its push latencies): a
+    /// subscription's are removed when it goes.
+    private let deliveryCounters = HandleCache<CoreMetrics.Counter>()
+    private let deliveryTimers = HandleCache<CoreMetrics.Timer>()
     /// Subscriptions with series of their own: when one goes, all of them are removed.
     private let subscriptionSeries = SubscriptionSeries()
 
@@ -39,8 +42,7 @@ public struct RelayMetrics: Sendable {
 
     /// `relay_push_seconds{endpoint}`: time from request to acknowledgement.
     public func pushLatency(endpoint: String, _ duration: Duration) {
-        timers.handle(endpoint) { Timer(label: "relay_push_seconds", dimensions: [("endpoint", endpoint)], factory: factory) }.recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        timers.handle(endpoint) { Timer(label: "relay_push_seconds", dimensions: [("endpoint", endpoint)], factory: factory) }.recordNanoseconds(duration.nanoseconds)
     }
 
     /// `relay_deliveries_total{subscription,outcome}` and `relay_delivery_seconds{subscription}`.
@@ -49,11 +51,10 @@ public struct RelayMetrics: Sendable {
             subscriptionSeries.insert(subscription)
             return Counter(label: "relay_deliveries_total", dimensions: [("subscription", subscription), ("outcome", outcome.rawValue)], factory: factory)
         }.increment()
-        timers.handle(subscription) {
+        deliveryTimers.handle(subscription) {
             subscriptionSeries.insert(subscription)
             return Timer(label: "relay_delivery_seconds", dimensions: [("subscription", subscription)], factory: factory)
-        }.recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        }.recordNanoseconds(duration.nanoseconds)
     }
 
     /// `relay_subscription_circuit_open{subscription}`: 1 while the subscription's deliveries go
@@ -91,8 +92,7 @@ public struct RelayMetrics: Sendable {
     /// `relay_replies_total{outcome}` and `relay_reply_seconds` (from the push's arrival).
     public func reply(outcome: String, duration: Duration) {
         Counter(label: "relay_replies_total", dimensions: [("outcome", outcome)], factory: factory).increment()
-        Timer(label: "relay_reply_seconds", factory: factory).recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        Timer(label: "relay_reply_seconds", factory: factory).recordNanoseconds(duration.nanoseconds)
     }
 
     /// `relay_subscription_queue_depth{subscription}` and
@@ -128,7 +128,7 @@ public struct RelayMetrics: Sendable {
             Counter(label: "relay_deliveries_total", dimensions: [("subscription", id), ("outcome", outcome.rawValue)], factory: factory)
                 .destroy()
         }
-        timers.remove(id)
+        deliveryTimers.remove(id)
         Timer(label: "relay_delivery_seconds", dimensions: [("subscription", id)], factory: factory).destroy()
     }
 
