@@ -73,6 +73,9 @@ public enum RelayApplication {
         let registry = SubscriptionRegistry(try await store.syncConfigSubscriptions(
             config.subscriptions.map { $0.subscription(createdAt: dependencies.clock.now()) }, now: dependencies.clock.now()))
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: outboundConfiguration(config.delivery))
+        // Lines that come at a sender's rate (refused pushes, a down bot, unsealed callbacks, a
+        // store that cannot write…).
+        let throttle = LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)
         let dispatcher = Dispatcher(
             store: store, registry: registry,
             sender: WebhookSender(client: httpClient, timeout: config.delivery.timeout,
@@ -80,7 +83,7 @@ public enum RelayApplication {
             policy: RetryPolicy(schedule: config.delivery.retrySchedule), clock: dependencies.clock, metrics: dependencies.metrics,
             logger: dependencies.logger, maxInFlightPerSubscription: config.delivery.maxInFlightPerSubscription,
             circuitBreaker: config.delivery.circuitBreaker,
-            reloadInterval: dependencies.subscriptionReloadInterval, onFinished: dependencies.onDeliveryAttempt)
+            reloadInterval: dependencies.subscriptionReloadInterval, throttle: throttle, onFinished: dependencies.onDeliveryAttempt)
         let verifier = PushVerifier(
             registry: config.credentials, maxClockSkew: Double(config.wechat.maxClockSkew.components.seconds),
             limits: .init(maxBytes: config.server.maxBodyBytes), clock: dependencies.clock)
@@ -94,8 +97,6 @@ public enum RelayApplication {
         let intake = PushIntake(store: store, registry: registry, deliveriesCreated: { dispatcher.notify(subscriptionIds: $0) },
                                 followUps: followUps)
         let releaseTestWorker = ReleaseTestWorker(authorization: authorization, logger: dependencies.logger)
-        // Lines that come at a sender's rate (refused pushes, a down bot, unsealed callbacks…).
-        let throttle = LogThrottle(interval: dependencies.logThrottleInterval, clock: dependencies.clock)
         let replies = ReplyService(
             registry: registry, sender: dispatcher.sender, deadline: config.reply.deadline,
             releaseTest: ReleaseTest(enabled: config.reply.releaseTest, extraAccounts: config.reply.releaseTestAccounts),

@@ -20,6 +20,8 @@ final class Dispatcher: Service {
     let maxInFlightPerSubscription: Int
     let circuitBreaker: CircuitBreaker.Policy
     let onFinished: @Sendable (DeliveryReport) -> Void
+    /// Store failures come at the loops' rate, every subscription's at once when the store is down.
+    let throttle: LogThrottle
     /// Identifies this process's leases.
     let owner = "relay-" + UUID().uuidString.prefix(8).lowercased()
     /// How long a claim stays ours: it may wait for a slot for up to one attempt, then take one
@@ -51,7 +53,8 @@ final class Dispatcher: Service {
 
     init(store: any RelayStore, registry: SubscriptionRegistry, sender: WebhookSender, policy: RetryPolicy, clock: any RelayClock,
          metrics: RelayMetrics, logger: Logger, maxInFlightPerSubscription: Int, circuitBreaker: CircuitBreaker.Policy = .init(),
-         reloadInterval: Duration = .seconds(10), onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
+         reloadInterval: Duration = .seconds(10), throttle: LogThrottle? = nil, onFinished: @escaping @Sendable (DeliveryReport) -> Void) {
+        self.throttle = throttle ?? LogThrottle(clock: clock)
         self.circuitBreaker = circuitBreaker
         self.reloadInterval = reloadInterval
         self.store = store
@@ -241,6 +244,7 @@ final class Dispatcher: Service {
     private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, breaker: CircuitBreaker, claimBell: Doorbell,
                            startBell: Doorbell) async {
         var dueNow = true
+        var backoff = ClaimBackoff()
         var url = registry.subscription(id: id)?.url
         while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
@@ -266,12 +270,22 @@ final class Dispatcher: Service {
             var claimed: [ClaimedDelivery] = []
             if worthClaiming && dueNow {
                 let now = clock.now()
+                if let wait = backoff.remaining(at: now) {
+                    // The store failed the last claim: a ring (a new push) does not shorten the wait.
+                    _ = await claimBell.wait(upTo: .milliseconds(min(max(Int(wait * 1000), 1), 1000)))
+                    continue
+                }
                 do {
                     claimed = try await store.claimDeliveries(
                         subscriptionId: subscription.id, limit: room, now: now,
                         leaseUntil: now.addingTimeInterval(Double(leaseDuration.milliseconds) / 1000), owner: owner)
+                    backoff.succeeded()
                 } catch {
-                    logger.error("cannot claim deliveries", metadata: ["subscription": .string(id), "error": "\(error)"])
+                    let wait = backoff.failed(at: now)
+                    throttle.log("cannot claim deliveries", .error, "cannot claim deliveries; the backlog waits for the store", [
+                        "subscription": .string(id), "error": "\(error)", "failures_in_a_row": "\(backoff.failures)",
+                        "next_claim_in_ms": "\(Int(wait * 1000))",
+                    ], to: logger)
                 }
             }
             if probe, let first = claimed.first { breaker.sendingProbe(first.id) }
@@ -350,7 +364,8 @@ final class Dispatcher: Service {
             try await store.recordAttempt(deliveryId: delivery.id, owner: owner, attempt: record, verdict: verdict, now: clock.now())
         } catch {
             // The lease will expire and the delivery will be attempted again: at least once.
-            logger.error("cannot record a delivery attempt", metadata: ["delivery_id": .string(delivery.id), "error": "\(error)"])
+            throttle.log("cannot record a delivery attempt", .error, "cannot record a delivery attempt; it is sent again when its lease expires",
+                         ["delivery_id": .string(delivery.id), "subscription": .string(subscription.id), "error": "\(error)"], to: logger)
         }
         metrics.delivery(subscription: subscription.id, outcome: outcome, duration: result.duration)
         if result.statusCode == 410 { await disable(subscription) }
