@@ -4,7 +4,7 @@ import Logging
 import PostgresNIO
 import RelayCore
 import RelayServer
-import RelayStore
+@testable import RelayStore
 import RelayTestSupport
 import Testing
 
@@ -270,5 +270,14 @@ struct PostgresRelayTests {
                                        logger: Logger(label: "test"))
         let error = await #expect(throws: StoreError.self) { try await store.ping() }
         #expect(error?.message == "PostgreSQL at 127.0.0.1:1/relay did not answer within 0.2 seconds (is it running and reachable? connection errors are logged)")
+    }
+
+    /// Readiness gives up after 2 s, not the store's timeout: with the server gone `/readyz` took
+    /// 10 s to answer 503, past any probe's own timeout.
+    @Test func readinessGivesUpBeforeTheStoresTimeout() async throws {
+        let store = PostgresRelayStore(url: try PostgresURL("postgres://relay@127.0.0.1:1/relay"), logger: Logger(label: "test"))
+        #expect(store.timeout == .seconds(10))
+        let error = await #expect(throws: StoreError.self) { try await store.ping() }
+        #expect(error?.message.contains("did not answer within 2.0 seconds") == true, "\(String(describing: error))")
     }
 }

@@ -94,8 +94,10 @@ public final class PostgresRelayStore: RelayStore {
         try? await connection.close()
     }
 
+    /// Within 2 s at most: a readiness probe wants its answer before its own timeout (Kubernetes
+    /// waits 1 s by default), and with the server gone it waited the store's 10 s.
     public func ping() async throws {
-        _ = try await fetch("SELECT 1 AS one")
+        _ = try await fetch("SELECT 1 AS one", timeout: min(.seconds(2), timeout))
     }
 
     /// Nothing to do: the pool closes when the task running `run()` is cancelled.
