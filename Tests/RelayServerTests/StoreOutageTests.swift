@@ -55,6 +55,38 @@ import Testing
         }
     }
 
+    /// A settlement the store failed was dropped with an error line: the events another node
+    /// stored before it knew a new subscription were never delivered to it, unless someone
+    /// replayed them by hand.
+    @Test func aSettlementTheStoreFailedIsTriedAgain() async throws {
+        try await TestReceiver.run { receiver, port in
+            try await TestRelay.with(extraYAML: AdminAPITests.yaml()) { relay in
+                let store = try #require(relay.store as? SQLiteRelayStore)
+                let logs = CapturedLogs()
+                try await relay.application(logger: Logger(label: "relay") { _ in logs.handler() }).test(.router) { client async throws in
+                    let created = try await AdminAPITests.call(client, .post, "/v1/subscriptions",
+                                                               json: #"{"id": "late", "url": "http://127.0.0.1:\#(port)/hook"}"#)
+                    #expect(created.status == 201)
+                    // What a node still on the old list writes: the event, no delivery to "late".
+                    let now = relay.clock.now()
+                    let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: nil,
+                                           receivedAt: now, dataJSON: "{}", dedupKey: "missed", fromUser: nil)
+                    _ = try await relay.store.commit(IntakeRecord(event: event, ticket: nil))
+                    try await store.writer.run { db in
+                        try db.query("CREATE TEMP TRIGGER inserts_fail BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+                    }
+                    relay.clock.advance(by: 16)
+                    let failed = try await logs.line(containing: "cannot settle a subscription change")
+                    #expect(failed.contains("trying again") && failed.contains("retry_in_s=5"), "\(failed)")
+
+                    try await store.writer.run { db in try db.query("DROP TRIGGER inserts_fail") }
+                    relay.clock.advance(by: 5)
+                    #expect(try await receiver.next().headers["webhook-id"] == event.id)
+                }
+            }
+        }
+    }
+
     @Test func theBackoffDoublesUpToFiveSecondsAndEndsWithAClaimThatWorks() {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
         var backoff = ClaimBackoff()

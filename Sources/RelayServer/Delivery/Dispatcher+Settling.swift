@@ -41,8 +41,21 @@ extension Dispatcher {
                                   metadata: ["subscription": .string(item.subscriptionId), "count": "\(cancelled)"])
                 }
             } catch {
-                logger.error("cannot settle a subscription change; replay or retry it to be sure",
-                             metadata: ["subscription": .string(item.subscriptionId), "error": "\(error)"])
+                // The store cannot say or write now (a full disk, a database restarting): try
+                // again later rather than leave the other nodes' events undelivered for good.
+                let queued = settlements.withLock { list in
+                    guard list.count < 1000 else { return false }
+                    list.append((item.subscriptionId, item.since, now.addingTimeInterval(Self.settleRetry)))
+                    return true
+                }
+                if queued {
+                    throttle.log("cannot settle a subscription change", .error, "cannot settle a subscription change yet; trying again", [
+                        "subscription": .string(item.subscriptionId), "error": "\(error)", "retry_in_s": "\(Int(Self.settleRetry))",
+                    ], to: logger)
+                } else {
+                    logger.error("cannot settle a subscription change; replay or retry it to be sure",
+                                 metadata: ["subscription": .string(item.subscriptionId), "error": "\(error)"])
+                }
             }
         }
     }

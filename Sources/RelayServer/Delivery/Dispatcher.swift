@@ -38,6 +38,8 @@ final class Dispatcher: Service {
     let settlements = Mutex<[(subscriptionId: String, since: Date, due: Date)]>([])
     /// Other nodes reload the subscriptions every 10 s; a margin on top.
     static let settleDelay: TimeInterval = 15
+    /// After the store failed a settlement.
+    static let settleRetry: TimeInterval = 5
 
     /// The subscriptions with a loop on this node, and the doorbell each loop's claimer waits on.
     /// An entry lives as long as its loop: a ring for a subscription without one is dropped (a
