@@ -106,6 +106,21 @@ import WeChatCrypto
         }
     }
 
+    /// A component without a ticket has gone without one since the relay started: it had no
+    /// series, so an alert on the ticket's age never fired for a platform whose tickets never came.
+    @Test func aComponentWithoutATicketReportsTheTimeSinceTheStart() async throws {
+        try await TestRelay.with { relay in
+            try await relay.application().test(.router) { client async throws in
+                let series = "relay_ticket_age_seconds{component=\"\(TestCredentials.componentAppid)\"}"
+                relay.clock.advance(by: 120)
+                #expect(try await client.get("/metrics").body.contains(series + " 120.0"))
+                #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@first")).body == "success")
+                relay.clock.advance(by: 30)
+                #expect(try await client.get("/metrics").body.contains(series + " 30.0"))
+            }
+        }
+    }
+
     /// Which subscriber is behind: each subscription's backlog and the age of its oldest waiting
     /// delivery, 0 for one with none; one that went loses its series.
     @Test func eachSubscriptionsBacklogIsExported() async throws {

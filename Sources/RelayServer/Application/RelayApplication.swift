@@ -105,7 +105,8 @@ public enum RelayApplication {
         IntakeRoutes(verifier: verifier, intake: intake, metrics: dependencies.metrics, maxBodyBytes: config.server.maxBodyBytes,
                      replies: replies, throttle: throttle).register(on: router)
         OperationsRoutes(store: dependencies.store, metrics: dependencies.metrics, clock: dependencies.clock,
-                         components: config.wechat.components.map(\.appid), registry: registry).register(on: router)
+                         components: config.wechat.components.map(\.appid), registry: registry,
+                         startedAt: dependencies.clock.now()).register(on: router)
         // What people and internal services call takes ids, cursors and codes from the URL; the
         // WeChat-facing routes read nothing from it that reaches the store, and stay unchecked.
         let checked = router.group().add(middleware: ControlCharacterMiddleware()).add(middleware: AdminAuditMiddleware(refusals: throttle))

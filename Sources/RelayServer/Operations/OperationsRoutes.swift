@@ -13,6 +13,8 @@ struct OperationsRoutes: Sendable {
     let components: [String]
     /// The subscriptions, whose backlogs are exported (0 for those with none).
     let registry: SubscriptionRegistry
+    /// When this relay started: the ticket age of a component that has none.
+    let startedAt: Date
 
     func register(on router: Router<RelayRequestContext>) {
         router.get("/healthz") { _, _ in PlainText.response(.ok, "ok") }
@@ -33,8 +35,11 @@ struct OperationsRoutes: Sendable {
                 metrics.queue(depth: stats.depth, oldestPendingAge: age)
                 metrics.subscriptionQueues(stats.bySubscription, known: registry.all.map(\.id), now: clock.now())
                 for component in components {
-                    guard let ticket = try await store.ticket(componentAppid: component) else { continue }
-                    metrics.ticketAge(component: component, seconds: max(0, clock.now().timeIntervalSince(ticket.receivedAt)))
+                    // A component that never got a ticket (WeChat pushes them to a URL or with a
+                    // key that is wrong, say) has gone without one for as long as the relay has
+                    // run: without a series, an alert on the age never fired for it.
+                    let since = try await store.ticket(componentAppid: component)?.receivedAt ?? startedAt
+                    metrics.ticketAge(component: component, seconds: max(0, clock.now().timeIntervalSince(since)))
                 }
             } catch {
                 context.logger.warning("cannot read queue statistics", metadata: ["error": "\(error)"])
