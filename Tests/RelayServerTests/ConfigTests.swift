@@ -151,6 +151,10 @@ import Testing
         #expect(error(subscription + "    events: ['message. *']").hasPrefix(#"subscriptions[0].events[0]: "message. *" is not an event type or glob"#))
         #expect(error(subscription + "    events: ['']").hasPrefix(#"subscriptions[0].events[0]: "" is not an event type"#))
         #expect(error(subscription + "    appids: ['*', wx1234567890abcdef]\n    events: [message.*, event.subscribe]") == "no error")
+        // No credentials at all: every push would be refused (it passed relay check as valid).
+        #expect(error("server:\n  port: 8080") == "wechat.components: list at least one component (appid, appsecret, token, "
+            + "encoding_aes_key), or an account under wechat.accounts: without credentials the relay refuses every push")
+        #expect(error("wechat:\n  components: []\n  accounts: [{appid: wx1234567890abcdef, token: tok123}]") == "no error")
         #expect(error("- just\n- a list").hasPrefix("expected a mapping"))
         #expect(error("key: [unclosed").hasPrefix("not valid YAML"))
     }

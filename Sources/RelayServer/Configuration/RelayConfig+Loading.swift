@@ -121,6 +121,12 @@ extension RelayConfig {
                                                       appsecret: secret?.isEmpty == false ? secret : nil))
         }
         try m.finish()
+        // Nothing to verify a push with: every push would be refused, and onboarding has no
+        // platform to onboard to. (Such a file passed `relay check` as valid.)
+        guard !wechat.components.isEmpty || !wechat.accounts.isEmpty else {
+            throw ConfigError(m.child("components"), "list at least one component (appid, appsecret, token, encoding_aes_key), "
+                              + "or an account under wechat.accounts: without credentials the relay refuses every push")
+        }
         return wechat
     }
 
