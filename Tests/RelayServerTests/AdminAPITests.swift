@@ -192,6 +192,10 @@ import Testing
                 #expect(((glob.body["error"] as? [String: Any])?["message"] as? String)?.hasPrefix(#"events[0]: "" is not an event type"#) == true)
                 #expect(try await Self.call(client, .post, "/v1/subscriptions", json: #"{"id": "crm2", "url": "http://127.0.0.1:9/"}"#).status == 201)
                 #expect(try await Self.call(client, .patch, "/v1/subscriptions/crm2", json: #"{"events": ["message. text"]}"#).status == 400)
+                // Credentials in the URL were kept and never sent (no Basic auth): refused, in a PATCH too.
+                let credentials = try await Self.call(client, .patch, "/v1/subscriptions/crm2", json: #"{"url": "https://crm:s3cret@127.0.0.1/"}"#)
+                #expect(((credentials.body["error"] as? [String: Any])?["message"] as? String)?
+                    .hasPrefix("url: must not carry a user name or password (user:password@)") == true)
                 let port = try await Self.call(client, .post, "/v1/subscriptions", json: #"{"url": "http://127.0.0.1:9:99999/"}"#)
                 #expect(((port.body["error"] as? [String: Any])?["message"] as? String) == "url: not a valid URL (such as https://crm.example.com/hooks/wechat)")
                 #expect(try await Self.call(client, .get, "/v1/subscriptions/crm2").body["events"] as? [String] == ["*"])
@@ -206,7 +210,7 @@ import Testing
     }
 
     /// Allowing private networks lifts the address check only: the URL's form is still checked.
-    @Test(arguments: ["ftp://example.com/", "not a url", "http:///nohost"])
+    @Test(arguments: ["ftp://example.com/", "not a url", "http:///nohost", "http://crm:s3cret@127.0.0.1:9/hook", "http://crm@127.0.0.1:9/"])
     func malformedURLsAreRefusedEvenWithPrivateNetworksAllowed(url: String) async throws {
         try await Self.expectRefusedAtRegistration(url, allowPrivate: true)
     }

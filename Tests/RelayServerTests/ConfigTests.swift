@@ -139,6 +139,8 @@ import Testing
         #expect(error(minimal + "\nstorage:\n  encryption_key: abc").hasPrefix("storage.encryption_key: must be base64"))
         #expect(error(minimal + "\nadmin:\n  token: short").hasPrefix("admin.token: must be at least 16"))
         #expect(error(minimal + "\nsubscriptions:\n  - id: a\n    url: ftp://x").hasPrefix("subscriptions[0].url: expected an http(s) URL"))
+        #expect(error(minimal + "\nsubscriptions:\n  - id: a\n    url: https://crm:s3cret@crm.internal/hook")
+            .hasPrefix("subscriptions[0].url: must not carry a user name or password (user:password@)"))
         #expect(error(minimal + "\nsubscriptions:\n  - id: a\n    url: https://x\n  - id: a\n    url: https://y")
             == "subscriptions[1].id: subscription id a is used twice")
         #expect(error("wechat:\n  components:\n    - appid: wx1\n      token: tok123\n      encoding_aes_key: Kz3vQ8pLm2Nw7Xy4Rt6Ub9Ce1Df5Gh0Jk8Lm3Np7Qr2")

@@ -173,9 +173,10 @@ struct SubscriptionRoutes: Sendable {
 
     private func checkURL(_ url: String) async throws {
         do {
-            _ = try egress.checkURL(url)
+            let (_, parsed) = try egress.checkURL(url)
+            if let problem = InputRules.credentialsProblem(in: parsed) { throw AdminError.badRequest("url: \(problem)") }
             try await egress.destination(url)
-        } catch {
+        } catch let error as EgressGuard.Refusal {
             throw AdminError.badRequest("url: \(error)")
         }
     }

@@ -194,6 +194,7 @@ extension RelayConfig {
         guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
             throw ConfigError(m.child("url"), "expected an http(s) URL")
         }
+        if let problem = InputRules.credentialsProblem(in: parsed) { throw ConfigError(m.child("url"), problem) }
         var subscription = Subscription(id: id, url: url)
         if let secret = try m.optionalString("secret"), !secret.isEmpty {
             guard WebhookSigner.isValidSecret(secret) else {
