@@ -228,6 +228,21 @@ import Testing
         #expect(event.output.contains("200 success"), "\(event.output)")
         let ticket = try run(["push", "ticket", "--url", "http://127.0.0.1:\(port)"], directory: directory)
         #expect(ticket.output.contains("200 success"), "\(ticket.output)")
+        // Any push from its XML: a message to the callback URL, an authorization event (InfoType) to the component's.
+        let image = SamplePushes.text(to: "gh_0123456789ab", from: "oUser", content: "-", createTime: 1_795_558_566, msgId: "1234567890123456")
+            .replacingOccurrences(of: "<MsgType><![CDATA[text]]></MsgType>", with: "<MsgType><![CDATA[image]]></MsgType><MediaId><![CDATA[m1]]></MediaId>")
+        try image.write(toFile: directory + "/image.xml", atomically: true, encoding: .utf8)
+        let unauthorized = SamplePushes.authorization(component: TestCredentials.componentAppid, infoType: "unauthorized",
+                                                      authorizer: "wx2222222222222222", createTime: 1_795_558_566)
+        try unauthorized.write(toFile: directory + "/unauthorized.xml", atomically: true, encoding: .utf8)
+        for file in ["image.xml", "unauthorized.xml"] {
+            let sent = try run(["push", "xml", file, "--url", "http://127.0.0.1:\(port)"], directory: directory)
+            #expect(sent.status == 0 && sent.output.contains("200 success"), "\(file): \(sent.output)")
+        }
+        try "<xml><a>".write(toFile: directory + "/broken.xml", atomically: true, encoding: .utf8)
+        let broken = try run(["push", "xml", "broken.xml", "--url", "http://127.0.0.1:\(port)"], directory: directory)
+        #expect(broken.status != 0 && broken.output.contains("broken.xml: not XML the relay would take: the body is not well-formed XML"),
+                "\(broken.output)")
 
         serve.terminate()  // SIGTERM
         serve.waitUntilExit()
@@ -235,9 +250,9 @@ import Testing
         #expect(serve.terminationStatus == 0)
         // A backup of the running relay's database holds what it acknowledged.
         let backup = try run(["backup", "--to", "copy.sqlite"], directory: directory)
-        #expect(backup.status == 0 && backup.output.contains("backed up relay.sqlite to copy.sqlite: 2 events"), "\(backup.output)")
+        #expect(backup.status == 0 && backup.output.contains("backed up relay.sqlite to copy.sqlite: 4 events"), "\(backup.output)")
         let named = try run(["backup", "--database", directory + "/relay.sqlite", "--to", "copy2.sqlite", "--config", "none.yml"], directory: directory)
-        #expect(named.status == 0 && named.output.contains("copy2.sqlite: 2 events"), "\(named.output)")
+        #expect(named.status == 0 && named.output.contains("copy2.sqlite: 4 events"), "\(named.output)")
         // A failure names the flag or key that gave the file.
         let again = try run(["backup", "--to", "copy.sqlite"], directory: directory)
         #expect(again.status != 0 && again.output.contains("--to: cannot create copy.sqlite: it exists"), "\(again.output)")
