@@ -90,6 +90,7 @@ import WeChatCrypto
                 let metrics = try await client.get("/metrics").body
                 #expect(metrics.contains(#"relay_pushes_total{endpoint="callback",outcome="stored"} 1"#))
                 #expect(metrics.contains("relay_push_seconds_bucket"))
+                #expect(metrics.contains("\nrelay_store_up 1"))
                 // This process's own figures, as of the scrape.
                 func value(_ name: String) -> Double? {
                     metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
@@ -205,6 +206,8 @@ import WeChatCrypto
                 #expect(answer.status == 503)
                 #expect(answer.body != "success")
                 #expect(try await client.get("/readyz").status == 503)
+                // The queue's gauges cannot be read: the scrape says the store is down.
+                #expect(try await client.get("/metrics").body.contains("\nrelay_store_up 0"))
             }
             #expect(relay.metrics.exposition().contains(#"outcome="store_error"} 1"#))
         }

@@ -41,7 +41,11 @@ struct OperationsRoutes: Sendable {
                     let since = try await store.ticket(componentAppid: component)?.receivedAt ?? startedAt
                     metrics.ticketAge(component: component, seconds: max(0, clock.now().timeIntervalSince(since)))
                 }
+                metrics.storeUp(true)
             } catch {
+                // The gauges above keep their last values: this one says they are stale, and
+                // that pushes cannot be stored either (an alert on it needs no threshold).
+                metrics.storeUp(false)
                 context.logger.warning("cannot read queue statistics", metadata: ["error": "\(error)"])
             }
             if let figures = ProcessFigures.current() { metrics.process(figures) }

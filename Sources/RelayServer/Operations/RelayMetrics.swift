@@ -70,6 +70,12 @@ public struct RelayMetrics: Sendable {
         Gauge(label: "relay_delivery_oldest_pending_seconds", factory: factory).record(oldestPendingAge)
     }
 
+    /// `relay_store_up`: whether the scrape could read the store (the queue figures are the last
+    /// ones read when it could not).
+    public func storeUp(_ up: Bool) {
+        Gauge(label: "relay_store_up", factory: factory).record(up ? 1 : 0)
+    }
+
     /// `relay_wechat_api_calls_total{api,errcode}` for every call, and
     /// `relay_wechat_api_errors_total{api,errcode}` for those that failed.
     public func wechatCall(api: String, errcode: Int) {
