@@ -43,8 +43,8 @@ struct OperationsRoutes: Sendable {
                 }
                 metrics.storeUp(true)
             } catch {
-                // The gauges above keep their last values: this one says they are stale, and
-                // that pushes cannot be stored either (an alert on it needs no threshold).
+                // The gauges above keep their last values: this one says they are stale (an
+                // alert on it needs no threshold).
                 metrics.storeUp(false)
                 context.logger.warning("cannot read queue statistics", metadata: ["error": "\(error)"])
             }
