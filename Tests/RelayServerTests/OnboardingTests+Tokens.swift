@@ -221,6 +221,36 @@ extension OnboardingTests {
         }
     }
 
+    /// A refresh that keeps failing is tried again after a minute, then two, four… (30 at most):
+    /// it was tried every minute, each a call against WeChat's daily quota and an error line.
+    @Test func failingBackgroundRefreshesBackOff() async throws {
+        try await FakeWeChat.run { fake, base in
+            try await TestRelay.with(extraYAML: Self.admin, apiBase: base) { relay in
+                fake.addTicket("ticket@@@valid")
+                try await relay.application().test(.router) { client async throws in
+                    _ = try await client.send(relay.ticketPush(ticket: "ticket@@@valid"))
+                    try await Self.authorize(client, fake, appid: "wxauthorizer00008", code: "queryauthcode@@@eight")
+                }
+                let service = try await Self.refreshService(relay, base: base)
+                fake.fail("api_authorizer_token", errcode: 45009, "reach max api daily quota limit")
+                relay.clock.advance(by: 7200 - 300)
+                func calls() -> Int { fake.calls(to: "api_authorizer_token").count }
+                #expect(await service.refreshDue().isEmpty && calls() == 1)
+                #expect(await service.refreshDue().isEmpty && calls() == 1)   // the next round, at once: not yet
+                relay.clock.advance(by: 60)
+                #expect(await service.refreshDue().isEmpty && calls() == 2)   // a minute later
+                relay.clock.advance(by: 60)
+                #expect(await service.refreshDue().isEmpty && calls() == 2)   // now two minutes are due
+                relay.clock.advance(by: 60)
+                #expect(await service.refreshDue().isEmpty && calls() == 3)
+                fake.recover("api_authorizer_token")
+                relay.clock.advance(by: 240)
+                #expect(await service.refreshDue() == ["wxauthorizer00008"] && calls() == 4)
+                #expect(await service.refreshDue().isEmpty && calls() == 4)   // fresh again
+            }
+        }
+    }
+
     /// Due refreshes run eight at a time: one at a time, each waited for WeChat's answer, and a
     /// platform with tens of thousands of authorizers fell behind whenever WeChat was slow. The
     /// fake holds each refresh until eight are under way together; one at a time, the first

@@ -95,6 +95,9 @@ public final class FakeWeChat: Sendable {
     /// whitelisted, 45009 when the quota is used up, …).
     public func fail(_ api: String, errcode: Int, _ errmsg: String) { state.withLock { $0.failures[api] = (errcode, errmsg) } }
 
+    /// `api` answers normally again.
+    public func recover(_ api: String) { state.withLock { _ = $0.failures.removeValue(forKey: api) } }
+
     /// From now on calls to `api` wait until `count` of them are under way at once, then all
     /// answer; a call that waits `timeout` for the rest answers alone. The way to see that the
     /// relay makes calls concurrently without timing them.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RelayCore
 import ServiceLifecycle
+import Synchronization
 
 /// Keeps tokens fresh ahead of expiry: every minute, each active authorizer whose access token
 /// expires within the refresh margin is refreshed (once at a time per AppID across nodes, via
@@ -10,6 +11,8 @@ import ServiceLifecycle
 struct TokenRefreshService: Service {
     let authorization: AuthorizationService
     let logger: Logger
+    /// Authorizers whose last refreshes failed, and when to try again.
+    let failing = FailingRefreshes()
     let interval: Duration = .seconds(60)
     let reconcileEvery = 360
     /// Refreshes under way at once. One at a time, each cost a round trip to WeChat: at 200 ms,
@@ -36,30 +39,42 @@ struct TokenRefreshService: Service {
         let tokens = authorization.tokens
         let now = tokens.clock.now()
         guard let authorizers = try? await authorization.store.authorizers() else { return [] }
-        var due = authorizers.filter {
-            $0.status == .active && $0.refreshToken != nil && !($0.accessToken?.isFresh(at: now, margin: tokens.refreshMargin) ?? false)
+        let active = authorizers.filter { $0.status == .active && $0.refreshToken != nil }
+        failing.keepOnly(Set(active.map(\.appid)))
+        var due = active.filter {
+            !($0.accessToken?.isFresh(at: now, margin: tokens.refreshMargin) ?? false) && failing.mayTry($0.appid, at: now)
         }.map(\.appid).makeIterator()
-        return await withTaskGroup(of: String?.self) { group in
+        let (refreshed, failures) = await withTaskGroup(of: (String, (any Error)?).self) { group in
             for _ in 0..<concurrentRefreshes {
                 guard let appid = due.next() else { break }
                 group.addTask { await refresh(appid) }
             }
             var refreshed: [String] = []
-            while let result = await group.next() {
-                if let appid = result { refreshed.append(appid) }
+            var failures: [(appid: String, error: any Error)] = []
+            while let (appid, error) = await group.next() {
+                if let error { failures.append((appid, error)) } else { refreshed.append(appid) }
                 if let appid = due.next() { group.addTask { await refresh(appid) } }
             }
-            return refreshed.sorted()
+            return (refreshed.sorted(), failures.sorted { $0.appid < $1.appid })
         }
+        for appid in refreshed { failing.succeeded(appid) }
+        for failure in failures {
+            let (inARow, wait) = failing.failed(failure.appid, at: now)
+            // One line per authorizer and failure, at a pace that slows with the backoff.
+            logger.error("authorizer token refresh failed", metadata: [
+                "authorizer_appid": .string(failure.appid), "error": "\(failure.error)", "failures_in_a_row": "\(inARow)",
+                "next_try_in_s": "\(Int(wait))",
+            ])
+        }
+        return refreshed
     }
 
-    private func refresh(_ appid: String) async -> String? {
+    private func refresh(_ appid: String) async -> (String, (any Error)?) {
         do {
             _ = try await authorization.tokens.authorizerToken(appid)
-            return appid
+            return (appid, nil)
         } catch {
-            logger.error("authorizer token refresh failed", metadata: ["authorizer_appid": .string(appid), "error": "\(error)"])
-            return nil
+            return (appid, error)
         }
     }
 
@@ -72,5 +87,40 @@ struct TokenRefreshService: Service {
                 logger.warning("authorizer reconcile failed", metadata: ["component_appid": .string(component), "error": "\(error)"])
             }
         }
+    }
+}
+
+/// Authorizers whose background refreshes keep failing wait before the next: a minute after the
+/// first failure, doubling up to 30 minutes, back to every round after a success. A refresh token
+/// that WeChat refuses for good (or an authorizer whose calls it blocks) was tried every minute
+/// with an error line each time — up to two calls a minute against WeChat's daily quota, per
+/// such authorizer. Asking for the token through the API still refreshes at once.
+final class FailingRefreshes: Sendable {
+    static let first: TimeInterval = 60
+    static let longest: TimeInterval = 1800
+
+    private let entries = Mutex<[String: (failures: Int, until: Date)]>([:])
+
+    func mayTry(_ appid: String, at now: Date) -> Bool {
+        entries.withLock { $0[appid].map { $0.until <= now } ?? true }
+    }
+
+    /// Counts a failure at `now`; returns the failures in a row and the wait before the next try.
+    func failed(_ appid: String, at now: Date) -> (Int, TimeInterval) {
+        entries.withLock { entries in
+            let failures = (entries[appid]?.failures ?? 0) + 1
+            let wait = min(Self.longest, Self.first * pow(2, Double(min(failures - 1, 16))))
+            entries[appid] = (failures, now.addingTimeInterval(wait))
+            return (failures, wait)
+        }
+    }
+
+    func succeeded(_ appid: String) {
+        _ = entries.withLock { $0.removeValue(forKey: appid) }
+    }
+
+    /// Forgets authorizers that are gone or revoked.
+    func keepOnly(_ appids: Set<String>) {
+        entries.withLock { entries in entries = entries.filter { appids.contains($0.key) } }
     }
 }
