@@ -103,6 +103,9 @@ extension OnboardingTests {
         try await Self.withRelay { relay, fake, client async throws in
             relay.clock.advance(by: 13 * 3600)
             #expect(try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token?force=true").status == 200)
+            // Not a boolean: refused, not read as false (which handed back the cached token).
+            let yes = try await Self.call(client, .get, "/v1/components/\(Self.component)/access-token?force=yes")
+            #expect(yes.status == 400 && ((yes.body["error"] as? [String: Any])?["message"] as? String) == "query parameter force must be true or false, not yes")
             #expect(fake.calls(to: "api_start_push_ticket").count == 1)
         }
     }

@@ -60,7 +60,8 @@ struct AuthorizationRoutes: Sendable {
         }
         group.get("authorizers/{appid}/access-token") { request, context in
             let appid = context.parameters.get("appid") ?? ""
-            let token = try await mapped { try await tokens.authorizerToken(appid, force: Self.force(request)) }
+            let force = try Self.force(request)
+            let token = try await mapped { try await tokens.authorizerToken(appid, force: force) }
             return AdminJSON.response(AdminJSON.token(token))
         }
         group.get("components") { _, _ in
@@ -79,13 +80,21 @@ struct AuthorizationRoutes: Sendable {
         }
         group.get("components/{appid}/access-token") { request, context in
             let appid = context.parameters.get("appid") ?? ""
-            let token = try await mapped { try await tokens.componentToken(appid, force: Self.force(request)) }
+            let force = try Self.force(request)
+            let token = try await mapped { try await tokens.componentToken(appid, force: force) }
             return AdminJSON.response(AdminJSON.token(token))
         }
     }
 
-    static func force(_ request: Request) -> Bool {
-        request.uri.queryParameters["force"].map { $0 == "true" || $0 == "1" } ?? false
+    /// `force=true` (or 1) refreshes first; anything but true, false, 1 or 0 is refused rather than
+    /// read as false (`force=yes` handed back the cached token the caller meant to replace).
+    static func force(_ request: Request) throws -> Bool {
+        guard let value = request.uri.queryParameters["force"] else { return false }
+        switch value {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw AdminError.badRequest("query parameter force must be true or false, not \(value)")
+        }
     }
 }
 
