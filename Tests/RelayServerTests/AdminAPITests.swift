@@ -291,9 +291,14 @@ import Testing
         }
     }
 
-    /// A replay's times are whole ISO 8601 times; Foundation alone took `…Zjunk` as the time before it.
+    /// A replay's times are whole ISO 8601 times; Foundation alone took `…Zjunk` as the time before
+    /// it, and rolled fields out of range over (12:99 as 13:39, found by schemathesis; 30 February
+    /// as 2 March).
     @Test(arguments: [("2026-11-22T00:00:00Zjunk", 400), ("2026-11-22T00:00:00Z ", 400), ("2026-11-22", 400), ("2026-11-22T00:00:00", 400),
-                      ("yesterday", 400), ("2026-11-22T00:00:00Z", 202), ("2026-11-22T00:00:00.250Z", 202), ("2026-11-22T08:00:00+08:00", 202)])
+                      ("yesterday", 400), ("2024-01-01T12:99:00Z", 400), ("2026-02-30T00:00:00Z", 400), ("2026-13-01T00:00:00Z", 400),
+                      ("2026-11-22T24:00:00Z", 400), ("2026-11-22T00:00:60Z", 400), ("2026-11-22T08:00:00+08:60", 400),
+                      ("2024-02-29T00:00:00Z", 202), ("2026-11-22T00:00:00Z", 202), ("2026-11-22T00:00:00.250Z", 202),
+                      ("2026-11-22T08:00:00+08:00", 202)])
     func replayTimesMustBeWholeISO8601Times(since: String, status: Int) async throws {
         try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/")) { relay in
             try await relay.application().test(.router) { client async throws in

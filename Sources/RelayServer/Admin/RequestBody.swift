@@ -53,9 +53,19 @@ struct JSONBody {
 
 extension Date {
     /// Foundation's parser stops at the end of a time it recognizes and ignores what follows (it
-    /// took `2026-11-22T08:00:00Zjunk`), so the whole text is matched first.
+    /// took `2026-11-22T08:00:00Zjunk`), and rolls fields over that are out of range (it took
+    /// `12:99` as 13:39, and February 30th as March 2nd), so the whole text is matched and each
+    /// field checked first.
     static func fromISO8601(_ text: String) -> Date? {
-        guard text.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})/) != nil else { return nil }
+        let pattern = /(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))/
+        guard let match = text.wholeMatch(of: pattern),
+              let year = Int(match.1), let month = Int(match.2), let day = Int(match.3),
+              let hour = Int(match.4), let minute = Int(match.5), let second = Int(match.6),
+              (1...12).contains(month), (0...23).contains(hour), (0...59).contains(minute), (0...59).contains(second),
+              (0...23).contains(match.7.flatMap { Int($0) } ?? 0), (0...59).contains(match.8.flatMap { Int($0) } ?? 0) else { return nil }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+        guard (1...days).contains(day) else { return nil }
         return (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
     }
 }
