@@ -16,6 +16,11 @@ import Testing
         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END
         """
 
+    /// Runs `sql` on the store's writer connection (temporary triggers live on that connection).
+    static func execute(_ sql: String, on store: SQLiteRelayStore) async throws {
+        _ = try await store.writer.run { db in try db.query(sql) }
+    }
+
     /// With a full disk the claimer asked again at once, every time: 630 failed claims and as many
     /// error lines a second per subscription, for as long as the disk stayed full.
     @Test func failedClaimsBackOffAndTheBacklogGoesOutWhenTheStoreWritesAgain() async throws {
@@ -28,7 +33,7 @@ import Testing
                     url: http://127.0.0.1:\(port)/hook
                 """) { relay in
                 let store = try #require(relay.store as? SQLiteRelayStore)
-                try await store.writer.run { db in try db.query(Self.claimsFail) }
+                try await Self.execute(Self.claimsFail, on: store)
                 let logs = CapturedLogs(), reports = Reports()
                 let logger = Logger(label: "relay") { _ in logs.handler() }
                 try await relay.application(logger: logger, onDeliveryAttempt: reports.hook).test(.router) { client async throws in
@@ -45,7 +50,7 @@ import Testing
                     #expect(second.contains("next_claim_in_ms=200") && !second.contains("suppressed"))
                     #expect(receiver.requests.isEmpty)
 
-                    try await store.writer.run { db in try db.query("DROP TRIGGER claims_fail") }
+                    try await Self.execute("DROP TRIGGER claims_fail", on: store)
                     relay.clock.advance(by: 0.2)
                     let delivered = try await reports.next(1)
                     #expect(delivered.map(\.verdict) == [.succeeded])
@@ -72,14 +77,13 @@ import Testing
                     let event = RelayEvent(id: EventID.make(at: now), type: "message.text", appid: "wx1", componentAppid: nil,
                                            receivedAt: now, dataJSON: "{}", dedupKey: "missed", fromUser: nil)
                     _ = try await relay.store.commit(IntakeRecord(event: event, ticket: nil))
-                    try await store.writer.run { db in
-                        try db.query("CREATE TEMP TRIGGER inserts_fail BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
-                    }
+                    try await Self.execute("CREATE TEMP TRIGGER inserts_fail BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+                                           on: store)
                     relay.clock.advance(by: 16)
                     let failed = try await logs.line(containing: "cannot settle a subscription change")
                     #expect(failed.contains("trying again") && failed.contains("retry_in_s=5"), "\(failed)")
 
-                    try await store.writer.run { db in try db.query("DROP TRIGGER inserts_fail") }
+                    try await Self.execute("DROP TRIGGER inserts_fail", on: store)
                     relay.clock.advance(by: 5)
                     #expect(try await receiver.next().headers["webhook-id"] == event.id)
                 }
