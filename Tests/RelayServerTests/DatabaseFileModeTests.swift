@@ -30,7 +30,7 @@ import Testing
     @Test func anExistingDatabaseOthersMayReadIsLeftAsItIsWithAWarning() async throws {
         let directory = makeTemporaryDirectory()
         let path = directory + "/relay.sqlite"
-        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644])
+        #expect(FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]))
         let config = try RelayConfig.parse(yaml: TestCredentials.yaml(storageURL: "sqlite:" + path), environment: [:])
         let logs = CapturedLogs()
         try await StoreFactory.withStore(config.storage, logger: Logger(label: "test") { _ in logs.handler() }) { _ in }

@@ -36,7 +36,7 @@ import Testing
                 case let sqlite as SQLiteRelayStore:
                     _ = try await sqlite.writer.query("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
                 case let postgres as PostgresRelayStore:
-                    try await postgres.transaction { connection in
+                    _ = try await postgres.transaction { connection in
                         try await connection.query("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)", logger: Logger(label: "test"))
                     }
                 default:

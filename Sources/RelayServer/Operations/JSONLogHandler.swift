@@ -35,12 +35,11 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-                    file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         var fields = self.metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
-        if let explicit { fields.merge(explicit) { $1 } }
-        write(Self.line(time: Date(), level: level, label: label, message: "\(message)", metadata: fields))
+        if let explicit = event.metadata { fields.merge(explicit) { $1 } }
+        write(Self.line(time: Date(), level: event.level, label: label, message: "\(event.message)", metadata: fields))
     }
 
     static func line(time: Date, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
