@@ -55,6 +55,15 @@ import Testing
         #expect(good.status == 0)
         #expect(good.output.contains("configuration is valid"))
         #expect(!good.output.contains(TestCredentials.aesKey) && !good.output.contains(TestCredentials.secret))
+
+        // A file that is not there says where it was looked for, once (it repeated the name and
+        // ended with Foundation's "The operation could not be completed").
+        let missing = try run(["serve", "--config", "nope.yml"], directory: directory)
+        let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+        #expect(missing.status != 0 && missing.output.contains("nope.yml: no such file in ") && missing.output.contains("(--config names another)")
+                    && (missing.output.contains(directory) || missing.output.contains(resolved)), "\(missing.output)")
+        let folder = try run(["check", "--config", "."], directory: directory)
+        #expect(folder.status != 0 && folder.output.contains(".: a directory, not a file"), "\(folder.output)")
     }
 
     /// `check --connect` tries what the file names from this machine without changing or sending

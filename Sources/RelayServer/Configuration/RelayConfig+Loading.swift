@@ -11,7 +11,15 @@ extension RelayConfig {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigError("", "cannot read \(path): \(error.localizedDescription)")
+            // The path is named by whoever prints this; say why, and where a relative path was looked for.
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                let place = path.hasPrefix("/") ? "" : " in \(FileManager.default.currentDirectoryPath)"
+                throw ConfigError("", "no such file\(place) (--config names another)")
+            }
+            guard !isDirectory.boolValue else { throw ConfigError("", "a directory, not a file") }
+            guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError("", "this user may not read it") }
+            throw ConfigError("", "cannot be read as UTF-8 text: \(error.localizedDescription)")
         }
         return try parse(yaml: text, environment: environment)
     }
