@@ -291,6 +291,27 @@ import Testing
         }
     }
 
+    /// Events page newest first through `next_cursor`; a cursor that names no stored event is a
+    /// 400 — it gave an empty page, which a client paging through took for the end of the list.
+    @Test func eventsPageThroughTheCursorAndAnUnknownCursorIsRefused() async throws {
+        try await TestRelay.with(extraYAML: Self.yaml()) { relay in
+            try await relay.application().test(.router) { client async throws in
+                for i in 0..<3 { #expect(try await client.send(relay.textPush(msgId: "\(700 + i)")).body == "success") }
+                let first = try await Self.call(client, .get, "/v1/events?limit=2")
+                let page = try #require(first.body["data"] as? [[String: Any]])
+                let cursor = try #require(first.body["next_cursor"] as? String)
+                #expect(page.compactMap { ($0["data"] as? [String: Any])?["MsgId"] as? String } == ["702", "701"])
+                let second = try await Self.call(client, .get, "/v1/events?limit=2&after=\(cursor)")
+                #expect((second.body["data"] as? [[String: Any]])?.compactMap { ($0["data"] as? [String: Any])?["MsgId"] as? String } == ["700"])
+                #expect(second.body["next_cursor"] is NSNull)
+                let unknown = try await Self.call(client, .get, "/v1/events?after=evt_01ZZZZZZZZZZZZZZZZZZZZZZZZ")
+                #expect(unknown.status == 400 && Self.errorCode(unknown.body) == "invalid_request")
+                #expect(((unknown.body["error"] as? [String: Any])?["message"] as? String)?
+                    .hasPrefix("after: no stored event evt_01ZZZZZZZZZZZZZZZZZZZZZZZZ") == true)
+            }
+        }
+    }
+
     /// A replay's times are whole ISO 8601 times; Foundation alone took `…Zjunk` as the time before
     /// it, and rolled fields out of range over (12:99 as 13:39, found by schemathesis; 30 February
     /// as 2 March).

@@ -13,8 +13,15 @@ struct EventRoutes: Sendable {
         group.get("events") { request, _ in
             let query = request.uri.queryParameters
             let limit = try Self.limit(query["limit"].map(String.init))
+            let after = query["after"].map(String.init)
+            // The cursor is an event's place in the order: one that names no stored event gave an
+            // empty page, which a client paging through took for the end of the list.
+            if let after, try await store.event(id: after) == nil {
+                throw AdminError.badRequest("after: no stored event \(after) (not a next_cursor of this API, or purged past "
+                                            + "storage.retention since); list again without after")
+            }
             let events = try await store.events(EventQuery(appid: query["appid"].map(String.init), type: query["type"].map(String.init),
-                                                           before: query["after"].map(String.init), limit: limit))
+                                                           before: after, limit: limit))
             var items: [JSONValue] = []
             for event in events { items.append(AdminJSON.event(event, deliveries: try await deliveries(of: event.id))) }
             return AdminJSON.list(items, lastId: events.last?.id, limit: limit)
