@@ -48,7 +48,7 @@ struct Serve: AsyncParsableCommand {
                 opened = true
                 let app = try await RelayApplication.build(config: config, dependencies: RelayDependencies(store: store, logger: logger))
                 // Returns once every service has stopped (the server first), so nothing writes any more.
-                try await app.runService()
+                try await RelayApplication.run(app, logger: logger)
             }
         } catch where !opened {
             throw CommandFailure("cannot open the store: \(error)")

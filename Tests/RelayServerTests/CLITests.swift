@@ -224,6 +224,24 @@ import Testing
         #expect(values.count == 2 && values[0] == values[1] && values[0] != "256", "\(files)")
     }
 
+    /// SIGHUP, sent out of habit to reload, killed the relay on the spot; it is ignored, with a
+    /// notice, and SIGTERM still stops it gracefully.
+    @Test func serveIgnoresSIGHUPAndSaysSo() async throws {
+        let directory = makeTemporaryDirectory()
+        try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)
+        let relay = try RelayProcess.start(in: directory)
+        defer { relay.terminate() }
+        kill(relay.process.processIdentifier, SIGHUP)
+        let notice = try await relay.logs.line(containing: "SIGHUP ignored")
+        #expect(notice.contains("restart it to apply a change"), "\(notice)")
+        #expect(relay.process.isRunning)
+        let health = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(relay.port)/healthz"), timeout: .seconds(10))
+        #expect(health.status == .ok)
+        relay.process.terminate()  // SIGTERM
+        relay.waitUntilExit()
+        #expect(relay.process.terminationReason == .exit && relay.process.terminationStatus == 0)
+    }
+
     @Test func pushAgainstARunningServeGetsSuccessAndSIGTERMStopsCleanly() async throws {
         let directory = makeTemporaryDirectory()
         try TestCredentials.yaml(storageURL: "sqlite:relay.sqlite").write(toFile: directory + "/relay.yml", atomically: true, encoding: .utf8)

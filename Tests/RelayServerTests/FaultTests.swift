@@ -143,6 +143,8 @@ import Testing
 struct RelayProcess: Sendable {
     let process: Process
     let port: Int
+    /// What the process logged, line by line, to await a line as it comes.
+    let logs: CapturedLogs
 
     /// Starts `relay` with `arguments` (`serve` unless told) and waits for it to log `port=N`;
     /// with `openFileLimit`, under that soft limit (the shell sets it, then becomes the relay).
@@ -168,9 +170,26 @@ struct RelayProcess: Sendable {
             if chunk.isEmpty { break }
             seen += String(decoding: chunk, as: UTF8.self)
             if let range = seen.range(of: #"port=(\d+)"#, options: .regularExpression) {
-                // Keep draining the log so the relay never blocks on a full pipe.
-                log.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
-                return RelayProcess(process: process, port: Int(seen[range].dropFirst(5))!)
+                // Keep draining the log so the relay never blocks on a full pipe, keeping its lines.
+                let logs = CapturedLogs()
+                let partial = Locked("")
+                let feed: @Sendable (String) -> Void = { text in
+                    let lines = partial.withLock { partial -> [String] in
+                        partial += text
+                        var lines = partial.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                        partial = lines.removeLast()
+                        return lines
+                    }
+                    lines.forEach(logs.append)
+                }
+                feed(seen)
+                log.fileHandleForReading.readabilityHandler = { handle in
+                    let data = handle.availableData
+                    // At the end (the relay exited) the handler would be called again and again.
+                    guard !data.isEmpty else { handle.readabilityHandler = nil; return }
+                    feed(String(decoding: data, as: UTF8.self))
+                }
+                return RelayProcess(process: process, port: Int(seen[range].dropFirst(5))!, logs: logs)
             }
         }
         process.terminate()

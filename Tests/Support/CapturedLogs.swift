@@ -14,7 +14,8 @@ public final class CapturedLogs: Sendable {
 
     public var lines: [String] { captured.withLock { $0.lines } }
 
-    func append(_ line: String) {
+    /// Adds a line logged elsewhere (a child process's, say), waking those waiting for it.
+    public func append(_ line: String) {
         let woken = captured.withLock { state in
             state.lines.append(line)
             let woken = state.waiters.filter { line.contains($0.text) }
