@@ -253,6 +253,20 @@ import Testing
         }
     }
 
+    /// Before the component's first ticket the page says authorization is unavailable instead of
+    /// offering links whose every click failed with that message.
+    @Test func thePageSaysUnavailableUntilTheFirstTicket() async throws {
+        try await TestRelay.with(extraYAML: Self.admin) { relay in
+            try await relay.application().test(.router) { client async throws in
+                let before = try await client.get("/onboarding?component_appid=\(Self.component)")
+                #expect(before.status == 503 && before.body.contains("Authorization is unavailable") && !before.body.contains("/onboarding/authorize"))
+                #expect(try await client.send(relay.ticketPush(ticket: "ticket@@@first")).body == "success")
+                let after = try await client.get("/onboarding?component_appid=\(Self.component)")
+                #expect(after.status == 200 && after.body.contains("/onboarding/authorize?kind=pc"), "\(after.body)")
+            }
+        }
+    }
+
     /// Clicks that cannot get a link (no ticket yet) come at the merchants' — or anyone's — rate:
     /// one line a second.
     @Test func failingClicksAreLoggedOnceASecond() async throws {

@@ -56,6 +56,18 @@ final class TokenService: Sendable {
         }
     }
 
+    /// Whether an authorization link can be made for `appid` now: its component token is fresh,
+    /// or a ticket is stored to get one with. Without either a click can only fail until WeChat
+    /// pushes a ticket. A store that cannot say counts as yes: the click reports what is wrong.
+    func mayIssueLinks(_ appid: String) async -> Bool {
+        do {
+            if let token = try await store.componentToken(appid: appid), token.isFresh(at: clock.now(), margin: refreshMargin) { return true }
+            return try await tickets.ticket(componentAppid: appid) != nil
+        } catch {
+            return true
+        }
+    }
+
     private func refreshComponentToken(_ component: ComponentCredentials) async throws -> StoredToken {
         guard let ticket = try await tickets.ticket(componentAppid: component.appid) else {
             await requestTicket(component)

@@ -36,6 +36,14 @@ struct OnboardingRoutes: Sendable {
             } catch let refusal as Refusal {
                 return refusal.response
             }
+            // Before the component's first ticket every click fails: say so on the page rather
+            // than offer links that lead to the same message.
+            if let component = try? authorization.component(query["component_appid"].map(String.init)),
+               await !authorization.tokens.mayIssueLinks(component) {
+                refusals.log("page without ticket", .notice, "onboarding page shown as unavailable: the component has no component_verify_ticket yet",
+                             ["component_appid": .string(component)], to: context.logger)
+                return OnboardingPage.unavailable
+            }
             return OnboardingPage.response(.ok, OnboardingPage.start(pc: "/onboarding/authorize?kind=pc" + parameters,
                                                                      mobile: "/onboarding/authorize?kind=mobile" + parameters))
         }
