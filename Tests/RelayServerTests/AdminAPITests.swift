@@ -294,7 +294,7 @@ import Testing
     /// Events page newest first through `next_cursor`; a cursor that names no stored event is a
     /// 400 — it gave an empty page, which a client paging through took for the end of the list.
     @Test func eventsPageThroughTheCursorAndAnUnknownCursorIsRefused() async throws {
-        try await TestRelay.with(extraYAML: Self.yaml()) { relay in
+        try await TestRelay.with(extraYAML: Self.yaml(subscriptions: "  - id: crm\n    url: http://127.0.0.1:9/")) { relay in
             try await relay.application().test(.router) { client async throws in
                 for i in 0..<3 { #expect(try await client.send(relay.textPush(msgId: "\(700 + i)")).body == "success") }
                 let first = try await Self.call(client, .get, "/v1/events?limit=2")
@@ -304,6 +304,9 @@ import Testing
                 let second = try await Self.call(client, .get, "/v1/events?limit=2&after=\(cursor)")
                 #expect((second.body["data"] as? [[String: Any]])?.compactMap { ($0["data"] as? [String: Any])?["MsgId"] as? String } == ["700"])
                 #expect(second.body["next_cursor"] is NSNull)
+                // An empty cursor (a null next_cursor passed back as text) is the first page, for deliveries too.
+                #expect((try await Self.call(client, .get, "/v1/events?limit=2&after=").body["data"] as? [[String: Any]])?.count == 2)
+                #expect((try await Self.call(client, .get, "/v1/deliveries?after=").body["data"] as? [[String: Any]])?.count == 3)
                 let unknown = try await Self.call(client, .get, "/v1/events?after=evt_01ZZZZZZZZZZZZZZZZZZZZZZZZ")
                 #expect(unknown.status == 400 && Self.errorCode(unknown.body) == "invalid_request")
                 #expect(((unknown.body["error"] as? [String: Any])?["message"] as? String)?

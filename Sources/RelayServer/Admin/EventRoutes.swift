@@ -9,11 +9,17 @@ struct EventRoutes: Sendable {
     let dispatcher: Dispatcher
     let clock: any RelayClock
 
+    /// `after=`, nil when absent or empty: a client that passes back a null `next_cursor` as an
+    /// empty string means the first page (an empty cursor gave an empty list of deliveries).
+    static func cursor(_ query: Parameters) -> String? {
+        query["after"].flatMap { $0.isEmpty ? nil : String($0) }
+    }
+
     func register(on group: RouterGroup<RelayRequestContext>) {
         group.get("events") { request, _ in
             let query = request.uri.queryParameters
             let limit = try Self.limit(query["limit"].map(String.init))
-            let after = query["after"].map(String.init)
+            let after = Self.cursor(query)
             // The cursor is an event's place in the order: one that names no stored event gave an
             // empty page, which a client paging through took for the end of the list.
             if let after, try await store.event(id: after) == nil {
@@ -41,7 +47,7 @@ struct EventRoutes: Sendable {
                 return status
             }
             let found = try await store.deliveries(DeliveryQuery(
-                subscriptionId: query["subscription"].map(String.init), status: status, before: query["after"].map(String.init), limit: limit))
+                subscriptionId: query["subscription"].map(String.init), status: status, before: Self.cursor(query), limit: limit))
             var items: [JSONValue] = []
             for delivery in found { items.append(AdminJSON.delivery(delivery, attempts: try await store.attempts(deliveryId: delivery.id))) }
             return AdminJSON.list(items, lastId: found.last?.id, limit: limit)
