@@ -125,7 +125,12 @@ import WeChatCrypto
                 #expect(value("relay_process_max_fds") == Double(limit.rlim_cur))
                 #expect((1...Double(limit.rlim_cur)).contains(value("relay_process_open_fds") ?? 0), "\(metrics)")
                 #expect((value("relay_process_resident_memory_bytes") ?? 0) > 1_000_000)
-                #expect((value("relay_process_cpu_seconds") ?? 0) > 0)
+                // A counter, named as Prometheus's own process_cpu_seconds_total (it was a gauge).
+                let cpu = value("relay_process_cpu_seconds_total") ?? 0
+                #expect(cpu > 0 && metrics.contains("# TYPE relay_process_cpu_seconds_total counter"), "\(metrics)")
+                let later = try await client.get("/metrics").body.split(separator: "\n")
+                    .first { $0.hasPrefix("relay_process_cpu_seconds_total ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+                #expect(later >= cpu)
                 let started = value("relay_process_start_time_seconds") ?? 0
                 #expect(started <= Date().timeIntervalSince1970 + 1 && started > Date().timeIntervalSince1970 - 3600)
             }

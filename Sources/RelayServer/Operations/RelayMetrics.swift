@@ -21,6 +21,8 @@ public struct RelayMetrics: Sendable {
     private let deliveryTimers = HandleCache<CoreMetrics.Timer>()
     /// Subscriptions with series of their own: when one goes, all of them are removed.
     private let subscriptionSeries = SubscriptionSeries()
+    /// The process's CPU seconds as last reported, so the counter grows by what was spent since.
+    private let reportedCPU = ReportedTotal()
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -141,7 +143,8 @@ public struct RelayMetrics: Sendable {
     /// `relay_process_*`: this process's CPU seconds, resident memory, open files and their limit,
     /// and start time (Unix seconds), as of the scrape.
     func process(_ figures: ProcessFigures) {
-        Gauge(label: "relay_process_cpu_seconds", factory: factory).record(figures.cpuSeconds)
+        // A counter, as Prometheus's own process_cpu_seconds_total: rate() is what one reads off it.
+        FloatingPointCounter(label: "relay_process_cpu_seconds_total", factory: factory).increment(by: reportedCPU.advance(to: figures.cpuSeconds))
         Gauge(label: "relay_process_resident_memory_bytes", factory: factory).record(figures.residentBytes)
         Gauge(label: "relay_process_open_fds", factory: factory).record(figures.openFiles)
         Gauge(label: "relay_process_max_fds", factory: factory).record(figures.maxOpenFiles)
@@ -192,6 +195,19 @@ private final class SubscriptionSeries: Sendable {
         ids.withLock { ids in
             defer { ids = current }
             return ids.subtracting(current)
+        }
+    }
+}
+
+/// A total read from outside (the process's CPU seconds), reported as a counter's increments.
+private final class ReportedTotal: Sendable {
+    private let last = Mutex(0.0)
+
+    /// What `total` adds to the last reading (never negative).
+    func advance(to total: Double) -> Double {
+        last.withLock { last in
+            defer { last = max(last, total) }
+            return max(0, total - last)
         }
     }
 }
