@@ -93,7 +93,7 @@ import Testing
 
     @Test func theBackoffDoublesUpToFiveSecondsAndEndsWithAClaimThatWorks() {
         let start = Date(timeIntervalSince1970: 1_800_000_000)
-        var backoff = ClaimBackoff()
+        var backoff = Backoff(first: 0.1, longest: 5)
         #expect(backoff.remaining(at: start) == nil)
         let waits = (0..<10).map { _ in backoff.failed(at: start) }
         #expect(waits == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5, 5, 5, 5])

@@ -96,22 +96,19 @@ struct TokenRefreshService: Service {
 /// with an error line each time — up to two calls a minute against WeChat's daily quota, per
 /// such authorizer. Asking for the token through the API still refreshes at once.
 final class FailingRefreshes: Sendable {
-    static let first: TimeInterval = 60
-    static let longest: TimeInterval = 1800
-
-    private let entries = Mutex<[String: (failures: Int, until: Date)]>([:])
+    private let entries = Mutex<[String: Backoff]>([:])
 
     func mayTry(_ appid: String, at now: Date) -> Bool {
-        entries.withLock { $0[appid].map { $0.until <= now } ?? true }
+        entries.withLock { $0[appid]?.remaining(at: now) == nil }
     }
 
     /// Counts a failure at `now`; returns the failures in a row and the wait before the next try.
     func failed(_ appid: String, at now: Date) -> (Int, TimeInterval) {
         entries.withLock { entries in
-            let failures = (entries[appid]?.failures ?? 0) + 1
-            let wait = min(Self.longest, Self.first * pow(2, Double(min(failures - 1, 16))))
-            entries[appid] = (failures, now.addingTimeInterval(wait))
-            return (failures, wait)
+            var backoff = entries[appid] ?? Backoff(first: 60, longest: 1800)
+            let wait = backoff.failed(at: now)
+            entries[appid] = backoff
+            return (backoff.failures, wait)
         }
     }
 

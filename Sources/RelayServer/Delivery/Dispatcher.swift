@@ -246,7 +246,10 @@ final class Dispatcher: Service {
     private func claimLoop(subscriptionId id: String, queue: SubscriptionQueue, breaker: CircuitBreaker, claimBell: Doorbell,
                            startBell: Doorbell) async {
         var dueNow = true
-        var backoff = ClaimBackoff()
+        // After a failed claim (a full disk, a database gone) the backlog stays due: without a
+        // wait the loop asked again at once — 630 failed write transactions and as many error
+        // lines a second per subscription, for as long as the disk stayed full.
+        var backoff = Backoff(first: 0.1, longest: 5)
         var url = registry.subscription(id: id)?.url
         while !Task.isShuttingDownGracefully && !Task.isCancelled && !queue.isClosed {
             guard let subscription = registry.subscription(id: id), subscription.receivesDeliveries else { return }
